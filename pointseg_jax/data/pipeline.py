@@ -1,0 +1,581 @@
+"""tf.data input pipeline: a click dataset (TFDS) -> the batch dicts of DESIGN.md §2, as numpy.
+
+    it = make_dataset(data_config, "train", batch_size=16, train=True, seed=0, start_step=s)
+    batch = next(it)          # {"image": f32 [16,H,W,3], "valid", "labels", "present", ...}
+
+Per example: decode -> warp (augment.py: scale / crop / flip of image, masks, objectness and every
+coordinate list together) -> pad to `image_size` -> rasterise the regime's supervision
+(rasterize.py) -> `present` and objectness. Clicks stay float coordinates until after the warp.
+
+Determinism and exact resume. This host's slice of the split (`tfds.split_for_jax_process`) is read
+once, undecoded, into memory in file order (N records). Stream position p = k * batch_size + b is
+example number p of an endless sequence of epochs: epoch e = p // N visits the records in the
+permutation `index_shuffle(p % N, seed=fold_in((seed, host), e))`, and the augmentation of
+position p is drawn from `fold_in((seed, host'), p)` with stateless ops. So batch k is a pure
+function of (seed, k); `start_step=s` starts the position range at s * batch_size and decodes
+nothing it skips. Eval reads the slice once in file order and pads the last batch
+(`example_mask` False); every host yields the same number of batches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import os
+from typing import Iterator
+
+from absl import logging
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
+from pointseg_jax.data import augment
+from pointseg_jax.data import rasterize
+from pointseg_jax.data.features import MAIN_ANNOTATOR
+
+# What goes into sparse_labels / sparse_weights (data_contracts.md; paper Table 1).
+SUPERVISIONS = (
+    "none",                 # image-level labels only: all 255
+    "one_point",            # 1Point: rank-1 clicks of annotator 0
+    "all_points",           # AllPoints: every click of annotator 0, weight 1
+    "all_points_weighted",  # AllPoints with rank weights 2^-(r-1)
+    "three_annotators",     # 1Point (3 annotators): rank-1 clicks of annotators 0, 1, 2
+    "random_points",        # 1Point random: uniform inside the class mask
+    "squiggle",             # strokes drawn with squiggle_radius
+    "box",                  # smallest covering box, background outside boxes (dense)
+    "full",                 # the dense mask
+    "background_points",    # every click of annotator 0 + background clicks (TEL-style)
+)
+POINT_SUPERVISIONS = ("one_point", "all_points", "all_points_weighted", "three_annotators",
+                      "random_points", "background_points")
+IMAGE_LABELS_FROM = ("classes", "clicks")
+# Registered by importing these modules (lazily: they import heavy builder code).
+_BUILDER_MODULES = ("pointseg_jax.data.synthetic_points", "pointseg_jax.data.voc2012_points")
+_KNOWN_DATASETS = ("synthetic_points/tiny", "synthetic_points/default", "voc2012_points")
+_REQUIRED_FEATURES = ("id", "image", "mask", "instance_mask", "classes", "clicks", "random_clicks",
+                      "background_clicks", "squiggles", "boxes", "objectness", "has_objectness")
+# Counters carried per example through tf.data and summed by `PipelineStats`.
+_STAT_KEYS = ("coords_clipped", "clicks_cropped", "clicks_snapped", "clicks_off_object",
+              "points_merged", "images_shrunk", "no_objectness")
+_STAT_PREFIX = "_stat_"
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """Every data field with its default (the training configs override what they need)."""
+  return ml_collections.ConfigDict({
+      "dataset": "synthetic_points/default",
+      "data_dir": None,          # TFDS data dir (None = TFDS default, ~/tensorflow_datasets)
+      "manual_dir": None,        # voc2012_points: the unpacked VOCdevkit / SBD / JSON folder
+      "image_size": (128, 128),  # static (H, W) of every batch
+      "supervision": "one_point",
+      "squiggle_radius": 2,      # output pixels; the paper tried 2, 5, 25
+      "augment": True,           # random scale / crop / flip on train
+      "scale_range": (0.75, 1.25),
+      "image_labels_from": "classes",
+  })
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """A validated data config as plain Python values (what the tf.data functions close over)."""
+  dataset: str
+  data_dir: str | None
+  image_size: tuple[int, int]
+  supervision: str
+  squiggle_radius: float
+  augment: bool
+  scale_range: tuple[float, float]
+  image_labels_from: str
+
+
+def _bad(field: str, value, fix: str) -> ValueError:
+  return ValueError(f"data_config.{field} = {value!r}: {fix}")
+
+
+def check_data_config(data_config) -> DataSpec:
+  """Validate a data ConfigDict (or dict); errors name the field and the fix."""
+  cfg = dict(data_config)
+  known = set(default_data_config().keys()) | {"shuffle_buffer"}
+  unknown = sorted(set(cfg) - known)
+  if unknown:
+    raise ValueError(f"data_config has unknown fields {unknown}; known fields: {sorted(known)} "
+                     "(pipeline.default_data_config())")
+  cfg = {**dict(default_data_config()), **cfg}
+  if cfg.get("shuffle_buffer") is not None:
+    logging.log_first_n(logging.INFO, "data_config.shuffle_buffer is not used: every epoch is a "
+                        "full permutation of the split (pipeline.py docstring)", 1)
+  if not isinstance(cfg["dataset"], str) or not cfg["dataset"]:
+    raise _bad("dataset", cfg["dataset"], f"a TFDS name such as {', '.join(_KNOWN_DATASETS)}")
+  size = cfg["image_size"]
+  if (not isinstance(size, (tuple, list)) or len(size) != 2
+      or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+                 for v in size)):
+    raise _bad("image_size", size, "two positive ints (height, width), e.g. (128, 128)")
+  if cfg["supervision"] not in SUPERVISIONS:
+    raise _bad("supervision", cfg["supervision"], f"one of {', '.join(SUPERVISIONS)}")
+  radius = cfg["squiggle_radius"]
+  if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius >= 1:
+    raise _bad("squiggle_radius", radius, "a number >= 1 (pixels; the paper used 2, 5, 25)")
+  scale = cfg["scale_range"]
+  if (not isinstance(scale, (tuple, list)) or len(scale) != 2
+      or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+      or not 0 < scale[0] <= scale[1]):
+    raise _bad("scale_range", scale, "(lo, hi) with 0 < lo <= hi, e.g. (0.75, 1.25)")
+  if not isinstance(cfg["augment"], bool):
+    raise _bad("augment", cfg["augment"], "True or False")
+  if cfg["image_labels_from"] not in IMAGE_LABELS_FROM:
+    raise _bad("image_labels_from", cfg["image_labels_from"], f"one of {IMAGE_LABELS_FROM}")
+  data_dir = cfg["data_dir"]
+  return DataSpec(
+      dataset=cfg["dataset"],
+      data_dir=None if data_dir is None else os.path.expanduser(str(data_dir)),
+      image_size=(int(size[0]), int(size[1])), supervision=cfg["supervision"],
+      squiggle_radius=float(radius), augment=cfg["augment"],
+      scale_range=(float(scale[0]), float(scale[1])), image_labels_from=cfg["image_labels_from"])
+
+
+# ----------------------------------------------------------------------------------------------
+# One example (pure TF; runs inside tf.data.map).
+
+
+def _points(group, keep=None):
+  y, x, cls = group["y"], group["x"], tf.cast(group["cls"], tf.int32)
+  if keep is None:
+    return y, x, cls
+  return tf.boolean_mask(y, keep), tf.boolean_mask(x, keep), tf.boolean_mask(cls, keep)
+
+
+def select_points(example, supervision: str):
+  """(y, x, cls, weight) of the clicks a point regime rasterises, in priority-tie order."""
+  clicks = example["clicks"]
+  ann, rank = tf.cast(clicks["annotator"], tf.int32), tf.cast(clicks["rank"], tf.int32)
+  if supervision == "random_points":
+    y, x, cls = _points(example["random_clicks"])
+    return y, x, cls, tf.ones_like(y)
+  if supervision == "one_point":
+    keep = (ann == MAIN_ANNOTATOR) & (rank == 1)
+  elif supervision == "three_annotators":
+    keep = (ann >= 0) & (ann <= 2) & (rank == 1)
+  else:  # all_points, all_points_weighted, background_points
+    keep = ann == MAIN_ANNOTATOR
+  y, x, cls = _points(clicks, keep)
+  if supervision == "all_points_weighted":
+    weight = rasterize.rank_weight(tf.boolean_mask(rank, keep))
+  else:
+    weight = tf.ones_like(y)
+  if supervision == "background_points":
+    by, bx, bc = _points(example["background_clicks"])
+    y, x, cls = tf.concat([y, by], 0), tf.concat([x, bx], 0), tf.concat([cls, bc], 0)
+    weight = tf.concat([weight, tf.ones_like(by)], 0)
+  return y, x, cls, weight
+
+
+def _label_classes(example, mask, supervision: str, image_labels_from: str):
+  """Class ids whose union (with background) is `present`."""
+  if image_labels_from == "classes":
+    return tf.cast(example["classes"], tf.int32)
+  # The authors' kernel reads the class list off the rasterised annotation (original_code.md §1.0):
+  # the classes of this regime's own annotation, before any crop.
+  if supervision == "full":
+    return tf.reshape(mask, [-1])
+  if supervision == "squiggle":
+    return tf.cast(example["squiggles"]["cls"], tf.int32)
+  if supervision == "box":
+    return tf.cast(example["boxes"]["cls"], tf.int32)
+  if supervision == "none":
+    return select_points(example, "all_points")[2]
+  return select_points(example, supervision)[2]
+
+
+def _present(classes):
+  """bool [C]: the listed object classes plus background, always (original_code.md §1.1)."""
+  ok = (classes >= 1) & (classes < NUM_CLASSES)
+  hits = tf.math.unsorted_segment_max(tf.ones_like(classes), tf.where(ok, classes, 0), NUM_CLASSES)
+  return (hits > 0) | (tf.range(NUM_CLASSES) == 0)
+
+
+def _check_classes(cls, field: str, example_id):
+  ok = tf.reduce_all((cls >= 0) & (cls < NUM_CLASSES))
+  return tf.debugging.Assert(ok, [f"{field}.cls must be class ids 0..{NUM_CLASSES - 1}; example",
+                                  example_id, "has", cls], summarize=20)
+
+
+def _clip_coords(y, x, g: augment.Geometry):
+  """Continuous coordinates clipped into [0, h] x [0, w]; also how many were outside."""
+  hf, wf = tf.cast(g.height, tf.float32), tf.cast(g.width, tf.float32)
+  outside = (y < 0) | (y > hf) | (x < 0) | (x > wf)
+  return (tf.clip_by_value(y, 0.0, hf), tf.clip_by_value(x, 0.0, wf),
+          tf.reduce_sum(tf.cast(outside, tf.int32)))
+
+
+def _sparse_points(example, spec: DataSpec, g, key, warped_key, valid_shape):
+  """Clicks -> output pixels (centre rule + snap, augment.py) -> one labelled pixel each."""
+  y, x, cls, weight = select_points(example, spec.supervision)
+  rows, cols, clipped = augment.clip_pixels(y, x, g)
+  want = tf.gather_nd(key, tf.stack([rows, cols], -1))
+  out_r, out_c, inside = augment.warp_pixels(rows, cols, g)
+  out_r, out_c, moved = augment.snap_clicks(out_r, out_c, want, warped_key, g)
+  landed = tf.gather_nd(warped_key, tf.stack([tf.clip_by_value(out_r, 0, g.crop_h - 1),
+                                              tf.clip_by_value(out_c, 0, g.crop_w - 1)], -1))
+  off_object = inside & (landed != want)
+  out_r, out_c = tf.boolean_mask(out_r, inside), tf.boolean_mask(out_c, inside)
+  kept_cls, kept_w = tf.boolean_mask(cls, inside), tf.boolean_mask(weight, inside)
+  labels, weights = rasterize.rasterize_points(out_r, out_c, kept_cls, kept_w, valid_shape)
+  stats = {
+      "coords_clipped": tf.reduce_sum(tf.cast(clipped, tf.int32)),
+      "clicks_cropped": tf.reduce_sum(tf.cast(~inside, tf.int32)),
+      "clicks_snapped": tf.reduce_sum(tf.cast(moved & inside, tf.int32)),
+      "clicks_off_object": tf.reduce_sum(tf.cast(off_object, tf.int32)),
+      "points_merged": tf.size(out_r) - tf.reduce_sum(tf.cast(weights > 0, tf.int32)),
+  }
+  return labels, weights, cls, stats
+
+
+def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor, spec: DataSpec,
+                      *, train: bool) -> dict:
+  """A decoded example (features.click_features) -> one element of the batch dict + counters."""
+  out_size = spec.image_size
+  image = example["image"]
+  mask = tf.cast(example["mask"][..., 0], tf.int32)
+  instances = tf.cast(example["instance_mask"][..., 0], tf.int32)
+  shape = tf.shape(image)
+  g = augment.sample_geometry(aug_seed, shape[0], shape[1], out_size,
+                              augment=train and spec.augment, scale_range=spec.scale_range)
+  # (class, instance) key: warped with one gather, and what `snap_clicks` matches clicks against.
+  key = mask * 256 + instances
+  warped_key = augment.warp_labels(key, g)
+  labels = augment.pad_to(warped_key // 256, out_size, IGNORE_INDEX)
+  valid = augment.pad_to(tf.ones([g.crop_h, g.crop_w], tf.bool), out_size, False)
+  image = augment.pad_to(augment.warp_image(tf.cast(image, tf.float32), g), out_size, 0.0)
+  obj = augment.warp_image(tf.cast(example["objectness"], tf.float32), g)[..., 0]
+  objectness = augment.pad_to((obj + 1.0) / 257.0, out_size, 0.0)
+
+  stats = {k: tf.constant(0, tf.int32) for k in _STAT_KEYS}
+  if not (train and spec.augment):
+    stats["images_shrunk"] = tf.cast((g.scaled_h < g.height) | (g.scaled_w < g.width), tf.int32)
+  stats["no_objectness"] = tf.cast(~tf.cast(example["has_objectness"], tf.bool), tf.int32)
+  checks = []
+  sup = spec.supervision
+  if sup in POINT_SUPERVISIONS:
+    sparse, weights, cls, point_stats = _sparse_points(example, spec, g, key, warped_key, out_size)
+    stats.update(point_stats)
+    field = {"random_points": "random_clicks",
+             "background_points": "clicks / background_clicks"}.get(sup, "clicks")
+    checks.append(_check_classes(cls, field, example["id"]))
+  elif sup == "squiggle":
+    s = example["squiggles"]
+    y, x, clipped = _clip_coords(s["y"], s["x"], g)
+    sparse, weights = rasterize.rasterize_polylines(
+        y, x, tf.cast(s["cls"], tf.int32), s["stroke"], spec.squiggle_radius,
+        augment.source_centres(g, out_size))
+    stats["coords_clipped"] = clipped
+    checks.append(_check_classes(tf.cast(s["cls"], tf.int32), "squiggles", example["id"]))
+  elif sup == "box":
+    b = example["boxes"]
+    ymin, xmin, c0 = _clip_coords(b["ymin"], b["xmin"], g)
+    ymax, xmax, c1 = _clip_coords(b["ymax"], b["xmax"], g)
+    sparse, weights = rasterize.rasterize_boxes(ymin, xmin, ymax, xmax, tf.cast(b["cls"], tf.int32),
+                                                augment.source_centres(g, out_size))
+    stats["coords_clipped"] = c0 + c1
+    checks.append(_check_classes(tf.cast(b["cls"], tf.int32), "boxes", example["id"]))
+  elif sup == "full":
+    sparse = labels
+    weights = tf.cast(labels != IGNORE_INDEX, tf.float32)
+  else:  # none
+    sparse = tf.fill(out_size, tf.constant(IGNORE_INDEX, tf.int32))
+    weights = tf.zeros(out_size, tf.float32)
+  sparse = tf.where(valid, sparse, IGNORE_INDEX)
+  weights = tf.where(valid & (sparse != IGNORE_INDEX), weights, 0.0)
+
+  with tf.control_dependencies(checks):
+    present = _present(_label_classes(example, mask, sup, spec.image_labels_from))
+  out = {
+      "image": image,
+      "valid": valid,
+      "labels": labels,
+      "present": present,
+      "sparse_labels": sparse,
+      "sparse_weights": weights,
+      "objectness": objectness,
+      "example_id": tf.cast(example_id, tf.int32),
+      "example_mask": tf.constant(True),
+  }
+  out.update({_STAT_PREFIX + k: v for k, v in stats.items()})
+  return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the split.
+
+
+def _register_builders() -> None:
+  for name in _BUILDER_MODULES:
+    try:
+      importlib.import_module(name)
+    except ModuleNotFoundError as e:  # builder not written yet / not installed: skip it
+      if e.name is None or not name.startswith(e.name):
+        raise
+
+
+def _open_builder(spec: DataSpec):
+  """The TFDS builder of `spec.dataset`; clear errors for unknown / unprepared / foreign datasets."""
+  _register_builders()
+  try:
+    builder = tfds.builder(spec.dataset, data_dir=spec.data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(
+        f"data_config.dataset = {spec.dataset!r} is not a known TFDS dataset; click datasets are "
+        f"{', '.join(_KNOWN_DATASETS)}") from e
+  except ValueError as e:  # e.g. unknown builder config 'synthetic_points/huge'
+    raise ValueError(f"data_config.dataset = {spec.dataset!r}: {e}") from e
+  missing = [f for f in _REQUIRED_FEATURES if f not in builder.info.features]
+  if missing:
+    raise ValueError(
+        f"data_config.dataset = {spec.dataset!r} lacks the click features {missing}; make_dataset "
+        "reads datasets written with pointseg_jax.data.features.click_features")
+  if not builder.is_prepared():
+    raise ValueError(
+        f"data_config.dataset = {spec.dataset!r} is not prepared in {builder.data_dir!r}; run "
+        f"pointseg_jax.data.prepare({spec.dataset!r}, data_dir={spec.data_dir!r}) first "
+        "(voc2012_points also needs manual_dir)")
+  return builder
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSlice:
+  """This process's share of a split: its sub-split, size, offset in the split, all hosts' sizes."""
+  split: object
+  num_examples: int
+  offset: int
+  sizes: tuple[int, ...]
+
+
+def host_slice(builder, split: str, process_index: int, process_count: int) -> HostSlice:
+  """`tfds.split_for_jax_process` (contiguous, remainder kept) for this and every other host."""
+  subs = [tfds.split_for_jax_process(split, process_index=i, process_count=process_count)
+          for i in range(process_count)]
+  try:
+    sizes = tuple(builder.info.splits[s].num_examples for s in subs)
+  except (KeyError, ValueError) as e:
+    raise ValueError(f"split {split!r} not in {builder.info.full_name}: its splits are "
+                     f"{sorted(builder.info.splits)}") from e
+  return HostSlice(subs[process_index], sizes[process_index], sum(sizes[:process_index]), sizes)
+
+
+def read_records(builder, split) -> list[bytes]:
+  """The serialized examples of (a sub-split of) a TFRecord split, undecoded, in file order."""
+  parts = []
+  for fi in builder.info.splits[split].file_instructions:
+    parts.append(tf.data.TFRecordDataset(fi.filename).skip(fi.skip).take(fi.take))
+  if not parts:
+    return []
+  ds = parts[0]
+  for p in parts[1:]:
+    ds = ds.concatenate(p)
+  return list(ds.as_numpy_iterator())
+
+
+def example_names(data_config, split: str) -> list[str]:
+  """The stored `id` (e.g. VOC '2008_000123') of every example of `split`, indexed by the batch
+  dict's `example_id` (the split-wide position in file order, the same on every host)."""
+  spec = check_data_config(data_config)
+  builder = _open_builder(spec)
+  names = []
+  for record in read_records(builder, split):
+    feature = tf.train.Example.FromString(record).features.feature["id"]
+    names.append(feature.bytes_list.value[0].decode("utf-8"))
+  return names
+
+
+# ----------------------------------------------------------------------------------------------
+# Iteration.
+
+
+@dataclasses.dataclass
+class PipelineStats:
+  """Counts of everything the pipeline changed or dropped; logged, never silent.
+
+  coords_clipped: stored click / squiggle / box coordinates outside the image, moved into it.
+  clicks_cropped: clicks outside the random crop, dropped (train augmentation only).
+  clicks_snapped: clicks moved by one output pixel to stay on their object (when shrinking).
+  clicks_off_object: clicks kept although the warped mask under them no longer shows what was under
+    them in the stored image (shrinking skipped a 1-px part of the object, or the object's last
+    column / row fell just outside a crop edge); the image there still blends that object.
+  points_merged: clicks that landed on a pixel another click already labelled (rule: rasterize.py).
+  images_shrunk: images larger than image_size, shrunk to fit (no augmentation: eval).
+  no_objectness: examples without an objectness map (has_objectness False: P = 1/257 there).
+  """
+  examples: int = 0
+  batches: int = 0
+  coords_clipped: int = 0
+  clicks_cropped: int = 0
+  clicks_snapped: int = 0
+  clicks_off_object: int = 0
+  points_merged: int = 0
+  images_shrunk: int = 0
+  no_objectness: int = 0
+  name: str = ""
+  log_every: int = 1000
+
+  def add(self, counts: dict[str, int], examples: int) -> None:
+    before = {k: getattr(self, k) for k in _STAT_KEYS}
+    self.examples += examples
+    self.batches += 1
+    for k in _STAT_KEYS:
+      setattr(self, k, getattr(self, k) + int(counts[k]))
+    first = [k for k in _STAT_KEYS if before[k] == 0 and getattr(self, k) > 0]
+    if first:
+      logging.warning("data %s: %s", self.name, self.summary(first))
+    elif self.batches % self.log_every == 0 and any(getattr(self, k) for k in _STAT_KEYS):
+      logging.info("data %s: %s", self.name, self.summary(_STAT_KEYS))
+
+  def summary(self, keys=_STAT_KEYS) -> str:
+    text = ", ".join(f"{k}={getattr(self, k)}" for k in keys)
+    return f"{text} after {self.examples} examples (PipelineStats docstring explains each)"
+
+
+class BatchIterator:
+  """Iterator of numpy batch dicts; `.stats` counts clipped / dropped / moved clicks so far."""
+
+  def __init__(self, batches: Iterator[dict], stats: PipelineStats, num_batches: int | None):
+    self._batches = batches
+    self.stats = stats
+    self.num_batches = num_batches  # eval: batches this iterator yields; train: None (endless)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._batches)
+
+
+def _split_stats(batch: dict) -> tuple[dict, dict]:
+  counts = {k: int(batch.pop(_STAT_PREFIX + k)[batch["example_mask"]].sum()) for k in _STAT_KEYS}
+  return batch, counts
+
+
+def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
+  """Pad a short last batch (or make an empty one) with blank examples: example_mask False."""
+  fill = {"labels": IGNORE_INDEX, "sparse_labels": IGNORE_INDEX, "example_id": -1}
+  out = {}
+  for k, t in template.items():
+    blank = np.full((batch_size,) + t.shape[1:], fill.get(k, 0), t.dtype)
+    if k == "present":
+      blank[:, 0] = True
+    if batch is not None:
+      blank[:len(batch[k])] = batch[k]
+    out[k] = blank
+  return out
+
+
+def _dataset(records: list[bytes], features, spec: DataSpec, *, batch_size: int, train: bool,
+             seed: int, start_step: int, offset: int, process_index: int) -> tf.data.Dataset:
+  n = len(records)
+
+  def fetch(i):
+    return np.asarray(records[int(i)], dtype=object)
+
+  def load(index, aug_seed):
+    record = tf.numpy_function(fetch, [index], tf.string, stateful=False)
+    example = features.deserialize_example(tf.ensure_shape(record, []))
+    return transform_example(example, aug_seed, offset + index, spec, train=train)
+
+  first = start_step * batch_size
+  if train:
+    shuffle_key = tf.constant([seed, 2 * process_index], tf.int64)
+    aug_key = tf.constant([seed, 2 * process_index + 1], tf.int64)
+
+    def locate(position):
+      epoch_key = tf.random.experimental.stateless_fold_in(shuffle_key, position // n)
+      index = tf.random.experimental.index_shuffle(position % n, epoch_key, tf.constant(n - 1,
+                                                                                     tf.int64))
+      return index, tf.random.experimental.stateless_fold_in(aug_key, position)
+
+    ds = tf.data.Dataset.range(first, np.iinfo(np.int64).max).map(locate)
+  else:
+    ds = tf.data.Dataset.range(first, n).map(lambda i: (i, tf.zeros([2], tf.int64)))
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(batch_size, drop_remainder=train)
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(data_config, split: str, *, batch_size: int, train: bool, seed: int,
+                 start_step: int = 0, process_index: int | None = None,
+                 process_count: int | None = None) -> BatchIterator:
+  """Batches of DESIGN.md §2 (numpy) from `data_config.dataset`'s `split`, this host's share.
+
+  batch_size: this process's batch (global / jax.process_count()). train=True: endless, shuffled,
+  augmented; batch k is a pure function of (seed, start_step + k). train=False: the split once in a
+  fixed order, the last batch padded with example_mask False, the same number of batches on every
+  host. process_index / process_count default to jax's (override for tests / offline tools).
+  """
+  spec = check_data_config(data_config)
+  for name, value in (("batch_size", batch_size), ("start_step", start_step), ("seed", seed)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise ValueError(f"make_dataset: {name} must be an int, got {value!r}")
+  if batch_size < 1 or start_step < 0:
+    raise ValueError(f"make_dataset: need batch_size >= 1 and start_step >= 0, got {batch_size}, "
+                     f"{start_step}")
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    process_index, process_count = jax.process_index(), jax.process_count()
+  _hide_accelerators_from_tf()
+  builder = _open_builder(spec)
+  part = host_slice(builder, split, process_index, process_count)
+  records = read_records(builder, part.split)
+  if not records and train:
+    raise ValueError(f"split {split!r} of {spec.dataset!r} has no examples for process "
+                     f"{process_index} of {process_count}")
+  ds = _dataset(records, builder.info.features, spec, batch_size=batch_size, train=train,
+                seed=int(seed), start_step=int(start_step), offset=part.offset,
+                process_index=process_index)
+  stats = PipelineStats(name=f"{spec.dataset}:{split}{'(train)' if train else ''}")
+  if train:
+    return BatchIterator(_train_batches(ds, stats), stats, None)
+  num_batches = max(math.ceil(s / batch_size) for s in part.sizes) - start_step
+  num_batches = max(num_batches, 0)
+  return BatchIterator(_eval_batches(ds, stats, batch_size, num_batches, spec), stats, num_batches)
+
+
+def _train_batches(ds, stats):
+  for batch in ds.as_numpy_iterator():
+    batch, counts = _split_stats(batch)
+    stats.add(counts, len(batch["example_id"]))
+    yield batch
+
+
+def _eval_batches(ds, stats, batch_size, num_batches, spec: DataSpec):
+  template = None
+  done = 0
+  for batch in ds.as_numpy_iterator():
+    batch, counts = _split_stats(batch)
+    stats.add(counts, len(batch["example_id"]))
+    template = batch
+    done += 1
+    yield _pad_batch(batch, batch, batch_size) if len(batch["example_id"]) < batch_size else batch
+  if template is None:
+    template = _blank_template(spec)
+  for _ in range(num_batches - done):
+    yield _pad_batch(None, template, batch_size)
+
+
+def _blank_template(spec: DataSpec) -> dict:
+  h, w = spec.image_size
+  return {"image": np.zeros((1, h, w, 3), np.float32), "valid": np.zeros((1, h, w), bool),
+          "labels": np.zeros((1, h, w), np.int32), "present": np.zeros((1, NUM_CLASSES), bool),
+          "sparse_labels": np.zeros((1, h, w), np.int32),
+          "sparse_weights": np.zeros((1, h, w), np.float32),
+          "objectness": np.zeros((1, h, w), np.float32), "example_id": np.zeros((1,), np.int32),
+          "example_mask": np.zeros((1,), bool)}
+
+
+def _hide_accelerators_from_tf() -> None:
+  """TF must not grab the GPU / TPU memory JAX needs (jax_anchors.md §11.4)."""
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF already initialised its devices: nothing to do any more
+    pass
