@@ -1,0 +1,214 @@
+"""How well objectness maps separate object pixels from background, against two baselines.
+
+    python -m pointseg_jax.objectness.evaluate --voc-dir ../shared/testdata/voc_val_samples \\
+        --release-dir ../shared/testdata/alexe_objectness_v2.2
+
+On photos with VOC-palette masks (`<n>_image.png`, `<n>_target.png`): ROC AUC of each map against
+object pixels (class 1..20 positive, 0 negative, 255 void ignored) and the mean P = (o+1)/257 inside
+vs outside objects, for our map and, computed in the same run, a centre prior (Gaussian at the image
+centre, σ = 1/4 of each side) and plain spectral-residual saliency. Every map is stored as uint8
+min-max normalised first, exactly as training reads it. With `--release-dir`, also the agreement
+with the release's reference output on 002053.jpg (its boxes -> our renderer; our whole pipeline).
+"""
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+from PIL import Image
+
+from pointseg_jax import IGNORE_INDEX
+from pointseg_jax.objectness import model as model_lib
+from pointseg_jax.objectness import pipeline, render, saliency
+
+VOID_RGB = (224, 224, 192)
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+  """The PASCAL VOC colour map (class id -> RGB), from the devkit's bit-interleaving rule."""
+  pal = np.zeros((n, 3), np.uint8)
+  for i in range(n):
+    c, r, g, b = i, 0, 0, 0
+    for j in range(8):
+      r |= ((c >> 0) & 1) << (7 - j)
+      g |= ((c >> 1) & 1) << (7 - j)
+      b |= ((c >> 2) & 1) << (7 - j)
+      c >>= 3
+    pal[i] = (r, g, b)
+  return pal
+
+
+def decode_voc_target(rgb: np.ndarray, path="target") -> np.ndarray:
+  """VOC colour mask [H, W, 3] -> class ids [H, W] (0..20, 255 void); unknown colours raise."""
+  pal = voc_palette(21).astype(np.int64)
+  code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+  keys = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+  void = (VOID_RGB[0] << 16) | (VOID_RGB[1] << 8) | VOID_RGB[2]
+  out = np.full(code.shape, -1, np.int64)
+  for cls, key in enumerate(keys):
+    out[code == key] = cls
+  out[code == void] = IGNORE_INDEX
+  bad = out < 0
+  if bad.any():
+    colours = np.unique(rgb[bad].reshape(-1, 3), axis=0)[:5].tolist()
+    raise ValueError(f"{path}: {int(bad.sum())} pixels have colours outside the VOC palette, "
+                     f"e.g. {colours}; is it a colour-mapped VOC mask?")
+  return out.astype(np.uint8)
+
+
+def auc_uint8(o: np.ndarray, positive: np.ndarray, valid: np.ndarray) -> float:
+  """ROC AUC of a uint8 map: P(o_pos > o_neg) + ½ P(o_pos = o_neg), from 256-bin histograms."""
+  pos = np.bincount(o[valid & positive], minlength=256).astype(np.float64)
+  neg = np.bincount(o[valid & ~positive], minlength=256).astype(np.float64)
+  if pos.sum() == 0 or neg.sum() == 0:
+    return float("nan")
+  below = np.cumsum(neg) - neg  # negatives strictly below each level
+  return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
+def centre_prior(height: int, width: int, rel_sigma: float = 0.25) -> np.ndarray:
+  """Gaussian centre bias, uint8; σ = rel_sigma · side along each axis."""
+  y = (np.arange(height) - (height - 1) / 2) / (rel_sigma * height)
+  x = (np.arange(width) - (width - 1) / 2) / (rel_sigma * width)
+  return render.to_uint8(np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)))
+
+
+def saliency_baseline(image: np.ndarray) -> np.ndarray:
+  """Plain spectral-residual saliency (Hou & Zhang 2007; 64 px long side), uint8."""
+  return render.to_uint8(saliency.image_saliency(image))
+
+
+def map_stats(o: np.ndarray, labels: np.ndarray) -> dict:
+  valid = labels != IGNORE_INDEX
+  positive = (labels > 0) & valid
+  p = (o.astype(np.float64) + 1) / 257
+  return {"auc": auc_uint8(o, positive, valid),
+          "p_in": float(p[positive].mean()) if positive.any() else float("nan"),
+          "p_out": (float(p[valid & ~positive].mean()) if (valid & ~positive).any()
+                    else float("nan"))}
+
+
+def load_voc_samples(voc_dir):
+  """(name, image uint8 RGB, labels) for every `<n>_image.png` with a `<n>_target.png`."""
+  voc_dir = pathlib.Path(voc_dir)
+  images = sorted(voc_dir.glob("*_image.png"), key=lambda p: int(p.name.split("_")[0]))
+  if not images:
+    raise FileNotFoundError(f"no <n>_image.png files in {voc_dir}")
+  for path in images:
+    target = path.with_name(path.name.replace("_image", "_target"))
+    if not target.is_file():
+      raise FileNotFoundError(f"{target} missing (needed beside {path.name})")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    labels = decode_voc_target(np.asarray(Image.open(target).convert("RGB")), target)
+    yield path.name.split("_")[0], image, labels
+
+
+def evaluate_voc(voc_dir, seed: int = 0, **heatmap_kw) -> dict:
+  """Per-image and mean statistics of our map and both baselines; also pooled-pixel AUC."""
+  methods = {"objectness": lambda im: pipeline.heatmap(im, rng=seed, **heatmap_kw),
+             "centre_prior": lambda im: centre_prior(*im.shape[:2]),
+             "spectral_residual": saliency_baseline}
+  per_image, pooled = [], {m: [] for m in methods}
+  for name, image, labels in load_voc_samples(voc_dir):
+    row = {"image": name}
+    for method, fn in methods.items():
+      o = fn(image)
+      row[method] = map_stats(o, labels)
+      pooled[method].append((o, labels))
+    per_image.append(row)
+  summary = {}
+  for method in methods:
+    stats = [r[method] for r in per_image]
+    os_ = np.concatenate([o.ravel() for o, _ in pooled[method]])
+    ls = np.concatenate([l.ravel() for _, l in pooled[method]])
+    valid = ls != IGNORE_INDEX
+    summary[method] = {
+        "mean_auc": float(np.nanmean([s["auc"] for s in stats])),
+        "pooled_auc": auc_uint8(os_, (ls > 0) & valid, valid),
+        "mean_p_in": float(np.nanmean([s["p_in"] for s in stats])),
+        "mean_p_out": float(np.nanmean([s["p_out"] for s in stats])),
+        "wins_auc": int(sum(r[method]["auc"] >= max(r[m]["auc"] for m in methods)
+                            for r in per_image)),
+    }
+  return {"images": len(per_image), "summary": summary, "per_image": per_image}
+
+
+# ---------------------------------------------------------------- the release's reference run --
+
+def matlab_jet(m: int = 256) -> np.ndarray:
+  """MATLAB's `jet(m)` colour map [m, 3] in [0, 1]."""
+  n = int(np.ceil(m / 4))
+  u = np.concatenate([np.arange(1, n + 1) / n, np.ones(n - 1), np.arange(n, 0, -1) / n])
+  g = int(np.ceil(n / 2)) - (1 if m % 4 == 1 else 0) + np.arange(1, len(u) + 1)
+  r, b = g + n, g - n
+  jet = np.zeros((m, 3))
+  g, r, b = g[g <= m], r[r <= m], b[b >= 1]
+  jet[r - 1, 0] = u[:len(r)]
+  jet[g - 1, 1] = u[:len(g)]
+  jet[b - 1, 2] = u[len(u) - len(b):]
+  return jet
+
+
+def invert_jet(rgb: np.ndarray) -> np.ndarray:
+  """Jet-coloured map [H, W, 3] (floats in [0,1]) -> the uint8 level whose jet colour is nearest."""
+  from scipy import spatial  # pylint: disable=import-outside-toplevel
+  _, idx = spatial.cKDTree(matlab_jet(256)).query(np.asarray(rgb, np.float64).reshape(-1, 3))
+  return idx.astype(np.uint8).reshape(rgb.shape[:2])
+
+
+def load_reference(release_dir):
+  """(image, boxes 0-based inclusive int [1000, 4], scores [1000], their uint8 heat map)."""
+  from scipy import io as sio  # pylint: disable=import-outside-toplevel
+  out = sio.loadmat(pathlib.Path(release_dir) / "output.mat", squeeze_me=True)
+  boxes = out["boxes"]
+  # MATLAB: uint16(round(x)) on 1-based coordinates; round half away from zero.
+  pix = np.floor(boxes[:, :4] + 0.5).astype(np.int64) - 1
+  return out["img"], pix, boxes[:, 4], invert_jet(out["objHeatMap"])
+
+
+def reference_agreement(release_dir, seed: int = 0, **heatmap_kw) -> dict:
+  image, boxes, scores, ref = load_reference(release_dir)
+  rendered = render.boxes_to_heatmap(boxes, scores, *image.shape[:2])
+  ours = pipeline.heatmap(image, rng=seed, **heatmap_kw)
+  corr = lambda a, b: float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+  return {"renderer_corr": corr(rendered, ref),
+          "renderer_max_abs_diff": int(np.abs(rendered.astype(int) - ref).max()),
+          "pipeline_corr": corr(ours, ref),
+          "saliency_corr": corr(saliency_baseline(image), ref),
+          "centre_prior_corr": corr(centre_prior(*image.shape[:2]), ref)}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--voc-dir", default="../shared/testdata/voc_val_samples")
+  parser.add_argument("--release-dir", default="../shared/testdata/alexe_objectness_v2.2",
+                      help="objectness v2.2 folder with output.mat ('' to skip)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--model", default=None, help="model .npz (default: the packaged one)")
+  parser.add_argument("--max-side", type=int, default=pipeline.DEFAULT_MAX_SIDE,
+                      help="long side the cues run at (0 = full size)")
+  parser.add_argument("--json", default=None, help="also write the full results here")
+  args = parser.parse_args(argv)
+  kw = {"max_side": args.max_side or None}
+  if args.model:
+    kw["model"] = model_lib.load(args.model)
+  t = time.perf_counter()
+  res = {"voc": evaluate_voc(args.voc_dir, args.seed, **kw)}
+  if args.release_dir:
+    res["reference"] = reference_agreement(args.release_dir, args.seed, **kw)
+  res["seconds"] = time.perf_counter() - t
+  print(f"{res['voc']['images']} images, {res['seconds']:.1f} s")
+  print(f"{'method':<20}{'mean AUC':>10}{'pooled AUC':>12}{'P in':>8}{'P out':>8}{'best on':>9}")
+  for method, s in res["voc"]["summary"].items():
+    print(f"{method:<20}{s['mean_auc']:>10.3f}{s['pooled_auc']:>12.3f}{s['mean_p_in']:>8.3f}"
+          f"{s['mean_p_out']:>8.3f}{s['wins_auc']:>9d}")
+  if "reference" in res:
+    print("reference 002053.jpg:", {k: round(v, 4) for k, v in res["reference"].items()})
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(res, indent=1))
+  return res
+
+
+if __name__ == "__main__":
+  main()

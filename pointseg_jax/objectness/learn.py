@@ -1,0 +1,236 @@
+"""Learn the naive-Bayes cue model from images with object boxes (`learnParameters.m`).
+
+    python -m pointseg_jax.objectness.learn \\
+        --images ../shared/testdata/alexe_objectness_v2.2/Training/Images --out my_model.npz \\
+        [--boxes boxes.json] [--search-theta CC,SS] \\
+        [--compare-to pointseg_jax/objectness/alexe_v22.npz]
+
+The recipe of objectness v2.2: a window is positive when its IoU with some annotated box is >= 0.5
+(the PASCAL criterion), negative otherwise.
+- MS: the windows the MS cue itself samples (100k per image) with their MS scores.
+- CC, ED, SS: 100k windows per image drawn uniformly (`generateWindows 'uniform'`), each cue
+  evaluated on them.
+Each likelihood is the normalised histogram of the cue over positives (row 0) and negatives
+(row 1) at the model's bin centres, + eps. With `--search-theta`, θ of CC / ED / SS is chosen on a
+grid to maximise Σ log P(object | cue) over the positive windows, as `learnTheta.m` does (the MS
+thresholds θ_MS are kept: the release tuned them for box recall with NMS, not for likelihood).
+
+Boxes: the release's `structGT.mat` in the image folder (1-based [xmin ymin xmax ymax]) or a JSON
+file {"image file name": [[x1, y1, x2, y2], ...]} with 0-based inclusive pixel boxes. Learn on
+images disjoint from every evaluation set (the shipped model saw 50 images, none from PASCAL VOC).
+"""
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+from PIL import Image
+
+from pointseg_jax.objectness import cues as cues_lib
+from pointseg_jax.objectness import model as model_lib
+from pointseg_jax.objectness import pipeline
+
+
+
+def load_boxes(images_dir, boxes_file=None) -> dict:
+  """{image file name: int boxes [K, 4] 0-based inclusive}."""
+  images_dir = pathlib.Path(images_dir)
+  if boxes_file is None:
+    gt = images_dir / "structGT.mat"
+    if not gt.is_file():
+      raise FileNotFoundError(f"no structGT.mat in {images_dir}; pass --boxes boxes.json "
+                              '({"name.jpg": [[x1, y1, x2, y2], ...]}, 0-based inclusive)')
+    from scipy import io as sio  # pylint: disable=import-outside-toplevel
+    struct = sio.loadmat(gt, squeeze_me=True, struct_as_record=False)["structGT"]
+    return {str(s.img): np.atleast_2d(np.asarray(s.boxes, np.int64)) - 1
+            for s in np.atleast_1d(struct)}
+  raw = json.loads(pathlib.Path(boxes_file).read_text())
+  out = {}
+  for name, boxes in raw.items():
+    b = np.atleast_2d(np.asarray(boxes, np.int64))
+    if b.shape[-1] != 4 or (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
+      raise ValueError(f"{boxes_file}: boxes of {name!r} must be [[x1, y1, x2, y2], ...] with "
+                       "x2 >= x1 and y2 >= y1")
+    out[name] = b
+  return out
+
+
+def iou_max(windows: np.ndarray, gt: np.ndarray) -> np.ndarray:
+  """Best inclusive-pixel IoU of each window with any ground-truth box (`computePascalScore`)."""
+  ix = np.minimum(windows[:, None, 2], gt[None, :, 2]) - np.maximum(windows[:, None, 0],
+                                                                     gt[None, :, 0]) + 1
+  iy = np.minimum(windows[:, None, 3], gt[None, :, 3]) - np.maximum(windows[:, None, 1],
+                                                                     gt[None, :, 1]) + 1
+  inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+  area = lambda b: (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+  return (inter / (area(windows)[:, None] + area(gt)[None, :] - inter)).max(axis=1)
+
+
+def uniform_windows(height: int, width: int, num: int, rng: np.random.Generator,
+                    min_window: int = 10) -> np.ndarray:
+  """`generateWindows(img, 'uniform')`: corners uniform over pixels, sides >= min_window."""
+  def sides(size, min_len):
+    min_len = min(min_len, size)
+    a = np.zeros(num, np.int64)
+    b = np.zeros(num, np.int64)
+    todo = np.arange(num)
+    while todo.size:
+      a[todo] = cues_lib.round_half_up(rng.random(todo.size) * (size - 1))
+      b[todo] = cues_lib.round_half_up(rng.random(todo.size) * (size - 1))
+      todo = todo[np.abs(a[todo] - b[todo]) + 1 < min_len]
+    return np.minimum(a, b), np.maximum(a, b)
+
+  x1, x2 = sides(width, min_window)
+  y1, y2 = sides(height, min_window)
+  return np.stack([x1, y1, x2, y2], axis=1)
+
+
+def _scale_boxes(boxes, from_hw, to_hw):
+  sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
+  edges = np.stack([boxes[:, 0] * sx, boxes[:, 1] * sy, (boxes[:, 2] + 1) * sx - 1,
+                    (boxes[:, 3] + 1) * sy - 1], axis=1)
+  return cues_lib.to_pixel_windows(edges, *to_hw)
+
+
+def cue_values(image, windows, cue, model, theta=None):
+  theta = {"CC": model.cc_theta, "ED": model.ed_theta, "SS": model.ss_theta}[cue] if theta is None \
+      else theta
+  if cue == "CC":
+    return cues_lib.cc_scores(image, windows, theta, model.cc_quant)
+  if cue == "ED":
+    return cues_lib.ed_scores(image, windows, theta)
+  if cue == "SS":
+    labels = cues_lib.superpixels(image, theta, model.ss_basis_sigma, model.ss_basis_min_area)
+    return cues_lib.ss_scores(labels, windows)
+  raise ValueError(f"cue {cue!r} is not learned on uniform windows")
+
+
+def collect(images_dir, boxes: dict, model, rng, max_side, windows_per_image, progress=True):
+  """Per image: work-resolution image, MS windows/scores/labels, uniform windows/labels."""
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  images_dir = pathlib.Path(images_dir)
+  out = []
+  for name, gt in tqdm(sorted(boxes.items()), desc="windows", disable=not progress):
+    path = images_dir / name
+    if not path.is_file():
+      raise FileNotFoundError(f"{path} listed in the boxes but missing")
+    image = pipeline.as_rgb_uint8(np.asarray(Image.open(path).convert("RGB")))
+    work = pipeline.resize_to_max_side(image, max_side)
+    gt_work = _scale_boxes(gt, image.shape[:2], work.shape[:2])
+    ms_boxes, ms = cues_lib.ms_windows(work, model.ms_scales, model.ms_theta, rng,
+                                       windows_per_image, model.min_window, model.ms_filtersize)
+    ms_win = cues_lib.to_pixel_windows(ms_boxes, *work.shape[:2])
+    uni = uniform_windows(*work.shape[:2], windows_per_image, rng, model.min_window)
+    out.append({"name": name, "image": work, "ms": ms, "ms_pos": iou_max(ms_win, gt_work) >= 0.5,
+                "uniform": uni, "uni_pos": iou_max(uni, gt_work) >= 0.5})
+  return out
+
+
+def likelihood(values, positive, centres):
+  return np.stack([model_lib.histogram_likelihood(values[positive], centres),
+                   model_lib.histogram_likelihood(values[~positive], centres)])
+
+
+def log_posterior_of_positives(values, positive, centres):
+  """`learnTheta`'s criterion: Σ over positives of log P(object | cue value)."""
+  lik = likelihood(values, positive, centres)
+  pobj = positive.mean()
+  idx = model_lib.bin_index(values[positive], centres)
+  num = pobj * lik[0, idx]
+  return float(np.log(num / (num + (1 - pobj) * lik[1, idx]) + np.finfo(float).eps).sum())
+
+
+def learn(images_dir, boxes_file=None, base: model_lib.Model | None = None, seed: int = 0,
+          max_side: int | None = pipeline.DEFAULT_MAX_SIDE, windows_per_image: int | None = None,
+          search_theta=(), theta_grids: dict | None = None, progress: bool = True):
+  """A new Model with relearned likelihoods (and optionally θ); returns (model, report dict)."""
+  base = model_lib.default_model() if base is None else base
+  rng = np.random.default_rng(seed)
+  n_win = base.distribution_windows if windows_per_image is None else windows_per_image
+  data = collect(images_dir, load_boxes(images_dir, boxes_file), base, rng, max_side, n_win,
+                 progress)
+  report = {"images": len(data)}
+  lik = dict(base.likelihoods)
+  ms = np.concatenate([d["ms"] for d in data])
+  ms_pos = np.concatenate([d["ms_pos"] for d in data])
+  lik["MS"] = (base.likelihoods["MS"][0], likelihood(ms, ms_pos, base.likelihoods["MS"][0]))
+  report["MS"] = {"positives": int(ms_pos.sum()), "windows": int(ms_pos.size),
+                  "pobj": float(ms_pos.mean())}
+  uni_pos = np.concatenate([d["uni_pos"] for d in data])
+  thetas = {"CC": base.cc_theta, "ED": base.ed_theta, "SS": base.ss_theta}
+  grids = {"CC": np.arange(100, 201, 10), "ED": np.arange(5, 101, 5),
+           "SS": np.arange(200, 2001, 100)}
+  grids.update(theta_grids or {})
+  for cue in ("CC", "ED", "SS"):
+    centres = base.likelihoods[cue][0]
+    candidates = list(grids[cue]) if cue in search_theta else [thetas[cue]]
+    best = None
+    for theta in candidates:
+      t = time.perf_counter()
+      vals = np.concatenate([cue_values(d["image"], d["uniform"], cue, base, theta) for d in data])
+      crit = log_posterior_of_positives(vals, uni_pos, centres)
+      if best is None or crit > best[0]:
+        best = (crit, float(theta), vals)
+      if progress and len(candidates) > 1:
+        print(f"  {cue} theta={theta}: Σ log P(obj|cue) over positives = {crit:.1f} "
+              f"({time.perf_counter() - t:.1f} s)")
+    thetas[cue] = best[1]
+    lik[cue] = (centres, likelihood(best[2], uni_pos, centres))
+    report[cue] = {"theta": best[1], "criterion": best[0], "positives": int(uni_pos.sum()),
+                   "windows": int(uni_pos.size)}
+  learned = base.replace(likelihoods=lik, cc_theta=thetas["CC"], ed_theta=thetas["ED"],
+                         ss_theta=thetas["SS"],
+                         source=f"relearned by pointseg_jax.objectness.learn on {len(data)} images "
+                                f"of {images_dir} (seed {seed}, max_side {max_side})")
+  return learned, report
+
+
+def compare(a: model_lib.Model, b: model_lib.Model) -> dict:
+  """Per cue: total-variation distance of the two object and background histograms, and the
+  correlation of the log likelihood ratios over the bins both models populate."""
+  out = {}
+  for cue in model_lib.CUES:
+    if cue not in a.likelihoods or cue not in b.likelihoods:
+      continue
+    la, lb = a.likelihoods[cue][1], b.likelihoods[cue][1]
+    tv = 0.5 * np.abs(la - lb).sum(axis=1)
+    eps = 1e-4
+    both = (la > eps).all(0) & (lb > eps).all(0)
+    lra, lrb = np.log(la[0] / la[1]), np.log(lb[0] / lb[1])
+    out[cue] = {"tv_object": float(tv[0]), "tv_background": float(tv[1]),
+                "llr_corr": float(np.corrcoef(lra[both], lrb[both])[0, 1]) if both.sum() > 2
+                else float("nan"), "bins_compared": int(both.sum())}
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--images", required=True, help="folder of training images")
+  parser.add_argument("--boxes", default=None,
+                      help="JSON boxes (default: structGT.mat in --images)")
+  parser.add_argument("--out", required=True, help="where to write the learned model .npz")
+  parser.add_argument("--base", default=None,
+                      help="model whose θ/bins to start from (default: packaged)")
+  parser.add_argument("--compare-to", default=None, help="print the distance to this model .npz")
+  parser.add_argument("--search-theta", default="", help="comma list of cues among CC,ED,SS")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--max-side", type=int, default=pipeline.DEFAULT_MAX_SIDE)
+  parser.add_argument("--windows-per-image", type=int, default=None)
+  args = parser.parse_args(argv)
+  base = model_lib.load(args.base) if args.base else None
+  search = tuple(c.strip().upper() for c in args.search_theta.split(",") if c.strip())
+  t = time.perf_counter()
+  learned, report = learn(args.images, args.boxes, base, args.seed, args.max_side,
+                          args.windows_per_image, search)
+  model_lib.save(learned, args.out)
+  report["seconds"] = round(time.perf_counter() - t, 1)
+  if args.compare_to:
+    report["compare"] = compare(learned, model_lib.load(args.compare_to))
+  print(json.dumps(report, indent=1))
+  print(f"wrote {args.out}")
+  return report
+
+
+if __name__ == "__main__":
+  main()
