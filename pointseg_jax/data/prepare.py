@@ -1,0 +1,77 @@
+"""One call from a fresh clone to a ready TFDS dataset (the `tfds build` of this package).
+
+    from pointseg_jax.data import prepare
+    builder = prepare("synthetic_points/default")          # builds once, then reuses
+    ds = builder.as_dataset(split="train")
+    builder = prepare("voc2012_points", manual_dir="~/data/voc")   # real data, manual download
+
+`tfds build` itself needs apache_beam, which the pinned stack does not install; this is the same
+`download_and_prepare` call with the package's builders registered and clear errors when the manual
+VOC data is missing.
+"""
+import importlib
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+# Builder name -> package whose import registers it with TFDS.
+BUILDERS = {
+    "synthetic_points": "pointseg_jax.data.synthetic_points",
+    "voc2012_points": "pointseg_jax.data.voc2012_points",
+}
+VOC_MARKER = os.path.join("VOCdevkit", "VOC2012")
+
+
+def builder_name(dataset: str) -> str:
+  """'synthetic_points/tiny:1.0.0' -> 'synthetic_points'."""
+  return dataset.split("/")[0].split(":")[0]
+
+
+def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
+  """The registered TFDS builder for `dataset` (not prepared)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  name = builder_name(dataset)
+  if name not in BUILDERS:
+    raise ValueError(f"unknown dataset {dataset!r}: expected one of {sorted(BUILDERS)} "
+                     "(e.g. 'synthetic_points/tiny', 'synthetic_points/default', 'voc2012_points')")
+  importlib.import_module(BUILDERS[name])
+  if data_dir is not None:
+    data_dir = os.path.expanduser(data_dir)
+  return tfds.builder(dataset, data_dir=data_dir, **builder_kwargs)
+
+
+def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = None, *,
+            manual_dir: str | None = None, num_workers: int | None = None):
+  """Builds `dataset` on first use (idempotent) and returns its TFDS builder.
+
+  dataset: 'synthetic_points[/tiny|/default]' (generated here, with a progress bar) or
+    'voc2012_points' (from the manually downloaded archives in `manual_dir`, default
+    `<data_dir>/downloads/manual`, as TFDS does).
+  data_dir: TFDS data dir (None = TFDS default, ~/tensorflow_datasets or $TFDS_DATA_DIR).
+  num_workers: processes generating synthetic examples (default: one per core for big splits).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  name = builder_name(dataset)
+  kwargs = {"num_workers": num_workers} if name == "synthetic_points" and num_workers else {}
+  builder = get_builder(dataset, data_dir, **kwargs)
+  if builder.is_prepared():
+    log.info("%s already prepared in %s", dataset, builder.data_dir)
+    return builder
+  download_config = None
+  if name == "voc2012_points":
+    manual = os.path.expanduser(manual_dir) if manual_dir else os.path.join(
+        os.fspath(builder.data_dir_root), "downloads", "manual")
+    if not os.path.isdir(os.path.join(manual, VOC_MARKER)):
+      raise FileNotFoundError(
+          f"voc2012_points is not prepared in {builder.data_dir_root} and its manual data is not "
+          f"in {manual!r} (no {VOC_MARKER} there). PASCAL VOC cannot be downloaded automatically: "
+          f"get the archives yourself, then call prepare('voc2012_points', manual_dir=DIR)."
+          f"\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\nWithout real data, use "
+          "'synthetic_points/default' (built here, no download).")
+    download_config = tfds.download.DownloadConfig(manual_dir=manual)
+  log.info("preparing %s in %s", dataset, builder.data_dir)
+  builder.download_and_prepare(download_config=download_config)
+  return builder

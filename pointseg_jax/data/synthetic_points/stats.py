@@ -1,0 +1,313 @@
+"""Statistics of a click dataset, to set the synthetic benchmark next to PASCAL VOC 2012.
+
+  # the built dataset (every field as stored; builds it first if needed)
+  python -m pointseg_jax.data.synthetic_points.stats --dataset=synthetic_points/default --split=train
+  # the scene generator alone (no clicks / objectness; seconds)
+  python -m pointseg_jax.data.synthetic_points.stats --scenes=500
+  # real VOC 2012 val photos with masks (../shared/testdata), optionally with our objectness maps
+  python -m pointseg_jax.data.synthetic_points.stats --voc_samples=../shared/testdata/voc_val_samples
+
+Prints one markdown table (docs/data_synthetic.md) and optionally writes the numbers as JSON.
+Objectness is scored as the ROC AUC of the uint8 map against object pixels (class 1..20) versus
+background pixels (class 0), void excluded: pooled over every pixel of the set and per image.
+"""
+import argparse
+import glob
+import json
+import os
+
+import numpy as np
+
+from pointseg_jax import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+
+SIZE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def auc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
+  """ROC AUC = P(score_pos > score_neg) + P(tie) / 2, from score histograms (exact for uint8)."""
+  pos = np.asarray(pos, np.float64)
+  neg = np.asarray(neg, np.float64)
+  if pos.sum() == 0 or neg.sum() == 0:
+    return float("nan")
+  neg_below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])
+  return float((pos * (neg_below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
+class Accumulator:
+  """Running statistics over (mask, instance_mask, objectness) of many images."""
+
+  def __init__(self):
+    self.n = 0
+    self.classes_per_image = []
+    self.instances_per_image = []
+    self.background = []
+    self.void = []
+    self.instance_sizes = []  # fraction of the image, labelled (non-void) pixels
+    self.class_sizes = []  # fraction of the image covered by one class in one image
+    self.images_with_class = np.zeros(NUM_CLASSES, np.int64)
+    self.obj_pos = np.zeros(256, np.int64)
+    self.obj_neg = np.zeros(256, np.int64)
+    self.obj_auc_per_image = []
+    self.colour = np.zeros((512, NUM_CLASSES), np.int64)  # RGB quantised to 8^3 bins x class
+    self.clicks = np.zeros(3, np.int64)  # main annotator: clicks, on their class, on void
+    self.first_clicks = np.zeros(2, np.int64)  # (image, class) pairs, with a rank-1 main click
+
+  def add(self, mask: np.ndarray, instance_mask: np.ndarray | None = None,
+          objectness: np.ndarray | None = None, image: np.ndarray | None = None,
+          clicks: dict | None = None) -> None:
+    mask = np.asarray(mask).squeeze()
+    total = mask.size
+    present = np.unique(mask)
+    present = present[(present > 0) & (present != IGNORE_INDEX)]
+    self.n += 1
+    self.classes_per_image.append(len(present))
+    self.images_with_class[present] += 1
+    self.background.append(np.count_nonzero(mask == 0) / total)
+    self.void.append(np.count_nonzero(mask == IGNORE_INDEX) / total)
+    counts = np.bincount(mask.ravel(), minlength=256)
+    self.class_sizes.extend(counts[present] / total)
+    if instance_mask is not None:
+      inst = np.asarray(instance_mask).squeeze()
+      icounts = np.bincount(inst.ravel(), minlength=256)[1:IGNORE_INDEX]
+      self.instances_per_image.append(int(np.count_nonzero(icounts)))
+      self.instance_sizes.extend(icounts[icounts > 0] / total)
+    if objectness is not None:
+      obj = np.asarray(objectness).squeeze().astype(np.int64)
+      pos = np.bincount(obj[(mask > 0) & (mask != IGNORE_INDEX)], minlength=256)
+      neg = np.bincount(obj[mask == 0], minlength=256)
+      self.obj_pos += pos
+      self.obj_neg += neg
+      auc = auc_from_histograms(pos, neg)
+      if not np.isnan(auc):
+        self.obj_auc_per_image.append(auc)
+    if image is not None:
+      keep = mask != IGNORE_INDEX
+      q = (np.asarray(image)[keep] // 32).astype(np.int64)
+      np.add.at(self.colour, (q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2], mask[keep].astype(np.int64)), 1)
+    if clicks is not None:
+      main = np.asarray(clicks["annotator"]) == 0
+      cls = np.asarray(clicks["cls"])[main]
+      y = np.clip(np.floor(clicks["y"][main]).astype(np.int64), 0, mask.shape[0] - 1)
+      x = np.clip(np.floor(clicks["x"][main]).astype(np.int64), 0, mask.shape[1] - 1)
+      self.clicks += [len(cls), np.count_nonzero(mask[y, x] == cls),
+                      np.count_nonzero(mask[y, x] == IGNORE_INDEX)]
+      first = cls[np.asarray(clicks["rank"])[main] == 1]
+      self.first_clicks += [len(present), len(np.intersect1d(first, present))]
+
+  def summary(self) -> dict:
+    def hist(values, top):
+      values = np.minimum(np.asarray(values, np.int64), top)
+      return {(f"{k}+" if k == top else str(k)): float(np.mean(values == k)) for k in range(top + 1)}
+
+    out = {
+        "images": self.n,
+        "classes_per_image": float(np.mean(self.classes_per_image)),
+        "classes_per_image_hist": hist(self.classes_per_image, 4),
+        "background_share": float(np.mean(self.background)),
+        "void_share": float(np.mean(self.void)),
+        "class_region_size_quantiles": dict(zip(
+            map(str, SIZE_QUANTILES), np.quantile(self.class_sizes, SIZE_QUANTILES).tolist())),
+        "images_with_class": {CLASS_NAMES[c]: float(self.images_with_class[c] / self.n)
+                              for c in range(1, NUM_CLASSES)},
+    }
+    if self.instances_per_image:
+      inst, cls = np.asarray(self.instances_per_image), np.asarray(self.classes_per_image)
+      sizes = np.asarray(self.instance_sizes)
+      out.update({
+          "instances_per_image": float(inst.mean()),
+          "instances_per_image_hist": hist(inst, 6),
+          "extra_instances_per_present_class": float((inst - cls).sum() / max(cls.sum(), 1)),
+          "instance_size_quantiles": dict(zip(
+              map(str, SIZE_QUANTILES), np.quantile(sizes, SIZE_QUANTILES).tolist())),
+          "instance_size_bins": {"<1%": float(np.mean(sizes < 0.01)),
+                                 "1-10%": float(np.mean((sizes >= 0.01) & (sizes < 0.1))),
+                                 ">=10%": float(np.mean(sizes >= 0.1))},
+      })
+    if self.clicks[0]:
+      out.update({
+          "main_clicks_per_image": float(self.clicks[0] / self.n),
+          "main_clicks_on_their_class": float(self.clicks[1] / self.clicks[0]),
+          "main_clicks_on_void": float(self.clicks[2] / self.clicks[0]),
+          "present_classes_with_a_1point_click": float(
+              self.first_clicks[1] / max(self.first_clicks[0], 1)),
+      })
+    if self.obj_auc_per_image:
+      out.update({
+          "objectness_auc_pooled": auc_from_histograms(self.obj_pos, self.obj_neg),
+          "objectness_auc_per_image_mean": float(np.mean(self.obj_auc_per_image)),
+          "objectness_auc_per_image_quantiles": dict(zip(
+              ("0.1", "0.5", "0.9"),
+              np.quantile(self.obj_auc_per_image, (0.1, 0.5, 0.9)).tolist())),
+      })
+    return out
+
+
+def lookup_accuracy(fit: np.ndarray, test: np.ndarray) -> float:
+  """Pixel accuracy on `test` of the per-bin majority label of `fit` (both [bins, labels])."""
+  pred = fit.argmax(1)
+  return float(test[np.arange(len(test)), pred].sum() / max(test.sum(), 1))
+
+
+def colour_baseline(fit: Accumulator, test: Accumulator) -> dict:
+  """How far one pixel's colour goes: a lookup table colour -> label fitted on `fit` and scored on
+  `test`, for the 21 labels, for the 20 object classes (object pixels only) and for object vs
+  background, next to always answering 'background'."""
+  a, b = fit.colour, test.colour
+  fg_bg = lambda c: np.stack([c[:, 0], c[:, 1:].sum(1)], 1)  # noqa: E731
+  return {
+      "colour_lookup_21way": lookup_accuracy(a, b),
+      "colour_lookup_always_background": float(b[:, 0].sum() / max(b.sum(), 1)),
+      "colour_lookup_20way_object_pixels": lookup_accuracy(a[:, 1:], b[:, 1:]),
+      "colour_lookup_object_vs_background": lookup_accuracy(fg_bg(a), fg_bg(b)),
+  }
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources.
+
+
+def from_dataset(dataset: str, split: str, data_dir: str | None, limit: int | None) -> Accumulator:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from pointseg_jax.data.prepare import prepare  # pylint: disable=g-import-not-at-top
+
+  builder = prepare(dataset, data_dir)
+  ds = builder.as_dataset(split=split if limit is None else f"{split}[:{limit}]")
+  acc = Accumulator()
+  for ex in tfds.as_numpy(ds):
+    acc.add(ex["mask"], ex["instance_mask"] if ex["has_instances"] else None,
+            ex["objectness"] if ex["has_objectness"] else None, ex["image"], ex["clicks"])
+  return acc
+
+
+def from_scenes(num: int, max_side: int, seed: int) -> Accumulator:
+  from pointseg_jax.data.synthetic_points import scenes  # pylint: disable=g-import-not-at-top
+  from pointseg_jax.data.synthetic_points import synthetic_points as sp  # pylint: disable=g-import-not-at-top
+
+  acc = Accumulator()
+  for index in range(num):
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0, index]).spawn(3)[0])
+    scene = scenes.render_scene(rng, *sp.image_size(rng, max_side))
+    acc.add(scene["mask"], scene["instance_mask"], image=scene["image"])
+  return acc
+
+
+def voc_palette() -> np.ndarray:
+  """The standard PASCAL VOC colour map (class id -> RGB)."""
+  palette = np.zeros((256, 3), np.uint8)
+  for i in range(256):
+    c, rgb = i, [0, 0, 0]
+    for j in range(8):
+      for ch in range(3):
+        rgb[ch] |= ((c >> ch) & 1) << (7 - j)
+      c >>= 3
+    palette[i] = rgb
+  return palette
+
+
+def read_voc_colour_mask(path: str) -> np.ndarray:
+  """A VOC mask rendered in the VOC palette (RGB) -> class ids, (224, 224, 192) -> 255 void."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  rgb = np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
+  code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+  palette = voc_palette().astype(np.int64)
+  lut = {int((p[0] << 16) | (p[1] << 8) | p[2]): c for c, p in enumerate(palette[:NUM_CLASSES])}
+  lut[(224 << 16) | (224 << 8) | 192] = IGNORE_INDEX
+  mask = np.full(code.shape, -1, np.int64)
+  for value, cls in lut.items():
+    mask[code == value] = cls
+  if np.any(mask < 0):
+    bad = tuple(rgb[mask < 0][0])
+    raise ValueError(f"{path}: colour {bad} is not a VOC class colour (expected the VOC palette "
+                     "for classes 0-20 and (224, 224, 192) for void)")
+  return mask.astype(np.uint8)
+
+
+def from_voc_samples(folder: str, with_objectness: bool) -> Accumulator:
+  """`<n>_target.png` (+ `<n>_image.png` for objectness) as in ../shared/testdata/voc_val_samples."""
+  targets = sorted(glob.glob(os.path.join(folder, "*_target.png")))
+  if not targets:
+    raise FileNotFoundError(f"no *_target.png in {folder!r} (expected VOC masks in the VOC palette)")
+  acc = Accumulator()
+  for path in targets:
+    mask = read_voc_colour_mask(path)
+    heat = None
+    if with_objectness:
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+      from pointseg_jax import objectness  # pylint: disable=g-import-not-at-top
+      image = np.asarray(Image.open(path.replace("_target.png", "_image.png")).convert("RGB"))
+      heat = objectness.heatmap(image, rng=0)
+    acc.add(mask, None, heat)
+  return acc
+
+
+# --------------------------------------------------------------------------------------------------
+# Report.
+
+
+def _fmt(value) -> str:
+  if isinstance(value, float):
+    return f"{value:.3f}"
+  return str(value)
+
+
+def markdown_table(columns: dict[str, dict]) -> str:
+  """Rows = statistics, columns = sources; nested dicts become one row per key."""
+  rows = []
+  for summary in columns.values():
+    for key, value in summary.items():
+      names = [f"{key} {k}" for k in value] if isinstance(value, dict) else [key]
+      rows.extend(n for n in names if n not in rows)
+  lines = ["| statistic | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  for row in rows:
+    cells = []
+    for summary in columns.values():
+      key, _, sub = row.partition(" ")
+      value = summary.get(key) if not sub else (summary.get(key) or {}).get(sub)
+      if value is None and row in summary:
+        value = summary[row]
+      cells.append("–" if value is None else _fmt(value))
+    lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--dataset", default=None, help="e.g. synthetic_points/default")
+  parser.add_argument("--split", default="train")
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--limit", type=int, default=None, help="first N examples of the split")
+  parser.add_argument("--colour_baseline", action="store_true", help="also fit a colour -> label "
+                      "lookup on the train split and score it on --split (default val)")
+  parser.add_argument("--scenes", type=int, default=0, help="also N scenes straight from the generator")
+  parser.add_argument("--max_side", type=int, default=128)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--voc_samples", default=None, help="folder of VOC *_target.png masks")
+  parser.add_argument("--voc_objectness", action="store_true",
+                      help="also score our objectness maps on the VOC sample photos")
+  parser.add_argument("--json", default=None, help="write the numbers here")
+  args = parser.parse_args(argv)
+  columns = {}
+  if args.dataset:
+    acc = from_dataset(args.dataset, args.split, args.data_dir, args.limit)
+    summary = acc.summary()
+    if args.colour_baseline:
+      fit = acc if args.split == "train" else from_dataset(args.dataset, "train", args.data_dir,
+                                                           args.limit)
+      summary.update(colour_baseline(fit, acc))
+    columns[f"{args.dataset} {args.split}"] = summary
+  if args.scenes:
+    columns[f"scenes ({args.scenes}, {args.max_side}px)"] = from_scenes(
+        args.scenes, args.max_side, args.seed).summary()
+  if args.voc_samples:
+    columns["VOC12 val samples"] = from_voc_samples(args.voc_samples, args.voc_objectness).summary()
+  if not columns:
+    parser.error("give at least one of --dataset, --scenes, --voc_samples")
+  print(markdown_table(columns))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(columns, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,184 @@
+"""The synthetic_points TFDS builder and `prepare`: builds, decodes every field, deterministic."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import objectness
+from pointseg_jax.data import features as features_lib
+from pointseg_jax.data import prepare
+from pointseg_jax.data.synthetic_points import SyntheticPoints, SyntheticPointsConfig
+from pointseg_jax.data.synthetic_points import synthetic_points as sp
+
+POINT_FIELDS = ("clicks", "random_clicks", "background_clicks", "squiggles")
+
+
+def _examples(builder, split):
+  return {ex["id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  builder = prepare("synthetic_points/tiny", data_dir=data_dir)
+  return builder, {split: _examples(builder, split) for split in sp.SPLITS}
+
+
+def test_tiny_builds_with_its_split_sizes(tiny):
+  builder, examples = tiny
+  cfg = builder.builder_config
+  assert cfg.name == "tiny"
+  assert builder.info.splits["train"].num_examples == cfg.num_train == len(examples["train"])
+  assert builder.info.splits["val"].num_examples == cfg.num_val == len(examples["val"])
+
+
+def test_features_are_exactly_the_shared_spec(tiny):
+  builder, examples = tiny
+  spec = features_lib.click_features("png")
+  assert builder.info.features.get_serialized_info() == spec.get_serialized_info()
+  ex = next(iter(examples["train"].values()))
+  assert set(ex) == set(spec.keys())
+
+
+def test_ids_unique_and_stable(tiny):
+  _, examples = tiny
+  assert sorted(examples["train"]) == [sp.example_id("train", i) for i in range(48)]
+  assert sorted(examples["val"]) == [sp.example_id("val", i) for i in range(16)]
+
+
+def test_every_field_decodes_consistently(tiny):
+  _, examples = tiny
+  for split in sp.SPLITS:
+    for ex in examples[split].values():
+      h, w, c = ex["image"].shape
+      assert c == 3 and max(h, w) == 64 and ex["image"].dtype == np.uint8
+      for k in ("mask", "instance_mask", "objectness"):
+        assert ex[k].shape == (h, w, 1) and ex[k].dtype == np.uint8, k
+      assert ex["has_instances"] and ex["has_objectness"]
+      mask = ex["mask"][..., 0]
+      present = np.unique(mask[(mask > 0) & (mask != IGNORE_INDEX)])
+      np.testing.assert_array_equal(ex["classes"], present)
+      for field in POINT_FIELDS:
+        pts = ex[field]
+        assert pts["y"].dtype == np.float32 and pts["cls"].dtype == np.int32
+        assert np.all((pts["y"] >= 0) & (pts["y"] < h) & (pts["x"] >= 0) & (pts["x"] < w)), field
+      assert np.all(ex["background_clicks"]["cls"] == 0)
+      # Annotators click present classes only (a misclick lands off the object, not on a new class).
+      assert set(ex["clicks"]["cls"].tolist()) <= set(present.tolist())
+      assert set(ex["random_clicks"]["cls"].tolist()) == set(present.tolist())
+      assert np.all(ex["clicks"]["rank"] >= 1) and set(ex["clicks"]["annotator"]) <= {0, 1, 2}
+      b = ex["boxes"]
+      assert np.all(b["ymin"] <= b["ymax"]) and np.all(b["xmin"] <= b["xmax"])
+
+
+def test_main_annotator_clicks_almost_every_present_class(tiny):
+  """1Point exists for each (image, class) bar the crowd's ~1 % missed classes (paper §4)."""
+  _, examples = tiny
+  pairs = clicked = 0
+  for ex in examples["train"].values():
+    first = (ex["clicks"]["annotator"] == 0) & (ex["clicks"]["rank"] == 1)
+    for c in ex["classes"]:
+      pairs += 1
+      clicked += np.count_nonzero(first & (ex["clicks"]["cls"] == c)) == 1
+  assert clicked / pairs > 0.9, (clicked, pairs)
+
+
+def test_stored_example_is_the_recipe_output_and_objectness_comes_from_pixels(tiny):
+  """Rebuilding one example from (seed, split, index) gives the stored bytes; the objectness map is
+  what `objectness.heatmap` makes from the stored image alone."""
+  builder, examples = tiny
+  cfg = builder.builder_config
+  recipe = sp._Recipe(cfg.seed, cfg.max_side, cfg.objectness_windows, cfg.objectness_candidates)
+  key, fresh = sp.make_example(recipe, "val", 3)
+  stored = examples["val"][key]
+  np.testing.assert_array_equal(fresh["image"], stored["image"])
+  np.testing.assert_array_equal(fresh["mask"], stored["mask"])
+  for k, v in fresh["clicks"].items():
+    np.testing.assert_array_equal(v, stored["clicks"][k])
+  obj_seq = np.random.SeedSequence([cfg.seed, sp.SPLITS.index("val"), 3]).spawn(3)[2]
+  heat = objectness.heatmap(stored["image"], rng=np.random.default_rng(obj_seq),
+                            num_windows=cfg.objectness_windows,
+                            distribution_windows=cfg.objectness_candidates)
+  np.testing.assert_array_equal(heat, stored["objectness"][..., 0])
+
+
+def test_objectness_is_informative_but_imperfect(tiny):
+  from pointseg_jax.data.synthetic_points import stats
+  _, examples = tiny
+  acc = stats.Accumulator()
+  for ex in examples["train"].values():
+    acc.add(ex["mask"], ex["instance_mask"], ex["objectness"])
+  auc = acc.summary()["objectness_auc_pooled"]
+  assert 0.6 < auc < 0.95, auc
+
+
+def test_prepare_is_idempotent(tiny):
+  builder, _ = tiny
+  data_dir = os.fspath(builder.data_dir_root)
+  files = sorted(os.listdir(builder.data_dir))
+  mtimes = [os.path.getmtime(os.path.join(builder.data_dir, f)) for f in files]
+  again = prepare("synthetic_points/tiny", data_dir=data_dir)
+  assert again.is_prepared() and sorted(os.listdir(again.data_dir)) == files
+  assert [os.path.getmtime(os.path.join(again.data_dir, f)) for f in files] == mtimes
+
+
+def test_two_builds_give_identical_examples(tmp_path):
+  """Same config in two data dirs, one serial and one with 2 worker processes: same examples."""
+  cfg = dict(name="micro", num_train=5, num_val=3, max_side=48, seed=5, objectness_windows=100,
+             objectness_candidates=2000)
+  a = SyntheticPoints(config=SyntheticPointsConfig(**cfg), data_dir=str(tmp_path / "a"),
+                      num_workers=1)
+  b = SyntheticPoints(config=SyntheticPointsConfig(**cfg), data_dir=str(tmp_path / "b"),
+                      num_workers=2)
+  a.download_and_prepare()
+  b.download_and_prepare()
+  for split in sp.SPLITS:
+    ea, eb = _examples(a, split), _examples(b, split)
+    assert sorted(ea) == sorted(eb)
+    for key in ea:
+      flat_a = tfds.core.utils.flatten_nest_dict(ea[key])
+      flat_b = tfds.core.utils.flatten_nest_dict(eb[key])
+      assert flat_a.keys() == flat_b.keys()
+      for k in flat_a:
+        np.testing.assert_array_equal(flat_a[k], flat_b[k], err_msg=f"{key} {k}")
+
+
+def test_prepare_voc_without_data_explains_how_to_get_it(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  with pytest.raises(FileNotFoundError, match="VOCdevkit") as err:
+    prepare("voc2012_points", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+  assert "synthetic_points" in str(err.value) and "benchmark_RELEASE" in str(err.value)
+
+
+def test_prepare_unknown_dataset():
+  with pytest.raises(ValueError, match="synthetic_points/tiny"):
+    prepare("imagenet2012")
+
+
+def test_bad_worker_env(monkeypatch):
+  monkeypatch.setenv("POINTSEG_DATA_WORKERS", "many")
+  with pytest.raises(ValueError, match="POINTSEG_DATA_WORKERS"):
+    sp.default_num_workers(1000)
+  monkeypatch.setenv("POINTSEG_DATA_WORKERS", "3")
+  assert sp.default_num_workers(10) == 3
+
+
+def test_image_sizes_follow_voc_aspects():
+  rng = np.random.default_rng(0)
+  sizes = [sp.image_size(rng, 128) for _ in range(400)]
+  assert all(max(s) == 128 for s in sizes)
+  landscape = np.mean([s == (96, 128) for s in sizes])
+  portrait = np.mean([s == (128, 96) for s in sizes])
+  assert 0.55 < landscape < 0.75 and 0.17 < portrait < 0.33
+
+
+def test_data_package_import_does_not_load_tensorflow():
+  code = ("import sys, pointseg_jax.data, pointseg_jax.data.synthetic_points.scenes; "
+          "print('tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "False"
