@@ -1,0 +1,152 @@
+"""Measure each conv formulation of `layers.py` on this machine: per layer and on the whole step.
+
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
+      python bench/bench_layers.py --size 256 --width 0.125 --mode caffe
+
+Per layer: forward, input gradient (dgrad) and weight gradient (wgrad) of every conv of the net at
+the given input size, in each formulation that applies, jitted alone; median of `--reps` after 2
+warm-ups, median over `--rounds` alternating rounds. Whole step: value_and_grad of softmax
+cross-entropy through the FCN (batch 1, dropout on) with conv_impl='lax' vs 'auto' (and alternative
+'auto' rules, `--steps`), alternating `--rounds` times in this process. Numbers: docs/model.md.
+"""
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pointseg_jax.models import fcn
+from pointseg_jax.models import layers
+from pointseg_jax.models import vgg16
+
+
+def _median_time(f, reps: int) -> float:
+  for _ in range(2):
+    jax.block_until_ready(f())
+  ts = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    jax.block_until_ready(f())
+    ts.append(time.perf_counter() - t)
+  return statistics.median(ts)
+
+
+def layer_shapes(size: int, width: float, mode: str):
+  """(name, H_in, W_in, Cin, Cout, k, pads) of each conv of the net at input size x size."""
+  out, side, cin = [], size, 3
+  for block in vgg16.BLOCKS:
+    for name, c in block:
+      cout = vgg16.scaled(c, width)
+      pad = vgg16.CAFFE_CONV1_PAD if (mode == "caffe" and name == "conv1_1") else 1
+      out.append((name, side, side, cin, cout, 3, pad))
+      side, cin = side + 2 * pad - 2, cout
+    side = -(-side // 2) if mode == "caffe" else side // 2
+  f = vgg16.scaled(vgg16.FC_CHANNELS, width)
+  out.append(("fc6", side, side, cin, f, 7, 0 if mode == "caffe" else 3))
+  side6 = side - 6 if mode == "caffe" else side
+  out.append(("fc7", side6, side6, f, f, 1, 0))
+  out.append(("score_fr", side6, side6, f, 21, 1, 0))
+  return out
+
+
+def bench_layers(size, width, mode, reps, impls=("lax", "wgmm", "wgpatch", "patches", "einsum"),
+                 ops=("fwd", "dgrad", "wgrad"), rounds=1, only=None):
+  rng = np.random.default_rng(0)
+  rows = []
+  for name, h, w, cin, cout, k, pad in layer_shapes(size, width, mode):
+    if only and name not in only:
+      continue
+    x = jnp.asarray(rng.standard_normal((1, h, w, cin)), jnp.float32)
+    wt = jnp.asarray(rng.standard_normal((k, k, cin, cout)) * 0.01, jnp.float32)
+    ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+    g = jnp.asarray(rng.standard_normal((1, ho, wo, cout)), jnp.float32)
+    fns = {}
+    for impl in impls:
+      if (impl == "einsum" and k != 1) or (impl in ("wgmm", "wgpatch") and k != 3) or (
+          impl == "patches" and k == 1):
+        continue
+      f = lambda x, wt, impl=impl: layers.conv(x, wt, pad, impl)
+      fns[impl] = {
+          "fwd": jax.jit(f),
+          "dgrad": jax.jit(lambda x, wt, g, f=f: jax.vjp(lambda x: f(x, wt), x)[1](g)[0]),
+          "wgrad": jax.jit(lambda x, wt, g, f=f: jax.vjp(lambda wt: f(x, wt), wt)[1](g)[0])}
+    times = {(i, op): [] for i in fns for op in ops}
+    for r in range(rounds):   # alternate the formulations; medians over rounds
+      for impl in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+        for op in ops:
+          args = (x, wt) if op == "fwd" else (x, wt, g)
+          times[impl, op].append(_median_time(lambda: fns[impl][op](*args), reps))
+    for impl in fns:
+      row = dict(layer=name, map=f"{ho}x{wo}", cin=cin, cout=cout, impl=impl,
+                 **{op: statistics.median(times[impl, op]) for op in ops})
+      rows.append(row)
+      print(f"{name:9s} {row['map']:>9s} {cin:4d}->{cout:<4d} {impl:8s} " +
+            "  ".join(f"{op} {1e3 * row[op]:8.2f}" for op in ops) + " ms", flush=True)
+  return rows
+
+
+# Alternative 3x3 rules for 'auto', compared on the whole step (the FCN layers stay the same).
+RULES = {
+    "auto": None,                                          # layers.wgmm_pays, the shipped rule
+    "auto-no-wgmm": lambda out_hw, cin, cout: False,       # fc6 patches + 1x1 einsum only
+    "auto-wgmm128": lambda out_hw, cin, cout: out_hw[0] * out_hw[1] >= 128 * 128,  # profile note
+}
+
+
+def bench_step(size, width, mode, rounds, reps, impls=("lax", "auto")):
+  """Median seconds of value_and_grad(CE) through the FCN per conv formulation, alternating."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(0, 255, (1, size, size, 3)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 21, (1, size, size)), jnp.int32)
+  params = fcn.init_params(fcn.FCN(width=width, mode=mode))
+  steps = {}
+  shipped = layers.wgmm_pays
+  for impl in impls:
+    model = fcn.FCN(width=width, mode=mode, conv_impl="lax" if impl == "lax" else "auto")
+
+    def loss(p, model=model):
+      logits = model.apply({"params": p}, x, train=True, rngs={"dropout": jax.random.key(1)})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    layers.wgmm_pays = RULES.get(impl) or shipped   # read while tracing, i.e. in compile()
+    try:
+      steps[impl] = jax.jit(jax.value_and_grad(loss)).lower(params).compile()
+    finally:
+      layers.wgmm_pays = shipped
+  times = {impl: [] for impl in impls}
+  for r in range(rounds):
+    for impl in (impls if r % 2 == 0 else impls[::-1]):
+      times[impl].append(_median_time(lambda: steps[impl](params), reps))
+  for impl in impls:
+    print(f"step {size}^2 width {width} {mode} conv_impl={impl:12s}: median "
+          f"{statistics.median(times[impl]):.3f} s  rounds {[round(t, 3) for t in times[impl]]}")
+  return times
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--size", type=int, default=256)
+  p.add_argument("--width", type=float, default=0.125)
+  p.add_argument("--mode", default="caffe", choices=vgg16.MODES)
+  p.add_argument("--reps", type=int, default=5)
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--impls", default="lax,wgmm,wgpatch,patches,einsum")
+  p.add_argument("--ops", default="fwd,dgrad,wgrad")
+  p.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
+  p.add_argument("--steps", default="lax,auto",
+                  help=f"whole-step variants: lax and any of {sorted(RULES)}")
+  p.add_argument("--skip-layers", action="store_true")
+  p.add_argument("--skip-step", action="store_true")
+  a = p.parse_args()
+  print(f"jax {jax.__version__} backend {jax.default_backend()} devices {jax.device_count()}")
+  if not a.skip_layers:
+    bench_layers(a.size, a.width, a.mode, a.reps, a.impls.split(","), a.ops.split(","),
+                 a.rounds, [n for n in a.layers.split(",") if n])
+  if not a.skip_step:
+    bench_step(a.size, a.width, a.mode, a.rounds, a.reps, a.steps.split(","))
+
+
+if __name__ == "__main__":
+  main()
