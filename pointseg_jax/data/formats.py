@@ -91,6 +91,19 @@ def check_class_ids(ids: np.ndarray, *, source: str) -> np.ndarray:
   return ids
 
 
+def read_png(path: str | os.PathLike, *, what: str) -> tuple[str, np.ndarray]:
+  """(PIL mode, pixel array) of a PNG; a missing or corrupt file is a `DataError` naming it."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise DataError(f"{path}: file not found ({what} PNG)")
+  try:
+    with Image.open(path) as im:
+      im.load()
+      return im.mode, np.array(im)
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DataError(f"{path}: corrupt or unreadable {what} PNG ({e}); re-extract or rewrite it") from e
+
+
 def read_label_png(path: str | os.PathLike, *, what: str = "class") -> np.ndarray:
   """uint8 [H, W] ids of a VOC label PNG (palette indices, not RGB colours).
 
@@ -98,15 +111,7 @@ def read_label_png(path: str | os.PathLike, *, what: str = "class") -> np.ndarra
   the VOC palette. `what='class'` checks ids are 0..20/255; `what='instance'` only checks 8 bits.
   """
   path = os.fspath(path)
-  if not os.path.exists(path):
-    raise DataError(f"{path}: file not found")
-  try:
-    with Image.open(path) as im:
-      im.load()
-      mode = im.mode
-      arr = np.array(im)
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{path}: cannot read PNG ({e}); re-extract the archive") from e
+  mode, arr = read_png(path, what="label")
   if mode in ("P", "L"):
     ids = arr.astype(np.uint8)
   elif mode == "RGB":

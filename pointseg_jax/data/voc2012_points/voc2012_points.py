@@ -104,13 +104,7 @@ def read_sbd_instance(path: str) -> np.ndarray:
 
 def read_objectness(path: str) -> np.ndarray:
   """uint8 [H, W] objectness o (grayscale PNG, P = (o+1)/257)."""
-  try:
-    with Image.open(path) as im:
-      im.load()
-      mode = im.mode
-      arr = np.asarray(im)
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{path}: corrupt or unreadable objectness PNG ({e})") from e
+  mode, arr = formats.read_png(path, what="objectness")
   if mode not in ("L", "P") or arr.ndim != 2:
     raise DataError(f"{path}: objectness must be a grayscale (L) PNG of o in 0..255, got mode "
                     f"{mode!r} (the original release renders a jet colour map: store the gray map)")
