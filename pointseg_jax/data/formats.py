@@ -101,7 +101,7 @@ def read_png(path: str | os.PathLike, *, what: str) -> tuple[str, np.ndarray]:
       im.load()
       return im.mode, np.array(im)
   except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{path}: corrupt or unreadable {what} PNG ({e}); re-extract or rewrite it") from e
+    raise DataError(f"{path}: cannot read PNG, a corrupt or unreadable {what} file ({e}); re-extract or rewrite it") from e
 
 
 def read_label_png(path: str | os.PathLike, *, what: str = "class") -> np.ndarray:
