@@ -1,0 +1,11 @@
+"""Img + Obj + AllPoints: a click on every instance, weight 1, lr 5e-5 (Table 1b: 42.7 %).
+
+  python -m pointseg_jax.main --config=configs/all_points.py        # embedded benchmark
+  python -m pointseg_jax.main --config=configs/all_points.py:voc    # the paper's VOC run
+  python -m pointseg_jax.main --config=configs/all_points.py:tiny   # seconds (tests, CI)
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  return common.get_config("all_points", arg)

@@ -1,0 +1,11 @@
+"""Box: pixel labels from boxes (smallest covering box wins), trained on them (Fig. 6a: 45.1 %).
+
+  python -m pointseg_jax.main --config=configs/box.py        # embedded benchmark
+  python -m pointseg_jax.main --config=configs/box.py:voc    # the paper's VOC run
+  python -m pointseg_jax.main --config=configs/box.py:tiny   # seconds (tests, CI)
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  return common.get_config("box", arg)

@@ -1,0 +1,91 @@
+r"""Train, evaluate or draw predictions for one supervision regime.
+
+  python -m pointseg_jax.main --config=configs/point.py                # train (or resume), eval
+  python -m pointseg_jax.main --config=configs/point.py --mode=eval    # latest checkpoint
+  python -m pointseg_jax.main --config=configs/point.py --mode=predict # PNGs in predictions/
+  python -m pointseg_jax.main --config=configs/point.py:voc,tpu --workdir=gs://... \
+      --config.train.num_steps=20000
+
+Kept short on purpose (flax examples): the logic lives in train.py / predict.py, importable from a
+notebook. The workdir defaults to runs/<config file stem>.
+"""
+import logging as std_logging
+import os
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+# configs/<regime>.py do `from configs import common`: make the repository root importable when
+# the package runs from a checkout, whatever the current directory.
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+if (_REPO_ROOT / "configs" / "common.py").is_file() and str(_REPO_ROOT) not in sys.path:
+  sys.path.insert(0, str(_REPO_ROOT))
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/point.py or configs/point.py:voc,tpu.",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file stem>).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
+                  "train (and evaluate), eval (latest checkpoint), predict (PNG panels).")
+flags.DEFINE_integer("num_images", None, "predict: how many val images (default "
+                     "config.predict.num_images).")
+flags.mark_flags_as_required(["config"])
+
+
+def default_workdir(config_path: str) -> str:
+  """runs/<config file stem>: configs/point.py:voc -> runs/point."""
+  return os.path.join("runs", pathlib.Path(config_path.split(":", 1)[0]).stem)
+
+
+def quiet_orbax_info() -> None:
+  """Orbax logs a dozen INFO lines per checkpoint through absl; keep its warnings only."""
+  handler = logging.get_absl_handler()
+  handler.addFilter(lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
+
+
+def hide_accelerators_from_tensorflow() -> None:
+  """tf.data runs on the CPU; keep TensorFlow from grabbing GPU memory JAX needs (flax#445)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = FLAGS.config
+  quiet_orbax_info()
+  if config.distributed:
+    jax.distributed.initialize()   # before any device is touched
+  hide_accelerators_from_tensorflow()
+  from pointseg_jax import predict  # pylint: disable=g-import-not-at-top
+  from pointseg_jax import train  # pylint: disable=g-import-not-at-top
+
+  workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
+  logging.info("JAX process %d/%d, %d local / %d global devices (%s); workdir %s",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.default_backend(), workdir)
+  try:
+    if FLAGS.mode == "train":
+      summary = train.train_and_evaluate(config, workdir)
+      print(f"step {summary['step']}: eval mIoU {summary['eval/miou']:.4f} "
+            f"-> {os.path.join(workdir, 'summary.json')}")
+    elif FLAGS.mode == "eval":
+      result = train.evaluate_checkpoint(config, workdir)
+      print(f"step {result['step']}: eval mIoU {result['eval/miou']:.4f} "
+            f"-> {os.path.join(workdir, 'eval.json')}")
+    else:
+      paths = predict.write_predictions(config, workdir, num_images=FLAGS.num_images)
+      print(f"wrote {len(paths)} prediction panels to {os.path.join(workdir, 'predictions')}")
+  except (train.NonFiniteLossError, FileNotFoundError) as e:   # a stop or missing data/weights
+    logging.error("%s", e)
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,134 @@
+"""Supervision regimes: the one table regime -> loss terms, weights, label field and learning rate.
+
+Every training config and the training step read this table, so a regime is defined in exactly one
+place. Terms (DESIGN.md §3, `losses.py`):
+
+  pixel       Eq. 1 on the dense `labels` (full supervision)
+  image       Eq. 2 on the image-level labels `present` (the paper's L_img; part of every weak run)
+  point       Eq. 3 sum term on `sparse_labels` / `sparse_weights` (points, squiggles, boxes)
+  objectness  Eq. 4 on the `objectness` prior (the paper's "Obj")
+
+The total per-image loss is the weighted sum of the active terms, every weight 1 as in the authors'
+Caffe layer (original_code.md §1.5). `supervision` is the pipeline's `data.supervision` field: what
+it rasterises into `sparse_labels` (data_contracts.md). Learning rates are the authors' released
+solvers (original_code.md §3.4): 1e-5, except AllPoints and random points at 5e-5.
+"""
+import dataclasses
+from typing import Mapping
+
+import jax.numpy as jnp
+
+from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import losses
+
+TERMS = ("pixel", "image", "point", "objectness")
+
+# Batch fields (DESIGN.md §2) each term reads; the step transfers only what its terms need.
+TERM_FIELDS = {
+    "pixel": ("labels", "valid"),
+    "image": ("present", "valid"),
+    "point": ("sparse_labels", "sparse_weights"),
+    "objectness": ("objectness", "valid", "sparse_labels"),
+}
+
+_IMG_OBJ_POINT = {"image": 1.0, "point": 1.0, "objectness": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+  """One row of the paper's Table 1 / Fig. 6a."""
+  name: str                       # config file stem: configs/<name>.py
+  paper: str                      # the paper's name for the run
+  supervision: str                # data.supervision (what goes into sparse_labels)
+  weights: Mapping[str, float]    # active term -> weight (inactive terms are absent)
+  learning_rate: float = 1e-5     # authors' released solver.prototxt for this row
+  paper_miou: float | None = None  # PASCAL VOC 2012 val mIoU in the paper (%)
+
+
+REGIMES = {r.name: r for r in (
+    Regime("image", "Img", "none", {"image": 1.0}, paper_miou=29.8),
+    Regime("image_obj", "Img + Obj", "none", {"image": 1.0, "objectness": 1.0}, paper_miou=32.2),
+    Regime("point_noobj", "Img + 1Point", "one_point", {"image": 1.0, "point": 1.0},
+           paper_miou=35.1),
+    Regime("point", "Img + Obj + 1Point", "one_point", _IMG_OBJ_POINT, paper_miou=42.7),
+    Regime("all_points", "Img + Obj + AllPoints", "all_points", _IMG_OBJ_POINT,
+           learning_rate=5e-5, paper_miou=42.7),
+    Regime("all_points_weighted", "Img + Obj + AllPoints (weighted)", "all_points_weighted",
+           _IMG_OBJ_POINT, paper_miou=43.4),
+    Regime("three_annotators", "Img + Obj + 1Point (3 annotators)", "three_annotators",
+           _IMG_OBJ_POINT, paper_miou=43.8),
+    Regime("random_points", "Img + Obj + 1Point (random)", "random_points", _IMG_OBJ_POINT,
+           learning_rate=5e-5, paper_miou=46.1),
+    # Paper §4.2: points grown by a radius of 2, 5 or 25 pixels give 43.0-43.1 (not in Table 1).
+    Regime("squiggle", "Img + Obj + squiggle", "squiggle", _IMG_OBJ_POINT),
+    # Paper §4.2 / Fig. 6a: boxes turned into per-pixel labels (smallest covering box wins), then
+    # trained like full supervision on those labels.
+    Regime("box", "Box", "box", {"point": 1.0}, paper_miou=45.1),
+    # Eq. 1 on the dense masks (Fig. 6a, 58.3 %).
+    Regime("full", "Full", "full", {"pixel": 1.0}, paper_miou=58.3),
+)}
+
+
+def get_regime(name: str) -> Regime:
+  """The table row for `name`, or a clear error listing the known regimes."""
+  if name not in REGIMES:
+    raise ValueError(
+        f"unknown supervision regime {name!r} (config.regime); known regimes: "
+        f"{', '.join(REGIMES)} (pointseg_jax/supervision.py)")
+  return REGIMES[name]
+
+
+def default_weights(name: str) -> dict[str, float]:
+  """All four term weights for a regime, 0.0 for the inactive ones (what configs store)."""
+  weights = get_regime(name).weights
+  return {term: float(weights.get(term, 0.0)) for term in TERMS}
+
+
+def active_terms(weights: Mapping[str, float]) -> tuple[str, ...]:
+  """The terms with a non-zero weight, in TERMS order; a step computes only these."""
+  unknown = set(weights) - set(TERMS)
+  if unknown:
+    raise ValueError(f"unknown loss terms {sorted(unknown)} in config.loss.weights; known: {TERMS}")
+  terms = tuple(t for t in TERMS if weights.get(t, 0.0))
+  if not terms:
+    raise ValueError("config.loss.weights are all 0: at least one loss term must be active")
+  return terms
+
+
+def needed_fields(terms: tuple[str, ...]) -> tuple[str, ...]:
+  """Batch fields a step with these terms reads (always `image`)."""
+  fields = {"image"}
+  for term in terms:
+    fields.update(TERM_FIELDS[term])
+  return tuple(sorted(fields))
+
+
+def loss_terms(logits, batch, terms, *, objectness_exclude_clicked=True):
+  """Per-image losses {term: float32 [B]} for the given terms.
+
+  `objectness_exclude_clicked=True` is the authors' Eq. 4 (only at unclicked pixels, normalised
+  by their count); False is the paper text (every valid pixel).
+  """
+  out = {}
+  for term in terms:
+    if term == "pixel":
+      out[term] = losses.pixel_loss(logits, batch["labels"], batch["valid"])
+    elif term == "image":
+      out[term] = losses.image_level_loss(logits, batch["present"], batch["valid"])
+    elif term == "point":
+      out[term] = losses.point_loss(logits, batch["sparse_labels"], batch["sparse_weights"])
+    elif term == "objectness":
+      exclude = batch["sparse_labels"] != IGNORE_INDEX if objectness_exclude_clicked else None
+      out[term] = losses.objectness_loss(logits, batch["objectness"], batch["valid"], exclude)
+    else:
+      raise ValueError(f"unknown loss term {term!r}; known: {TERMS}")
+  return out
+
+
+def total_loss(per_term, weights):
+  """sum_t weights[t] * per_term[t], per image: float32 [B]."""
+  terms = list(per_term)
+  total = weights[terms[0]] * per_term[terms[0]]
+  for term in terms[1:]:
+    total = total + weights[term] * per_term[term]
+  return jnp.asarray(total, jnp.float32)

@@ -1,0 +1,115 @@
+"""The regime table (supervision.py): terms, label fields, learning rates and the loss it builds."""
+import jax
+import numpy as np
+import pytest
+
+from pointseg_jax import losses
+from pointseg_jax import supervision
+from pointseg_jax.data import pipeline
+
+PAPER_TABLE = {  # regime -> (active terms, pipeline supervision, authors' lr)
+    "image": ({"image"}, "none", 1e-5),
+    "image_obj": ({"image", "objectness"}, "none", 1e-5),
+    "point_noobj": ({"image", "point"}, "one_point", 1e-5),
+    "point": ({"image", "point", "objectness"}, "one_point", 1e-5),
+    "all_points": ({"image", "point", "objectness"}, "all_points", 5e-5),
+    "all_points_weighted": ({"image", "point", "objectness"}, "all_points_weighted", 1e-5),
+    "three_annotators": ({"image", "point", "objectness"}, "three_annotators", 1e-5),
+    "random_points": ({"image", "point", "objectness"}, "random_points", 5e-5),
+    "squiggle": ({"image", "point", "objectness"}, "squiggle", 1e-5),
+    "box": ({"point"}, "box", 1e-5),
+    "full": ({"pixel"}, "full", 1e-5),
+}
+
+
+def test_table_matches_the_paper_and_the_released_solvers():
+  assert set(supervision.REGIMES) == set(PAPER_TABLE)
+  for name, (terms, sup, lr) in PAPER_TABLE.items():
+    regime = supervision.get_regime(name)
+    assert set(supervision.active_terms(regime.weights)) == terms, name
+    assert regime.supervision == sup, name
+    assert regime.learning_rate == lr, name
+    assert all(w == 1.0 for w in regime.weights.values()), name   # authors: no lambdas
+
+
+def test_every_supervision_field_is_one_the_pipeline_knows():
+  for regime in supervision.REGIMES.values():
+    assert regime.supervision in pipeline.SUPERVISIONS
+
+
+def test_unknown_regime_is_a_clear_error():
+  with pytest.raises(ValueError, match=r"unknown supervision regime 'points'.*image_obj"):
+    supervision.get_regime("points")
+
+
+def test_default_weights_list_all_four_terms():
+  assert supervision.default_weights("image_obj") == {
+      "pixel": 0.0, "image": 1.0, "point": 0.0, "objectness": 1.0}
+
+
+def test_active_terms_rejects_unknown_and_all_zero():
+  with pytest.raises(ValueError, match="unknown loss terms"):
+    supervision.active_terms({"image": 1.0, "clicks": 1.0})
+  with pytest.raises(ValueError, match="all 0"):
+    supervision.active_terms({"image": 0.0, "point": 0.0})
+  assert supervision.active_terms({"objectness": 2.0, "image": 1.0}) == ("image", "objectness")
+
+
+def test_needed_fields():
+  assert supervision.needed_fields(("image",)) == ("image", "present", "valid")
+  assert supervision.needed_fields(("point", "objectness")) == (
+      "image", "objectness", "sparse_labels", "sparse_weights", "valid")
+
+
+def _batch():
+  rng = np.random.default_rng(0)
+  b, h, w = 2, 4, 5
+  sparse = np.full((b, h, w), 255, np.int32)
+  sparse[0, 1, 2] = 3
+  sparse[1, 0, 0] = 0
+  present = np.zeros((b, 21), bool)
+  present[:, 0] = True
+  present[0, 3] = True
+  return {
+      "labels": rng.integers(0, 21, (b, h, w)).astype(np.int32),
+      "valid": np.ones((b, h, w), bool),
+      "present": present,
+      "sparse_labels": sparse,
+      "sparse_weights": (sparse != 255).astype(np.float32),
+      "objectness": rng.uniform(0.1, 0.9, (b, h, w)).astype(np.float32),
+  }, rng.normal(size=(b, h, w, 21)).astype(np.float32)
+
+
+@jax.jit
+def _terms_and_references(logits, batch):
+  """Both sides in one jit: op-by-op eager dispatch compiles every op (slow on 2 cores)."""
+  got = supervision.loss_terms(logits, batch, supervision.TERMS)
+  got["objectness_everywhere"] = supervision.loss_terms(
+      logits, batch, ("objectness",), objectness_exclude_clicked=False)["objectness"]
+  want = {
+      "pixel": losses.pixel_loss(logits, batch["labels"], batch["valid"]),
+      "image": losses.image_level_loss(logits, batch["present"], batch["valid"]),
+      "point": losses.point_loss(logits, batch["sparse_labels"], batch["sparse_weights"]),
+      # Authors' Eq. 4: clicked pixels excluded; the paper text (False) uses every pixel.
+      "objectness": losses.objectness_loss(logits, batch["objectness"], batch["valid"],
+                                           batch["sparse_labels"] != 255),
+      "objectness_everywhere": losses.objectness_loss(logits, batch["objectness"],
+                                                      batch["valid"]),
+  }
+  return got, want
+
+
+def test_loss_terms_call_the_paper_equations():
+  batch, logits = _batch()
+  got, want = jax.device_get(_terms_and_references(logits, batch))
+  assert set(got) == set(want)
+  for term in want:
+    np.testing.assert_allclose(got[term], want[term], err_msg=term)
+  assert not np.allclose(got["objectness"], got["objectness_everywhere"])
+
+
+def test_total_loss_is_the_weighted_sum():
+  per_term = {"image": np.array([1.0, 2.0]), "point": np.array([0.5, 4.0])}
+  total = supervision.total_loss(per_term, {"image": 1.0, "point": 0.25})
+  np.testing.assert_allclose(total, [1.125, 3.0])
+  assert total.dtype == np.float32

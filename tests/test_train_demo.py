@@ -1,0 +1,41 @@
+"""demo.py (`make demo`): the comparison configs and RESULTS.md, without training."""
+import pathlib
+
+from pointseg_jax import CLASS_NAMES
+from pointseg_jax import demo
+from pointseg_jax import supervision
+from test_train import load_config
+
+
+def test_default_config_is_configs_point():
+  assert pathlib.Path(demo.DEFAULT_CONFIG).name == "point.py"
+  assert pathlib.Path(demo.DEFAULT_CONFIG).is_file()
+
+
+def test_regime_config_swaps_the_table_row_and_keeps_the_rest():
+  config = load_config("point", None)
+  other = demo.regime_config(config, "all_points")
+  assert other.regime == "all_points" and other.data.supervision == "all_points"
+  assert other.loss.weights.to_dict() == supervision.default_weights("all_points")
+  # One lr for every regime on the synthetic set; the released solvers' 5x on VOC.
+  assert other.optimizer.learning_rate == config.optimizer.learning_rate
+  voc = load_config("point", "voc")
+  assert demo.regime_config(voc, "all_points").optimizer.learning_rate == 5e-5
+  assert other.train.num_steps == config.train.num_steps and config.regime == "point"
+  baseline = demo.regime_config(config, "image_obj")
+  assert baseline.data.supervision == "none"
+  assert supervision.active_terms(dict(baseline.loss.weights)) == ("image", "objectness")
+
+
+def test_results_markdown(tmp_path):
+  config = load_config("point", None)
+  iou = {name: (0.5 if name in ("background", "cat") else None) for name in CLASS_NAMES}
+  summary = {"eval/miou": 0.5, "eval/pixel_accuracy": 0.8125, "eval/iou_per_class": iou,
+             "step": 10}
+  picture = tmp_path / "predictions" / "000_id3.png"
+  text = demo.results_markdown(config, [("point", summary, 90.0, [picture])], 30.0, tmp_path)
+  row = "| `point` | Img + Obj + 1Point | image + point + objectness | 50.0 % | 81.2 % | 1.5 min |"
+  assert row in text
+  assert "| cat | 50.0 |" in text and "| dog | – |" in text
+  assert "![point](predictions/000_id3.png)" in text
+  assert "Dataset build: 0.5 min" in text
