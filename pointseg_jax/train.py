@@ -136,13 +136,15 @@ def fresh_state(model, opt: OptimizerSpec, seed: int):
           "rng": jax.random.key_data(dropout_key)}
 
 
+def _init_fn(config, model):
+  """fresh_state for config's optimiser and seed: the one initialiser both builders below use."""
+  return functools.partial(fresh_state, model, OptimizerSpec.from_config(config), int(config.seed))
+
+
 def create_train_state(config, model, mesh):
   """Fresh state replicated over the mesh; params from config.model.init_from when set."""
-  init = jax.jit(functools.partial(fresh_state, model, OptimizerSpec.from_config(config),
-                                   int(config.seed)),
-                 out_shardings=parallel.replicated(mesh))
-  options = _FAST_COMPILE_CPU if jax.default_backend() == "cpu" else None
-  state = init.lower().compile(compiler_options=options)()
+  init = jax.jit(_init_fn(config, model), out_shardings=parallel.replicated(mesh))
+  state = init.lower().compile(compiler_options=compiler_options(fast_compile=True))()
   if config.model.get("init_from"):
     state["params"] = parallel.replicate(
         load_init_params(config.model.init_from, state["params"]), mesh)
@@ -151,8 +153,7 @@ def create_train_state(config, model, mesh):
 
 def abstract_train_state(config, model, mesh):
   """Shapes, dtypes and (replicated) shardings of the state: the restore target, no compute."""
-  shapes = jax.eval_shape(functools.partial(fresh_state, model, OptimizerSpec.from_config(config),
-                                            int(config.seed)))
+  shapes = jax.eval_shape(_init_fn(config, model))
   sharding = parallel.replicated(mesh)
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
@@ -351,6 +352,14 @@ def _json_float(x):
   return x if math.isfinite(x) else None
 
 
+def _eval_json(result) -> dict[str, Any]:
+  """The eval fields of summary.json / eval.json (NaN/inf -> null, IoU keyed by class name)."""
+  return {"eval/miou": _json_float(result["eval/miou"]),
+          "eval/pixel_accuracy": _json_float(result["eval/pixel_accuracy"]),
+          "eval/iou_per_class": {name: _json_float(v)
+                                 for name, v in zip(CLASS_NAMES, result["eval/iou_per_class"])}}
+
+
 def _eval_scalars(result) -> dict[str, float]:
   scalars = {"eval/miou": result["eval/miou"], "eval/pixel_accuracy": result["eval/pixel_accuracy"]}
   for name, iou in zip(CLASS_NAMES, result["eval/iou_per_class"]):
@@ -436,8 +445,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
     for step in range(start_step + 1, num_steps + 1):   # `step` = state step after this update
       batch = parallel.host_to_global(next(batches), mesh)
       state, step_metrics = step_fn(state, batch, hparams)
-      if len(pending) >= 1:
-        flush_pending()
+      flush_pending()     # the previous step's metrics, while this step runs
       pending.append((step, step_metrics))
       progress.update(1)
 
@@ -474,10 +482,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
       "step": int(jax.device_get(state["step"])),
       "regime": config.regime,
       "params_sha256": params_sha256(state["params"]),
-      "eval/miou": _json_float(eval_result["eval/miou"]),
-      "eval/pixel_accuracy": _json_float(eval_result["eval/pixel_accuracy"]),
-      "eval/iou_per_class": {name: _json_float(v)
-                             for name, v in zip(CLASS_NAMES, eval_result["eval/iou_per_class"])},
+      **_eval_json(eval_result),
       "wall_time_s": round(time.time() - t_start, 3),
       "resumed_from_step": start_step,
   }
@@ -496,10 +501,7 @@ def evaluate_checkpoint(config, workdir, step=None) -> dict[str, Any]:
   prepare_dataset(config)
   params, step = restore_params(config, workdir, mesh, step)
   result = evaluate(config, dcfg, model, params, mesh)
-  out = {"step": step, "eval/miou": _json_float(result["eval/miou"]),
-         "eval/pixel_accuracy": _json_float(result["eval/pixel_accuracy"]),
-         "eval/iou_per_class": {n: _json_float(v)
-                                for n, v in zip(CLASS_NAMES, result["eval/iou_per_class"])}}
+  out = {"step": step, **_eval_json(result)}
   if jax.process_index() == 0:
     (workdir / "eval.json").write_text(json.dumps(out, indent=2) + "\n")
   return out

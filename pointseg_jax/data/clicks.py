@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
+from pointseg_jax.data import formats
 
 _F = np.float32
 _I = np.int32
@@ -236,8 +237,7 @@ def _click(inst: Instance, mask: np.ndarray, rng: np.random.Generator, em: Crowd
 
 def _rows(rows: list[tuple]) -> dict[str, np.ndarray]:
   if not rows:
-    return {"y": np.zeros(0, _F), "x": np.zeros(0, _F), "cls": np.zeros(0, _I),
-            "rank": np.zeros(0, _I), "annotator": np.zeros(0, _I)}
+    return formats.empty_clicks()
   y, x, cls, rank, ann = zip(*rows)
   return {"y": np.array(y, _F), "x": np.array(x, _F), "cls": np.array(cls, _I),
           "rank": np.array(rank, _I), "annotator": np.array(ann, _I)}

@@ -71,7 +71,8 @@ def decode_palette(rgb: np.ndarray, *, source: str = "<array>") -> np.ndarray:
   if not found.all():
     bad = np.unique(rgb[~found].reshape(-1, 3), axis=0)[:5]
     raise DataError(f"{source}: {int((~found).sum())} pixels have colours that are not VOC class "
-                    f"colours, e.g. {bad.tolist()}; expected the VOC palette (voc_palette())")
+                    f"colours (outside the VOC palette), e.g. {bad.tolist()}; expected the VOC palette "
+                    f"(voc_palette())")
   return ids[order][pos].astype(np.uint8)
 
 

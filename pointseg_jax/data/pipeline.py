@@ -32,6 +32,7 @@ import tensorflow_datasets as tfds
 
 from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
 from pointseg_jax.data import augment
+from pointseg_jax.data.prepare import BUILDERS
 from pointseg_jax.data import rasterize
 from pointseg_jax.data.features import MAIN_ANNOTATOR
 
@@ -52,7 +53,7 @@ POINT_SUPERVISIONS = ("one_point", "all_points", "all_points_weighted", "three_a
                       "random_points", "background_points")
 IMAGE_LABELS_FROM = ("classes", "clicks")
 # Registered by importing these modules (lazily: they import heavy builder code).
-_BUILDER_MODULES = ("pointseg_jax.data.synthetic_points", "pointseg_jax.data.voc2012_points")
+_BUILDER_MODULES = tuple(BUILDERS.values())
 _KNOWN_DATASETS = ("synthetic_points/tiny", "synthetic_points/default", "voc2012_points")
 _REQUIRED_FEATURES = ("id", "image", "mask", "instance_mask", "classes", "clicks", "random_clicks",
                       "background_clicks", "squiggles", "boxes", "objectness", "has_objectness")

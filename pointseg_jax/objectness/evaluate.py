@@ -19,42 +19,20 @@ import numpy as np
 from PIL import Image
 
 from pointseg_jax import IGNORE_INDEX
+from pointseg_jax.data import formats
 from pointseg_jax.objectness import model as model_lib
 from pointseg_jax.objectness import pipeline, render, saliency
 
-VOID_RGB = (224, 224, 192)
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
-  """The PASCAL VOC colour map (class id -> RGB), from the devkit's bit-interleaving rule."""
-  pal = np.zeros((n, 3), np.uint8)
-  for i in range(n):
-    c, r, g, b = i, 0, 0, 0
-    for j in range(8):
-      r |= ((c >> 0) & 1) << (7 - j)
-      g |= ((c >> 1) & 1) << (7 - j)
-      b |= ((c >> 2) & 1) << (7 - j)
-      c >>= 3
-    pal[i] = (r, g, b)
-  return pal
+  """The first n colours of the PASCAL VOC colour map (class id -> RGB)."""
+  return formats.voc_palette()[:n]
 
 
 def decode_voc_target(rgb: np.ndarray, path="target") -> np.ndarray:
   """VOC colour mask [H, W, 3] -> class ids [H, W] (0..20, 255 void); unknown colours raise."""
-  pal = voc_palette(21).astype(np.int64)
-  code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-  keys = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
-  void = (VOID_RGB[0] << 16) | (VOID_RGB[1] << 8) | VOID_RGB[2]
-  out = np.full(code.shape, -1, np.int64)
-  for cls, key in enumerate(keys):
-    out[code == key] = cls
-  out[code == void] = IGNORE_INDEX
-  bad = out < 0
-  if bad.any():
-    colours = np.unique(rgb[bad].reshape(-1, 3), axis=0)[:5].tolist()
-    raise ValueError(f"{path}: {int(bad.sum())} pixels have colours outside the VOC palette, "
-                     f"e.g. {colours}; is it a colour-mapped VOC mask?")
-  return out.astype(np.uint8)
+  return formats.decode_palette(rgb, source=str(path))
 
 
 def auc_uint8(o: np.ndarray, positive: np.ndarray, valid: np.ndarray) -> float:

@@ -86,13 +86,6 @@ def uniform_windows(height: int, width: int, num: int, rng: np.random.Generator,
   return np.stack([x1, y1, x2, y2], axis=1)
 
 
-def _scale_boxes(boxes, from_hw, to_hw):
-  sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
-  edges = np.stack([boxes[:, 0] * sx, boxes[:, 1] * sy, (boxes[:, 2] + 1) * sx - 1,
-                    (boxes[:, 3] + 1) * sy - 1], axis=1)
-  return cues_lib.to_pixel_windows(edges, *to_hw)
-
-
 def cue_values(image, windows, cue, model, theta=None):
   theta = {"CC": model.cc_theta, "ED": model.ed_theta, "SS": model.ss_theta}[cue] if theta is None \
       else theta
@@ -117,7 +110,7 @@ def collect(images_dir, boxes: dict, model, rng, max_side, windows_per_image, pr
       raise FileNotFoundError(f"{path} listed in the boxes but missing")
     image = pipeline.as_rgb_uint8(np.asarray(Image.open(path).convert("RGB")))
     work = pipeline.resize_to_max_side(image, max_side)
-    gt_work = _scale_boxes(gt, image.shape[:2], work.shape[:2])
+    gt_work = pipeline.scale_boxes(gt, image.shape[:2], work.shape[:2])
     ms_boxes, ms = cues_lib.ms_windows(work, model.ms_scales, model.ms_theta, rng,
                                        windows_per_image, model.min_window, model.ms_filtersize)
     ms_win = cues_lib.to_pixel_windows(ms_boxes, *work.shape[:2])

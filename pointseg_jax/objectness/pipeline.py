@@ -66,6 +66,14 @@ def resize_to_max_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
   return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
 
 
+def scale_boxes(boxes: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+  """Inclusive pixel boxes of a `from_hw` image -> pixel edges -> scaled -> boxes of `to_hw`."""
+  sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
+  edges = np.stack([boxes[:, 0] * sx, boxes[:, 1] * sy,
+                    (boxes[:, 2] + 1) * sx - 1, (boxes[:, 3] + 1) * sy - 1], axis=1)
+  return cues_lib.to_pixel_windows(edges, *to_hw)
+
+
 class _Timer:
   """Accumulates CPU seconds per stage into a dict (bench/bench_objectness.py); CPU time, not
   wall time, so the shares stay meaningful on a busy machine."""
@@ -157,11 +165,7 @@ def objectness_boxes(image, rng=0, num_windows: int = 1000, model: model_lib.Mod
   _Timer(timings)("NMS", t)
   boxes, scores = windows[keep], post[keep]
   if (wh, ww) != (height, width):
-    # Inclusive pixel boxes -> pixel edges -> scaled edges -> inclusive pixel boxes.
-    sx, sy = width / ww, height / wh
-    edges = np.stack([boxes[:, 0] * sx, boxes[:, 1] * sy,
-                      (boxes[:, 2] + 1) * sx - 1, (boxes[:, 3] + 1) * sy - 1], axis=1)
-    boxes = cues_lib.to_pixel_windows(edges, height, width)
+    boxes = scale_boxes(boxes, (wh, ww), (height, width))
   return boxes.astype(np.int64), scores
 
 

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from pointseg_jax import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from pointseg_jax.data import formats
 
 SIZE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -191,36 +192,11 @@ def from_scenes(num: int, max_side: int, seed: int) -> Accumulator:
   return acc
 
 
-def voc_palette() -> np.ndarray:
-  """The standard PASCAL VOC colour map (class id -> RGB)."""
-  palette = np.zeros((256, 3), np.uint8)
-  for i in range(256):
-    c, rgb = i, [0, 0, 0]
-    for j in range(8):
-      for ch in range(3):
-        rgb[ch] |= ((c >> ch) & 1) << (7 - j)
-      c >>= 3
-    palette[i] = rgb
-  return palette
-
-
 def read_voc_colour_mask(path: str) -> np.ndarray:
   """A VOC mask rendered in the VOC palette (RGB) -> class ids, (224, 224, 192) -> 255 void."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  rgb = np.asarray(Image.open(path).convert("RGB")).astype(np.int64)
-  code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-  palette = voc_palette().astype(np.int64)
-  lut = {int((p[0] << 16) | (p[1] << 8) | p[2]): c for c, p in enumerate(palette[:NUM_CLASSES])}
-  lut[(224 << 16) | (224 << 8) | 192] = IGNORE_INDEX
-  mask = np.full(code.shape, -1, np.int64)
-  for value, cls in lut.items():
-    mask[code == value] = cls
-  if np.any(mask < 0):
-    bad = tuple(rgb[mask < 0][0])
-    raise ValueError(f"{path}: colour {bad} is not a VOC class colour (expected the VOC palette "
-                     "for classes 0-20 and (224, 224, 192) for void)")
-  return mask.astype(np.uint8)
+  return formats.decode_palette(np.asarray(Image.open(path).convert("RGB")), source=path)
 
 
 def from_voc_samples(folder: str, with_objectness: bool) -> Accumulator:

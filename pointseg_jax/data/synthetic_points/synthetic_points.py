@@ -78,8 +78,6 @@ def make_example(recipe: _Recipe, split: str, index: int) -> tuple[str, dict]:
   heat = objectness.heatmap(scene["image"], rng=np.random.default_rng(obj_seq),
                             num_windows=recipe.objectness_windows,
                             distribution_windows=recipe.objectness_candidates)
-  present = np.unique(mask)
-  present = present[(present > 0) & (present != 255)].astype(np.int64)
   key = example_id(split, index)
   return key, {
       "id": key,
@@ -87,7 +85,7 @@ def make_example(recipe: _Recipe, split: str, index: int) -> tuple[str, dict]:
       "mask": mask[..., None],
       "instance_mask": instance_mask[..., None],
       "has_instances": True,
-      "classes": present,
+      "classes": clicks.present_classes(mask),
       **labels,
       "objectness": heat[..., None],
       "has_objectness": True,
