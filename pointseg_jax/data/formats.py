@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
+from pointseg_jax import errors
 
 # Keys a click carries in the released files; `annotator` / `time_ms` are our extension.
 RELEASED_KEYS = ("x", "y", "cls", "rank")
@@ -29,7 +30,7 @@ CLICK_FIELDS = ("y", "x", "cls", "rank", "annotator")
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(errors.DataError):
   """A data file is missing, unreadable or holds values the data package cannot use."""
 
 

@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from pointseg_jax import errors
 from pointseg_jax.models import vgg16
 
 # 0-based ILSVRC-2012 fc8 rows for PASCAL classes 1..20 (authors' mapping.txt; original_code.md §3.2).
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 Vgg = dict[str, dict[str, np.ndarray]]
 
 
-class WeightsError(ValueError):
+class WeightsError(errors.WeightsError):
   """A weights file that cannot become FCN params; the message names the file, layer and fix."""
 
 
