@@ -30,7 +30,7 @@ test-slow: $(VENV)/.installed
 	$(RUN) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(RUN) $(PY) -m pointseg_jax.demo --workdir=$(DEMO_DIR)
+	$(RUN) $(PY) -m pointseg_jax.experiments.demo --workdir=$(DEMO_DIR)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,1 +1,1 @@
-"""Training configs, one file per supervision regime (DESIGN.md §5); the builder: common.py."""
+"""Training configs, one thin file per supervision regime; what they share: pointseg_jax/config_lib.py."""

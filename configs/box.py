@@ -4,8 +4,9 @@
   python -m pointseg_jax.main --config=configs/box.py:voc    # the paper's VOC run
   python -m pointseg_jax.main --config=configs/box.py:tiny   # seconds (tests, CI)
 """
-from configs import common
+
+from pointseg_jax import config_lib
 
 
 def get_config(arg=None):
-  return common.get_config("box", arg)
+  return config_lib.get_config("box", arg)

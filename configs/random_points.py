@@ -4,8 +4,9 @@
   python -m pointseg_jax.main --config=configs/random_points.py:voc    # the paper's VOC run
   python -m pointseg_jax.main --config=configs/random_points.py:tiny   # seconds (tests, CI)
 """
-from configs import common
+
+from pointseg_jax import config_lib
 
 
 def get_config(arg=None):
-  return common.get_config("random_points", arg)
+  return config_lib.get_config("random_points", arg)

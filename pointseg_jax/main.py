@@ -6,25 +6,23 @@ r"""Train, evaluate or draw predictions for one supervision regime.
   python -m pointseg_jax.main --config=configs/point.py:voc,tpu --workdir=gs://... \
       --config.train.num_steps=20000
 
-Kept short on purpose (flax examples): the logic lives in train.py / predict.py, importable from a
-notebook. The workdir defaults to runs/<config file stem>.
+Kept short on purpose (flax examples): the logic lives in train.py / evaluate.py / predict.py,
+importable from a notebook. The workdir defaults to runs/<config file stem>.
 """
 import logging as std_logging
 import os
 import pathlib
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+import tensorflow as tf
 
-# configs/<regime>.py do `from configs import common`: make the repository root importable when
-# the package runs from a checkout, whatever the current directory.
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-if (_REPO_ROOT / "configs" / "common.py").is_file() and str(_REPO_ROOT) not in sys.path:
-  sys.path.insert(0, str(_REPO_ROOT))
+from pointseg_jax import cli
+from pointseg_jax import evaluate
+from pointseg_jax import predict
+from pointseg_jax import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -51,20 +49,17 @@ def quiet_orbax_info() -> None:
 
 def hide_accelerators_from_tensorflow() -> None:
   """tf.data runs on the CPU; keep TensorFlow from grabbing GPU memory JAX needs (flax#445)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
   config = FLAGS.config
   quiet_orbax_info()
   if config.distributed:
     jax.distributed.initialize()   # before any device is touched
   hide_accelerators_from_tensorflow()
-  from pointseg_jax import predict  # pylint: disable=g-import-not-at-top
-  from pointseg_jax import train  # pylint: disable=g-import-not-at-top
 
   workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
   logging.info("JAX process %d/%d, %d local / %d global devices (%s); workdir %s",
@@ -76,16 +71,15 @@ def main(argv):
       print(f"step {summary['step']}: eval mIoU {summary['eval/miou']:.4f} "
             f"-> {os.path.join(workdir, 'summary.json')}")
     elif FLAGS.mode == "eval":
-      result = train.evaluate_checkpoint(config, workdir)
+      result = evaluate.evaluate_checkpoint(config, workdir)
       print(f"step {result['step']}: eval mIoU {result['eval/miou']:.4f} "
             f"-> {os.path.join(workdir, 'eval.json')}")
     else:
       paths = predict.write_predictions(config, workdir, num_images=FLAGS.num_images)
       print(f"wrote {len(paths)} prediction panels to {os.path.join(workdir, 'predictions')}")
-  except (train.NonFiniteLossError, FileNotFoundError) as e:   # a stop or missing data/weights
-    logging.error("%s", e)
-    sys.exit(f"error: {e}")
+  except train.NonFiniteLossError as e:   # the run stopped itself; its checkpoints are kept
+    cli.fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

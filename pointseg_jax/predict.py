@@ -20,9 +20,13 @@ from PIL import Image
 from PIL import ImageDraw
 
 from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import errors
 from pointseg_jax import parallel
-from pointseg_jax import train
+from pointseg_jax import state as state_lib
 from pointseg_jax.data import formats
+from pointseg_jax.data import pipeline
+from pointseg_jax.data import spec as spec_lib
+from pointseg_jax.data.prepare import prepare_spec
 
 CLICK_DOTS_MAX = 64   # at most this many labelled pixels per image are drawn as dots
 
@@ -53,7 +57,7 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   """The config a run saved in workdir/config.json."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
-    raise FileNotFoundError(f"{path} not found: is {workdir} a training workdir?")
+    raise errors.MissingInputError(f"{path} not found: is {workdir} a training workdir?")
   config = ml_collections.ConfigDict(json.loads(path.read_text()))
   config.data.image_size = tuple(config.data.image_size)
   return config
@@ -63,8 +67,10 @@ def load_model(workdir, config=None, step=None) -> Predictor:
   """The run in workdir at its latest (or given) checkpoint, on the local devices."""
   config = load_config(workdir) if config is None else config
   mesh = parallel.make_mesh(jax.local_devices()[:1])
-  params, step = train.restore_params(config, workdir, mesh, step)
-  return Predictor(config, train.make_model(config), params, step)
+  model = state_lib.make_model(config.model)
+  opt = state_lib.OptimizerSpec.from_config(config.optimizer)
+  params, step = state_lib.restore_params(workdir, model, opt, mesh, step)
+  return Predictor(config, model, params, step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,18 +134,17 @@ def write_predictions(config, workdir, num_images=None, split=None,
 
   Runs on this host's first device; with several hosts only process 0 draws (the others return []).
   """
-  from pointseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return []
   num_images = int(num_images or config.predict.num_images)
   split = split or config.predict.split
   predictor = load_model(workdir, config, step)
-  train.prepare_dataset(config)
+  spec = spec_lib.DataSpec.from_config(config.data)
+  prepare_spec(spec)
   out_dir = pathlib.Path(workdir) / "predictions"
   out_dir.mkdir(parents=True, exist_ok=True)
-  dcfg = train.data_config(config)
   paths = []
-  batches = pipeline.make_dataset(dcfg, split, batch_size=int(config.predict.batch_size),
+  batches = pipeline.make_dataset(spec, split, batch_size=int(config.predict.batch_size),
                                   train=False, seed=config.seed)
   for batch in batches:
     pred = predictor.predict(batch["image"])

@@ -1,7 +1,7 @@
-"""Supervision regimes: the one table regime -> loss terms, weights, label field and learning rate.
+"""Supervision regimes: the one table regime -> loss terms, weights, label kind and learning rate.
 
 Every training config and the training step read this table, so a regime is defined in exactly one
-place. Terms (DESIGN.md §3, `losses.py`):
+place. Terms (`losses.py`, docs/losses.md):
 
   pixel       Eq. 1 on the dense `labels` (full supervision)
   image       Eq. 2 on the image-level labels `present` (the paper's L_img; part of every weak run)
@@ -9,27 +9,46 @@ place. Terms (DESIGN.md §3, `losses.py`):
   objectness  Eq. 4 on the `objectness` prior (the paper's "Obj")
 
 The total per-image loss is the weighted sum of the active terms, every weight 1 as in the authors'
-Caffe layer (original_code.md §1.5). `supervision` is the pipeline's `data.supervision` field: what
-it rasterises into `sparse_labels` (data_contracts.md). Learning rates are the authors' released
-solvers (original_code.md §3.4): 1e-5, except AllPoints and random points at 5e-5.
+Caffe layer (docs/losses.md). A regime's `label_kind` is the pipeline's `config.data.label_kind`:
+what it rasterises into `sparse_labels` (data/label_kinds.py). Learning rates are the authors'
+released solvers (docs/training.md): 1e-5, except AllPoints and random points at 5e-5.
 """
 import dataclasses
-from typing import Mapping
+from typing import Callable, Mapping
 
 import jax.numpy as jnp
 
 from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import errors
 from pointseg_jax import losses
 
-TERMS = ("pixel", "image", "point", "objectness")
 
-# Batch fields (DESIGN.md §2) each term reads; the step transfers only what its terms need.
-TERM_FIELDS = {
-    "pixel": ("labels", "valid"),
-    "image": ("present", "valid"),
-    "point": ("sparse_labels", "sparse_weights"),
-    "objectness": ("objectness", "valid", "sparse_labels"),
+
+def _objectness(logits, batch, exclude_clicked):
+  exclude = batch["sparse_labels"] != IGNORE_INDEX if exclude_clicked else None
+  return losses.objectness_loss(logits, batch["objectness"], batch["valid"], exclude)
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+  """A loss term: the batch fields it reads (the step transfers only those) and its per-image loss
+  fn(logits, batch, objectness_exclude_clicked) -> float32 [B]."""
+  fields: tuple[str, ...]
+  fn: Callable
+
+
+# Term table, in the order a step sums them (docs/batch_dict.md for the fields).
+TERM_TABLE = {
+    "pixel": Term(("labels", "valid"),
+                  lambda logits, b, _: losses.pixel_loss(logits, b["labels"], b["valid"])),
+    "image": Term(("present", "valid"),
+                  lambda logits, b, _: losses.image_level_loss(logits, b["present"], b["valid"])),
+    "point": Term(("sparse_labels", "sparse_weights"),
+                  lambda logits, b, _: losses.point_loss(logits, b["sparse_labels"],
+                                                         b["sparse_weights"])),
+    "objectness": Term(("objectness", "valid", "sparse_labels"), _objectness),
 }
+TERMS = tuple(TERM_TABLE)
 
 _IMG_OBJ_POINT = {"image": 1.0, "point": 1.0, "objectness": 1.0}
 
@@ -39,7 +58,7 @@ class Regime:
   """One row of the paper's Table 1 / Fig. 6a."""
   name: str                       # config file stem: configs/<name>.py
   paper: str                      # the paper's name for the run
-  supervision: str                # data.supervision (what goes into sparse_labels)
+  label_kind: str                 # config.data.label_kind (what goes into sparse_labels)
   weights: Mapping[str, float]    # active term -> weight (inactive terms are absent)
   learning_rate: float = 1e-5     # authors' released solver.prototxt for this row
   paper_miou: float | None = None  # PASCAL VOC 2012 val mIoU in the paper (%)
@@ -72,7 +91,7 @@ REGIMES = {r.name: r for r in (
 def get_regime(name: str) -> Regime:
   """The table row for `name`, or a clear error listing the known regimes."""
   if name not in REGIMES:
-    raise ValueError(
+    raise errors.ConfigError(
         f"unknown supervision regime {name!r} (config.regime); known regimes: "
         f"{', '.join(REGIMES)} (pointseg_jax/supervision.py)")
   return REGIMES[name]
@@ -88,10 +107,10 @@ def active_terms(weights: Mapping[str, float]) -> tuple[str, ...]:
   """The terms with a non-zero weight, in TERMS order; a step computes only these."""
   unknown = set(weights) - set(TERMS)
   if unknown:
-    raise ValueError(f"unknown loss terms {sorted(unknown)} in config.loss.weights; known: {TERMS}")
+    raise errors.ConfigError(f"unknown loss terms {sorted(unknown)} in config.loss.weights; known: {TERMS}")
   terms = tuple(t for t in TERMS if weights.get(t, 0.0))
   if not terms:
-    raise ValueError("config.loss.weights are all 0: at least one loss term must be active")
+    raise errors.ConfigError("config.loss.weights are all 0: at least one loss term must be active")
   return terms
 
 
@@ -99,7 +118,7 @@ def needed_fields(terms: tuple[str, ...]) -> tuple[str, ...]:
   """Batch fields a step with these terms reads (always `image`)."""
   fields = {"image"}
   for term in terms:
-    fields.update(TERM_FIELDS[term])
+    fields.update(TERM_TABLE[term].fields)
   return tuple(sorted(fields))
 
 
@@ -109,20 +128,10 @@ def loss_terms(logits, batch, terms, *, objectness_exclude_clicked=True):
   `objectness_exclude_clicked=True` is the authors' Eq. 4 (only at unclicked pixels, normalised
   by their count); False is the paper text (every valid pixel).
   """
-  out = {}
-  for term in terms:
-    if term == "pixel":
-      out[term] = losses.pixel_loss(logits, batch["labels"], batch["valid"])
-    elif term == "image":
-      out[term] = losses.image_level_loss(logits, batch["present"], batch["valid"])
-    elif term == "point":
-      out[term] = losses.point_loss(logits, batch["sparse_labels"], batch["sparse_weights"])
-    elif term == "objectness":
-      exclude = batch["sparse_labels"] != IGNORE_INDEX if objectness_exclude_clicked else None
-      out[term] = losses.objectness_loss(logits, batch["objectness"], batch["valid"], exclude)
-    else:
-      raise ValueError(f"unknown loss term {term!r}; known: {TERMS}")
-  return out
+  unknown = [t for t in terms if t not in TERM_TABLE]
+  if unknown:
+    raise ValueError(f"unknown loss terms {unknown}; known: {TERMS}")
+  return {t: TERM_TABLE[t].fn(logits, batch, objectness_exclude_clicked) for t in terms}
 
 
 def total_loss(per_term, weights):

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from pointseg_jax.data import augment
 from pointseg_jax.data import pipeline
+from pointseg_jax.data.spec import DataSpec
 
 
 def _geometry(h, w, scaled_h, scaled_w, oy, ox, ch, cw, flip):
@@ -61,7 +62,7 @@ def _rectangles(rng, h, w, n, min_side=3, max_side=12):
 
 
 def _spec(**kw):
-  return pipeline.check_data_config({"dataset": "test", **kw})
+  return DataSpec.from_config({"dataset": "test", **kw})
 
 
 def test_centre_rule_is_exact_when_enlarging_and_within_one_pixel_when_shrinking():
@@ -160,9 +161,9 @@ def test_transform_keeps_image_objectness_clicks_and_boxes_aligned():
   the image / objectness under object interiors still show that object, boxes rasterise exactly
   onto the warped rectangles."""
   rng = np.random.default_rng(5)
-  spec_pts = _spec(image_size=(40, 40), supervision="all_points", scale_range=(0.5, 2.0))
-  spec_box = _spec(image_size=(40, 40), supervision="box", scale_range=(0.5, 2.0))
-  spec_full = _spec(image_size=(40, 40), supervision="full")
+  spec_pts = _spec(image_size=(40, 40), label_kind="all_points", scale_range=(0.5, 2.0))
+  spec_box = _spec(image_size=(40, 40), label_kind="box", scale_range=(0.5, 2.0))
+  spec_full = _spec(image_size=(40, 40), label_kind="full")
   for trial in range(10):
     h, w = int(rng.integers(25, 55)), int(rng.integers(25, 55))
     mask, inst, rects = _rectangles(rng, h, w, 5, min_side=4)
@@ -212,7 +213,7 @@ def test_transform_keeps_image_objectness_clicks_and_boxes_aligned():
 
 def test_squiggles_drawn_inside_their_object_stay_inside_it():
   rng = np.random.default_rng(11)
-  spec = _spec(image_size=(48, 48), supervision="squiggle", squiggle_radius=1,
+  spec = _spec(image_size=(48, 48), label_kind="squiggle", squiggle_radius=1,
                scale_range=(0.75, 2.0))
   total = 0
   for trial in range(8):

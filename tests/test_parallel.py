@@ -8,6 +8,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from pointseg_jax import parallel
+from pointseg_jax import state as state_lib
 from pointseg_jax import train
 from pointseg_jax.models import FCN
 
@@ -43,16 +44,16 @@ def fake_batch(seed=0, batch=B):
 def setup():
   assert jax.device_count() == 8, "tests/conftest.py sets 8 CPU devices"
   model = FCN(width=1 / 32, mode="same", dropout=0.0)   # dropout masks depend on the layout
-  opt = train.OptimizerSpec(momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0, accum_steps=1)
-  init = jax.jit(functools.partial(train.fresh_state, model, opt, 0))
-  state = jax.device_get(init.lower().compile(train.compiler_options(fast_compile=True))())
+  opt = state_lib.OptimizerSpec(momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0, accum_steps=1)
+  init = jax.jit(functools.partial(state_lib.fresh_state, model, opt, 0))
+  state = jax.device_get(init.lower().compile(state_lib.compiler_options(fast_compile=True))())
   hparams = {"learning_rate": np.float32(1e-4), "warmup_steps": np.float32(0),
              "weights": {t: np.float32(1.0) for t in TERMS}}
   body = functools.partial(train.train_step, model=model, terms=TERMS, opt=opt)
   return body, state, hparams
 
 
-FAST = train.compiler_options(fast_compile=True)   # the same XLA options for all three paths
+FAST = state_lib.compiler_options(fast_compile=True)   # the same XLA options for all three paths
 
 
 def run_shard_map(body, state, hparams, batches, devices):

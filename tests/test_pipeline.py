@@ -6,6 +6,7 @@ determinism and exact resume across epoch boundaries, counted clipping, and bad 
 """
 import importlib.util
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from pointseg_jax import NUM_CLASSES
 from pointseg_jax.data import pipeline
+from pointseg_jax.data.spec import DataSpec, LABEL_KINDS
 from pointseg_jax.data.features import click_features
 
 SIZES = {"train": 13, "val": 5}
@@ -115,7 +117,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def val_examples(data_dir):
   """(decoded example as the pipeline sees it, the generated example) for the val split."""
-  spec = pipeline.check_data_config(_config(data_dir))
+  spec = DataSpec.from_config(_config(data_dir))
   builder = pipeline._open_builder(spec)  # pylint: disable=protected-access
   records = pipeline.read_records(builder, "val")
   decoded = [builder.info.features.deserialize_example(r) for r in records]
@@ -124,14 +126,15 @@ def val_examples(data_dir):
 
 def _transform(example, data_dir, **kw):
   """transform_example without augmentation (eager), as numpy."""
-  spec = pipeline.check_data_config(_config(data_dir, **kw))
+  spec = DataSpec.from_config(_config(data_dir, **kw))
   out = pipeline.transform_example(example, tf.zeros([2], tf.int64), tf.constant(0), spec,
                                    train=False)
   return {k: v.numpy() for k, v in out.items()}
 
 
 def _config(data_dir, **kw):
-  cfg = pipeline.default_data_config()
+  """A config.data block (ConfigDict, as a training config holds it) for the fabricated set."""
+  cfg = ml_collections.ConfigDict(DataSpec().to_dict())
   cfg.dataset = "pipeline_test_points"
   cfg.data_dir = data_dir
   cfg.image_size = (32, 32)
@@ -208,7 +211,7 @@ def test_eval_reproduces_stored_examples_and_pads(data_dir):
 
 
 def test_eval_shrinks_large_images_to_fit_and_counts_them(data_dir):
-  batches, it = _eval(data_dir, batch_size=5, image_size=(24, 24), supervision="full")
+  batches, it = _eval(data_dir, batch_size=5, image_size=(24, 24), label_kind="full")
   sizes = [make_example(i, "val")["mask"].shape[:2] for i in range(5)]
   assert it.stats.images_shrunk == sum(h > 24 or w > 24 for h, w in sizes) > 0
   valid = batches[0]["valid"]
@@ -240,7 +243,7 @@ def test_eval_on_two_hosts_sees_every_example_once_in_equal_batch_counts(data_di
 
 
 def test_train_is_deterministic_and_resumes_exactly_across_epochs(data_dir):
-  cfg = _config(data_dir, scale_range=(0.5, 2.0), supervision="all_points_weighted")
+  cfg = _config(data_dir, scale_range=(0.5, 2.0), label_kind="all_points_weighted")
 
   def run(seed, start_step=0, n=9):
     it = pipeline.make_dataset(cfg, "train", batch_size=4, train=True, seed=seed,
@@ -322,42 +325,42 @@ def _expected_boxes(bx, h, w):
   return label
 
 
-@pytest.mark.parametrize("supervision", pipeline.SUPERVISIONS)
-def test_every_supervision_rasterises_like_the_numpy_reference(data_dir, val_examples,
-                                                               supervision):
+@pytest.mark.parametrize("label_kind", LABEL_KINDS)
+def test_every_label_kind_rasterises_like_the_numpy_reference(data_dir, val_examples,
+                                                               label_kind):
   labelled = 0
   for decoded, ex in val_examples:
-    out = _transform(decoded, data_dir, image_size=(48, 48), supervision=supervision,
+    out = _transform(decoded, data_dir, image_size=(48, 48), label_kind=label_kind,
                      squiggle_radius=2)
     h, w = ex["mask"].shape[:2]
     sparse, weights = out["sparse_labels"], out["sparse_weights"]
     assert (sparse[h:] == 255).all() and (sparse[:, w:] == 255).all()
     assert (weights[h:] == 0).all() and (weights[:, w:] == 0).all()
     sparse, weights = sparse[:h, :w], weights[:h, :w]
-    if supervision == "none":
+    if label_kind == "none":
       expect, expect_w = np.full((h, w), 255), np.zeros((h, w))
-    elif supervision == "full":
+    elif label_kind == "full":
       expect = ex["mask"][..., 0]
       expect_w = (expect != 255).astype(np.float32)
-    elif supervision == "squiggle":
+    elif label_kind == "squiggle":
       expect = _expected_squiggles(ex["squiggles"], h, w, 2.0)
       expect_w = (expect != 255).astype(np.float32)
-    elif supervision == "box":
+    elif label_kind == "box":
       expect, expect_w = _expected_boxes(ex["boxes"], h, w), np.ones((h, w))
     else:
-      expect, expect_w = _expected_points(_point_lists(ex, supervision), h, w)
-    np.testing.assert_array_equal(sparse, expect, err_msg=f"{supervision} example {ex['id']}")
-    np.testing.assert_array_equal(weights, expect_w, err_msg=f"{supervision} example {ex['id']}")
+      expect, expect_w = _expected_points(_point_lists(ex, label_kind), h, w)
+    np.testing.assert_array_equal(sparse, expect, err_msg=f"{label_kind} example {ex['id']}")
+    np.testing.assert_array_equal(weights, expect_w, err_msg=f"{label_kind} example {ex['id']}")
     labelled += (sparse != 255).sum()
-    if supervision == "background_points":
+    if label_kind == "background_points":
       assert (sparse == 0).sum() >= 1  # two background clicks per image (maybe on one pixel)
-  assert (labelled > 0) == (supervision != "none")
+  assert (labelled > 0) == (label_kind != "none")
 
 
 def test_rank_weights_one_half_one_quarter(data_dir, val_examples):
   """Example 0 has three class-7 instances clicked with ranks 1, 2, 3 by annotator 0."""
   decoded, ex = next(p for p in val_examples if p[1]["id"] == "val000")
-  out = _transform(decoded, data_dir, image_size=(48, 48), supervision="all_points_weighted")
+  out = _transform(decoded, data_dir, image_size=(48, 48), label_kind="all_points_weighted")
   assert sorted(out["sparse_weights"][out["sparse_labels"] == 7].tolist()) == [0.25, 0.5, 1.0]
   assert sorted(ex["clicks"]["rank"][ex["clicks"]["annotator"] == 0].tolist()) == [1, 2, 3]
 
@@ -381,12 +384,12 @@ def test_bad_class_ids_in_the_data_raise_naming_the_field(data_dir, val_examples
   decoded, _ = next(p for p in val_examples if p[1]["id"] == "val000")
   clicks = dict(decoded["clicks"], cls=decoded["clicks"]["cls"] + 20)
   with pytest.raises(tf.errors.InvalidArgumentError, match="clicks.cls must be class ids 0..20"):
-    _transform(dict(decoded, clicks=clicks), data_dir, supervision="all_points")
+    _transform(dict(decoded, clicks=clicks), data_dir, label_kind="all_points")
 
 
 def test_clicks_outside_the_crop_are_dropped_and_counted(data_dir):
   it = pipeline.make_dataset(_config(data_dir, image_size=(16, 16), scale_range=(1.5, 2.0),
-                                     supervision="all_points"), "train", batch_size=4, train=True,
+                                     label_kind="all_points"), "train", batch_size=4, train=True,
                              seed=3, process_index=0, process_count=1)
   for _ in range(4):
     batch = next(it)
@@ -395,8 +398,8 @@ def test_clicks_outside_the_crop_are_dropped_and_counted(data_dir):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("supervision", "two_points", "data_config.supervision = 'two_points': one of none"),
-    ("image_size", (32,), "data_config.image_size = (32,): two positive ints"),
+    ("label_kind", "two_points", "config.data.label_kind = 'two_points': one of none"),
+    ("image_size", (32,), "config.data.image_size = (32,): two positive ints"),
     ("image_size", (32, "32"), "two positive ints"),
     ("image_size", (0, 32), "two positive ints"),
     ("scale_range", (2.0, 1.0), "0 < lo <= hi"),
@@ -440,7 +443,7 @@ def test_synthetic_tiny_through_the_pipeline(tmp_path):
   if not hasattr(data, "prepare"):
     pytest.skip("pointseg_jax.data.prepare not written yet")
   data.prepare("synthetic_points/tiny", data_dir=str(tmp_path))
-  cfg = pipeline.default_data_config()
+  cfg = ml_collections.ConfigDict(DataSpec().to_dict())
   cfg.dataset, cfg.data_dir = "synthetic_points/tiny", str(tmp_path)
   batch = next(pipeline.make_dataset(cfg, "train", batch_size=2, train=True, seed=0,
                                      process_index=0, process_count=1))

@@ -5,7 +5,7 @@ import pytest
 
 from pointseg_jax import losses
 from pointseg_jax import supervision
-from pointseg_jax.data import pipeline
+from pointseg_jax.data.spec import LABEL_KINDS
 
 PAPER_TABLE = {  # regime -> (active terms, pipeline supervision, authors' lr)
     "image": ({"image"}, "none", 1e-5),
@@ -27,14 +27,14 @@ def test_table_matches_the_paper_and_the_released_solvers():
   for name, (terms, sup, lr) in PAPER_TABLE.items():
     regime = supervision.get_regime(name)
     assert set(supervision.active_terms(regime.weights)) == terms, name
-    assert regime.supervision == sup, name
+    assert regime.label_kind == sup, name
     assert regime.learning_rate == lr, name
     assert all(w == 1.0 for w in regime.weights.values()), name   # authors: no lambdas
 
 
 def test_every_supervision_field_is_one_the_pipeline_knows():
   for regime in supervision.REGIMES.values():
-    assert regime.supervision in pipeline.SUPERVISIONS
+    assert regime.label_kind in LABEL_KINDS
 
 
 def test_unknown_regime_is_a_clear_error():

@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import pathlib
-import runpy
 import signal
 import subprocess
 import sys
@@ -17,9 +16,11 @@ import pytest
 from PIL import Image
 
 from pointseg_jax import checkpointing
-from pointseg_jax import main as main_lib  # noqa: F401  (repository root on sys.path for configs/)
+from pointseg_jax import config_lib
+from pointseg_jax import evaluate
 from pointseg_jax import parallel
 from pointseg_jax import predict
+from pointseg_jax import state as state_lib
 from pointseg_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ CONFIG_DIR = REPO / "configs"
 
 
 def load_config(name="point", arg="tiny", **overrides):
-  config = runpy.run_path(str(CONFIG_DIR / f"{name}.py"))["get_config"](arg)
+  config = config_lib.get_config(name, arg)
   for dotted, value in overrides.items():
     node = config
     *parents, leaf = dotted.split("__")
@@ -59,8 +60,8 @@ def tiny_config(data_dir, name="point", **overrides):
 
 def test_optimizer_is_caffe_sgd_with_2x_bias_lr_and_decay_on_weights_only():
   lr, m, wd = 0.1, 0.9, 0.01
-  spec = train.OptimizerSpec(momentum=m, weight_decay=wd, bias_lr_mult=2.0, accum_steps=1)
-  tx = train.make_optimizer(lr, spec)
+  spec = state_lib.OptimizerSpec(momentum=m, weight_decay=wd, bias_lr_mult=2.0, accum_steps=1)
+  tx = state_lib.make_optimizer(lr, spec)
   params = {"fc": {"kernel": np.array([1.0, -2.0], np.float32),
                    "bias": np.array([0.5], np.float32)}}
   g1 = {"fc": {"kernel": np.array([0.3, 0.1], np.float32), "bias": np.array([0.2], np.float32)}}
@@ -84,16 +85,16 @@ def test_optimizer_is_caffe_sgd_with_2x_bias_lr_and_decay_on_weights_only():
 
 
 def test_accumulation_equals_one_step_on_the_mean_gradient():
-  spec = train.OptimizerSpec(accum_steps=2)
+  spec = state_lib.OptimizerSpec(accum_steps=2)
   params = {"kernel": np.array([1.0, 2.0], np.float32), "bias": np.array([0.0], np.float32)}
   g1 = {"kernel": np.array([0.2, -0.4], np.float32), "bias": np.array([1.0], np.float32)}
   g2 = {"kernel": np.array([0.6, 0.0], np.float32), "bias": np.array([3.0], np.float32)}
-  tx = train.make_optimizer(0.5, spec)
+  tx = state_lib.make_optimizer(0.5, spec)
   state = tx.init(params)
   u1, state = tx.update(g1, state, params)
   np.testing.assert_array_equal(u1["kernel"], [0.0, 0.0])   # first micro-step: no update yet
   u2, _ = tx.update(g2, state, params)
-  one = train.make_optimizer(0.5, spec._replace(accum_steps=1))
+  one = state_lib.make_optimizer(0.5, spec._replace(accum_steps=1))
   want, _ = one.update(jax.tree.map(lambda a, b: (a + b) / 2, g1, g2), one.init(params), params)
   jax.tree.map(np.testing.assert_allclose, u2, want)
 
@@ -102,14 +103,16 @@ def test_params_sha256_is_over_the_leaf_bytes_in_path_order():
   tree = {"b": np.array([1.5, 2.0], np.float32), "a": {"kernel": np.array([[3]], np.int32)}}
   want = hashlib.sha256(np.array([[3]], np.int32).tobytes()
                         + np.array([1.5, 2.0], np.float32).tobytes()).hexdigest()
-  assert train.params_sha256(tree) == want
+  assert state_lib.params_sha256(tree) == want
 
 
 def test_missing_init_weights_say_how_to_convert(tmp_path):
   config = load_config("point", "tiny", model__init_from=str(tmp_path / "vgg.npz"))
   with pytest.raises(FileNotFoundError, match=r"python -m pointseg_jax.models.weights convert"):
-    train.create_train_state(config, train.make_model(config),
-                             parallel.make_mesh(jax.devices()[:1]))
+    state_lib.create_train_state(state_lib.make_model(config.model),
+                                 state_lib.OptimizerSpec.from_config(config.optimizer), 0,
+                                 parallel.make_mesh(jax.devices()[:1]),
+                                 init_from=config.model.init_from)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,7 +195,7 @@ def test_resume_continues_exactly(reference_run, tmp_path):
 
 def test_eval_mode_and_predict_mode(reference_run):
   config, workdir, summary = reference_run
-  result = train.evaluate_checkpoint(config, workdir)
+  result = evaluate.evaluate_checkpoint(config, workdir)
   assert result["step"] == NUM_STEPS
   assert result["eval/miou"] == pytest.approx(summary["eval/miou"])
   assert json.loads((workdir / "eval.json").read_text())["step"] == NUM_STEPS
@@ -217,7 +220,9 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp
   bad_step = int(err.value.args[0].split("at step ")[1].split(":")[0])
   with checkpointing.Checkpointer(tmp_path / "checkpoints") as ckpt:
     assert ckpt.latest_step() == bad_step - 1
-  params, _ = train.restore_params(config, tmp_path, parallel.make_mesh())
+  params, _ = state_lib.restore_params(tmp_path, state_lib.make_model(config.model),
+                                       state_lib.OptimizerSpec.from_config(config.optimizer),
+                                       parallel.make_mesh())
   assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from pointseg_jax import evaluate
 from pointseg_jax import supervision
 from pointseg_jax import train
 from test_train import tiny_config  # noqa: F401
@@ -43,5 +44,5 @@ def test_regime_trains_resumes_and_evaluates(regime, tiny_data_dir, tmp_path):  
     assert np.isfinite(row["train/loss"])
     # The total is the sum of the active terms (all weights 1).
     assert row["train/loss"] == pytest.approx(sum(row[f"train/{t}"] for t in active), rel=1e-5)
-  assert train.evaluate_checkpoint(config, tmp_path)["eval/miou"] == pytest.approx(
+  assert evaluate.evaluate_checkpoint(config, tmp_path)["eval/miou"] == pytest.approx(
       resumed["eval/miou"])

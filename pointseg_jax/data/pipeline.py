@@ -1,11 +1,12 @@
-"""tf.data input pipeline: a click dataset (TFDS) -> the batch dicts of DESIGN.md §2, as numpy.
+"""tf.data input pipeline: a click dataset (TFDS) -> the batch dicts of docs/batch_dict.md, as
+numpy.
 
-    it = make_dataset(data_config, "train", batch_size=16, train=True, seed=0, start_step=s)
+    it = make_dataset(spec, "train", batch_size=16, train=True, seed=0, start_step=s)
     batch = next(it)          # {"image": f32 [16,H,W,3], "valid", "labels", "present", ...}
 
 Per example: decode -> warp (augment.py: scale / crop / flip of image, masks, objectness and every
 coordinate list together) -> pad to `image_size` -> rasterise the regime's supervision
-(rasterize.py) -> `present` and objectness. Clicks stay float coordinates until after the warp.
+(label_kinds.py) -> `present` and objectness. Clicks stay float coordinates until after the warp.
 
 Determinism and exact resume. This host's slice of the split (`tfds.split_for_jax_process`) is read
 once, undecoded, into memory in file order (N records). Stream position p = k * batch_size + b is
@@ -21,40 +22,23 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import os
 from typing import Iterator
 
 from absl import logging
-import ml_collections
+import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
+from pointseg_jax import errors
 from pointseg_jax.data import augment
-from pointseg_jax.data.prepare import BUILDERS
-from pointseg_jax.data import rasterize
-from pointseg_jax.data.features import MAIN_ANNOTATOR
+from pointseg_jax.data import label_kinds
+from pointseg_jax.data import spec as spec_lib
+from pointseg_jax.data.prepare import BUILDERS, dataset_names
 
-# What goes into sparse_labels / sparse_weights (data_contracts.md; paper Table 1).
-SUPERVISIONS = (
-    "none",                 # image-level labels only: all 255
-    "one_point",            # 1Point: rank-1 clicks of annotator 0
-    "all_points",           # AllPoints: every click of annotator 0, weight 1
-    "all_points_weighted",  # AllPoints with rank weights 2^-(r-1)
-    "three_annotators",     # 1Point (3 annotators): rank-1 clicks of annotators 0, 1, 2
-    "random_points",        # 1Point random: uniform inside the class mask
-    "squiggle",             # strokes drawn with squiggle_radius
-    "box",                  # smallest covering box, background outside boxes (dense)
-    "full",                 # the dense mask
-    "background_points",    # every click of annotator 0 + background clicks (TEL-style)
-)
-POINT_SUPERVISIONS = ("one_point", "all_points", "all_points_weighted", "three_annotators",
-                      "random_points", "background_points")
-IMAGE_LABELS_FROM = ("classes", "clicks")
 # Registered by importing these modules (lazily: they import heavy builder code).
 _BUILDER_MODULES = tuple(BUILDERS.values())
-_KNOWN_DATASETS = ("synthetic_points/tiny", "synthetic_points/default", "voc2012_points")
 _REQUIRED_FEATURES = ("id", "image", "mask", "instance_mask", "classes", "clicks", "random_clicks",
                       "background_clicks", "squiggles", "boxes", "objectness", "has_objectness")
 # Counters carried per example through tf.data and summed by `PipelineStats`.
@@ -63,179 +47,20 @@ _STAT_KEYS = ("coords_clipped", "clicks_cropped", "clicks_snapped", "clicks_off_
 _STAT_PREFIX = "_stat_"
 
 
-def default_data_config() -> ml_collections.ConfigDict:
-  """Every data field with its default (the training configs override what they need)."""
-  return ml_collections.ConfigDict({
-      "dataset": "synthetic_points/default",
-      "data_dir": None,          # TFDS data dir (None = TFDS default, ~/tensorflow_datasets)
-      "manual_dir": None,        # voc2012_points: the unpacked VOCdevkit / SBD / JSON folder
-      "image_size": (128, 128),  # static (H, W) of every batch
-      "supervision": "one_point",
-      "squiggle_radius": 2,      # output pixels; the paper tried 2, 5, 25
-      "augment": True,           # random scale / crop / flip on train
-      "scale_range": (0.75, 1.25),
-      "image_labels_from": "classes",
-  })
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSpec:
-  """A validated data config as plain Python values (what the tf.data functions close over)."""
-  dataset: str
-  data_dir: str | None
-  image_size: tuple[int, int]
-  supervision: str
-  squiggle_radius: float
-  augment: bool
-  scale_range: tuple[float, float]
-  image_labels_from: str
-
-
-def _bad(field: str, value, fix: str) -> ValueError:
-  return ValueError(f"data_config.{field} = {value!r}: {fix}")
-
-
-def check_data_config(data_config) -> DataSpec:
-  """Validate a data ConfigDict (or dict); errors name the field and the fix."""
-  cfg = dict(data_config)
-  known = set(default_data_config().keys()) | {"shuffle_buffer"}
-  unknown = sorted(set(cfg) - known)
-  if unknown:
-    raise ValueError(f"data_config has unknown fields {unknown}; known fields: {sorted(known)} "
-                     "(pipeline.default_data_config())")
-  cfg = {**dict(default_data_config()), **cfg}
-  if cfg.get("shuffle_buffer") is not None:
-    logging.log_first_n(logging.INFO, "data_config.shuffle_buffer is not used: every epoch is a "
-                        "full permutation of the split (pipeline.py docstring)", 1)
-  if not isinstance(cfg["dataset"], str) or not cfg["dataset"]:
-    raise _bad("dataset", cfg["dataset"], f"a TFDS name such as {', '.join(_KNOWN_DATASETS)}")
-  size = cfg["image_size"]
-  if (not isinstance(size, (tuple, list)) or len(size) != 2
-      or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
-                 for v in size)):
-    raise _bad("image_size", size, "two positive ints (height, width), e.g. (128, 128)")
-  if cfg["supervision"] not in SUPERVISIONS:
-    raise _bad("supervision", cfg["supervision"], f"one of {', '.join(SUPERVISIONS)}")
-  radius = cfg["squiggle_radius"]
-  if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius >= 1:
-    raise _bad("squiggle_radius", radius, "a number >= 1 (pixels; the paper used 2, 5, 25)")
-  scale = cfg["scale_range"]
-  if (not isinstance(scale, (tuple, list)) or len(scale) != 2
-      or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
-      or not 0 < scale[0] <= scale[1]):
-    raise _bad("scale_range", scale, "(lo, hi) with 0 < lo <= hi, e.g. (0.75, 1.25)")
-  if not isinstance(cfg["augment"], bool):
-    raise _bad("augment", cfg["augment"], "True or False")
-  if cfg["image_labels_from"] not in IMAGE_LABELS_FROM:
-    raise _bad("image_labels_from", cfg["image_labels_from"], f"one of {IMAGE_LABELS_FROM}")
-  data_dir = cfg["data_dir"]
-  return DataSpec(
-      dataset=cfg["dataset"],
-      data_dir=None if data_dir is None else os.path.expanduser(str(data_dir)),
-      image_size=(int(size[0]), int(size[1])), supervision=cfg["supervision"],
-      squiggle_radius=float(radius), augment=cfg["augment"],
-      scale_range=(float(scale[0]), float(scale[1])), image_labels_from=cfg["image_labels_from"])
-
-
 # ----------------------------------------------------------------------------------------------
 # One example (pure TF; runs inside tf.data.map).
 
 
-def _points(group, keep=None):
-  y, x, cls = group["y"], group["x"], tf.cast(group["cls"], tf.int32)
-  if keep is None:
-    return y, x, cls
-  return tf.boolean_mask(y, keep), tf.boolean_mask(x, keep), tf.boolean_mask(cls, keep)
-
-
-def select_points(example, supervision: str):
-  """(y, x, cls, weight) of the clicks a point regime rasterises, in priority-tie order."""
-  clicks = example["clicks"]
-  ann, rank = tf.cast(clicks["annotator"], tf.int32), tf.cast(clicks["rank"], tf.int32)
-  if supervision == "random_points":
-    y, x, cls = _points(example["random_clicks"])
-    return y, x, cls, tf.ones_like(y)
-  if supervision == "one_point":
-    keep = (ann == MAIN_ANNOTATOR) & (rank == 1)
-  elif supervision == "three_annotators":
-    keep = (ann >= 0) & (ann <= 2) & (rank == 1)
-  else:  # all_points, all_points_weighted, background_points
-    keep = ann == MAIN_ANNOTATOR
-  y, x, cls = _points(clicks, keep)
-  if supervision == "all_points_weighted":
-    weight = rasterize.rank_weight(tf.boolean_mask(rank, keep))
-  else:
-    weight = tf.ones_like(y)
-  if supervision == "background_points":
-    by, bx, bc = _points(example["background_clicks"])
-    y, x, cls = tf.concat([y, by], 0), tf.concat([x, bx], 0), tf.concat([cls, bc], 0)
-    weight = tf.concat([weight, tf.ones_like(by)], 0)
-  return y, x, cls, weight
-
-
-def _label_classes(example, mask, supervision: str, image_labels_from: str):
-  """Class ids whose union (with background) is `present`."""
-  if image_labels_from == "classes":
-    return tf.cast(example["classes"], tf.int32)
-  # The authors' kernel reads the class list off the rasterised annotation (original_code.md §1.0):
-  # the classes of this regime's own annotation, before any crop.
-  if supervision == "full":
-    return tf.reshape(mask, [-1])
-  if supervision == "squiggle":
-    return tf.cast(example["squiggles"]["cls"], tf.int32)
-  if supervision == "box":
-    return tf.cast(example["boxes"]["cls"], tf.int32)
-  if supervision == "none":
-    return select_points(example, "all_points")[2]
-  return select_points(example, supervision)[2]
-
-
 def _present(classes):
-  """bool [C]: the listed object classes plus background, always (original_code.md §1.1)."""
+  """bool [C]: the listed object classes plus background, always (the authors'
+  convention, docs/losses.md)."""
   ok = (classes >= 1) & (classes < NUM_CLASSES)
   hits = tf.math.unsorted_segment_max(tf.ones_like(classes), tf.where(ok, classes, 0), NUM_CLASSES)
   return (hits > 0) | (tf.range(NUM_CLASSES) == 0)
 
 
-def _check_classes(cls, field: str, example_id):
-  ok = tf.reduce_all((cls >= 0) & (cls < NUM_CLASSES))
-  return tf.debugging.Assert(ok, [f"{field}.cls must be class ids 0..{NUM_CLASSES - 1}; example",
-                                  example_id, "has", cls], summarize=20)
-
-
-def _clip_coords(y, x, g: augment.Geometry):
-  """Continuous coordinates clipped into [0, h] x [0, w]; also how many were outside."""
-  hf, wf = tf.cast(g.height, tf.float32), tf.cast(g.width, tf.float32)
-  outside = (y < 0) | (y > hf) | (x < 0) | (x > wf)
-  return (tf.clip_by_value(y, 0.0, hf), tf.clip_by_value(x, 0.0, wf),
-          tf.reduce_sum(tf.cast(outside, tf.int32)))
-
-
-def _sparse_points(example, spec: DataSpec, g, key, warped_key, valid_shape):
-  """Clicks -> output pixels (centre rule + snap, augment.py) -> one labelled pixel each."""
-  y, x, cls, weight = select_points(example, spec.supervision)
-  rows, cols, clipped = augment.clip_pixels(y, x, g)
-  want = tf.gather_nd(key, tf.stack([rows, cols], -1))
-  out_r, out_c, inside = augment.warp_pixels(rows, cols, g)
-  out_r, out_c, moved = augment.snap_clicks(out_r, out_c, want, warped_key, g)
-  landed = tf.gather_nd(warped_key, tf.stack([tf.clip_by_value(out_r, 0, g.crop_h - 1),
-                                              tf.clip_by_value(out_c, 0, g.crop_w - 1)], -1))
-  off_object = inside & (landed != want)
-  out_r, out_c = tf.boolean_mask(out_r, inside), tf.boolean_mask(out_c, inside)
-  kept_cls, kept_w = tf.boolean_mask(cls, inside), tf.boolean_mask(weight, inside)
-  labels, weights = rasterize.rasterize_points(out_r, out_c, kept_cls, kept_w, valid_shape)
-  stats = {
-      "coords_clipped": tf.reduce_sum(tf.cast(clipped, tf.int32)),
-      "clicks_cropped": tf.reduce_sum(tf.cast(~inside, tf.int32)),
-      "clicks_snapped": tf.reduce_sum(tf.cast(moved & inside, tf.int32)),
-      "clicks_off_object": tf.reduce_sum(tf.cast(off_object, tf.int32)),
-      "points_merged": tf.size(out_r) - tf.reduce_sum(tf.cast(weights > 0, tf.int32)),
-  }
-  return labels, weights, cls, stats
-
-
-def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor, spec: DataSpec,
-                      *, train: bool) -> dict:
+def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor,
+                      spec: spec_lib.DataSpec, *, train: bool) -> dict:
   """A decoded example (features.click_features) -> one element of the batch dict + counters."""
   out_size = spec.image_size
   image = example["image"]
@@ -257,41 +82,17 @@ def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor,
   if not (train and spec.augment):
     stats["images_shrunk"] = tf.cast((g.scaled_h < g.height) | (g.scaled_w < g.width), tf.int32)
   stats["no_objectness"] = tf.cast(~tf.cast(example["has_objectness"], tf.bool), tf.int32)
-  checks = []
-  sup = spec.supervision
-  if sup in POINT_SUPERVISIONS:
-    sparse, weights, cls, point_stats = _sparse_points(example, spec, g, key, warped_key, out_size)
-    stats.update(point_stats)
-    field = {"random_points": "random_clicks",
-             "background_points": "clicks / background_clicks"}.get(sup, "clicks")
-    checks.append(_check_classes(cls, field, example["id"]))
-  elif sup == "squiggle":
-    s = example["squiggles"]
-    y, x, clipped = _clip_coords(s["y"], s["x"], g)
-    sparse, weights = rasterize.rasterize_polylines(
-        y, x, tf.cast(s["cls"], tf.int32), s["stroke"], spec.squiggle_radius,
-        augment.source_centres(g, out_size))
-    stats["coords_clipped"] = clipped
-    checks.append(_check_classes(tf.cast(s["cls"], tf.int32), "squiggles", example["id"]))
-  elif sup == "box":
-    b = example["boxes"]
-    ymin, xmin, c0 = _clip_coords(b["ymin"], b["xmin"], g)
-    ymax, xmax, c1 = _clip_coords(b["ymax"], b["xmax"], g)
-    sparse, weights = rasterize.rasterize_boxes(ymin, xmin, ymax, xmax, tf.cast(b["cls"], tf.int32),
-                                                augment.source_centres(g, out_size))
-    stats["coords_clipped"] = c0 + c1
-    checks.append(_check_classes(tf.cast(b["cls"], tf.int32), "boxes", example["id"]))
-  elif sup == "full":
-    sparse = labels
-    weights = tf.cast(labels != IGNORE_INDEX, tf.float32)
-  else:  # none
-    sparse = tf.fill(out_size, tf.constant(IGNORE_INDEX, tf.int32))
-    weights = tf.zeros(out_size, tf.float32)
+  kind = label_kinds.LABEL_KINDS[spec.label_kind]
+  warp = label_kinds.Warp(g, key, warped_key, labels, out_size)
+  sparse, weights, counters, checks = kind.rasterise(example, spec, warp)
+  stats.update(counters)
   sparse = tf.where(valid, sparse, IGNORE_INDEX)
   weights = tf.where(valid & (sparse != IGNORE_INDEX), weights, 0.0)
 
   with tf.control_dependencies(checks):
-    present = _present(_label_classes(example, mask, sup, spec.image_labels_from))
+    classes = (tf.cast(example["classes"], tf.int32) if spec.image_labels_from == "classes"
+               else kind.classes(example, mask))
+    present = _present(classes)
   out = {
       "image": image,
       "valid": valid,
@@ -320,25 +121,25 @@ def _register_builders() -> None:
         raise
 
 
-def _open_builder(spec: DataSpec):
+def _open_builder(spec: spec_lib.DataSpec):
   """The TFDS builder of `spec.dataset`; clear errors for unknown / unprepared / foreign datasets."""
   _register_builders()
   try:
     builder = tfds.builder(spec.dataset, data_dir=spec.data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(
-        f"data_config.dataset = {spec.dataset!r} is not a known TFDS dataset; click datasets are "
-        f"{', '.join(_KNOWN_DATASETS)}") from e
+    raise errors.ConfigError(
+        f"config.data.dataset = {spec.dataset!r} is not a known TFDS dataset; click datasets are "
+        f"{', '.join(dataset_names())}") from e
   except ValueError as e:  # e.g. unknown builder config 'synthetic_points/huge'
-    raise ValueError(f"data_config.dataset = {spec.dataset!r}: {e}") from e
+    raise errors.ConfigError(f"config.data.dataset = {spec.dataset!r}: {e}") from e
   missing = [f for f in _REQUIRED_FEATURES if f not in builder.info.features]
   if missing:
-    raise ValueError(
-        f"data_config.dataset = {spec.dataset!r} lacks the click features {missing}; make_dataset "
+    raise errors.ConfigError(
+        f"config.data.dataset = {spec.dataset!r} lacks the click features {missing}; make_dataset "
         "reads datasets written with pointseg_jax.data.features.click_features")
   if not builder.is_prepared():
-    raise ValueError(
-        f"data_config.dataset = {spec.dataset!r} is not prepared in {builder.data_dir!r}; run "
+    raise errors.DataError(
+        f"config.data.dataset = {spec.dataset!r} is not prepared in {builder.data_dir!r}; run "
         f"pointseg_jax.data.prepare({spec.dataset!r}, data_dir={spec.data_dir!r}) first "
         "(voc2012_points also needs manual_dir)")
   return builder
@@ -360,7 +161,7 @@ def host_slice(builder, split: str, process_index: int, process_count: int) -> H
   try:
     sizes = tuple(builder.info.splits[s].num_examples for s in subs)
   except (KeyError, ValueError) as e:
-    raise ValueError(f"split {split!r} not in {builder.info.full_name}: its splits are "
+    raise errors.ConfigError(f"split {split!r} not in {builder.info.full_name}: its splits are "
                      f"{sorted(builder.info.splits)}") from e
   return HostSlice(subs[process_index], sizes[process_index], sum(sizes[:process_index]), sizes)
 
@@ -378,11 +179,10 @@ def read_records(builder, split) -> list[bytes]:
   return list(ds.as_numpy_iterator())
 
 
-def example_names(data_config, split: str) -> list[str]:
+def example_names(spec: spec_lib.DataSpec, split: str) -> list[str]:
   """The stored `id` (e.g. VOC '2008_000123') of every example of `split`, indexed by the batch
   dict's `example_id` (the split-wide position in file order, the same on every host)."""
-  spec = check_data_config(data_config)
-  builder = _open_builder(spec)
+  builder = _open_builder(spec_lib.DataSpec.from_config(spec))
   names = []
   for record in read_records(builder, split):
     feature = tf.train.Example.FromString(record).features.feature["id"]
@@ -471,7 +271,7 @@ def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
   return out
 
 
-def _dataset(records: list[bytes], features, spec: DataSpec, *, batch_size: int, train: bool,
+def _dataset(records: list[bytes], features, spec: spec_lib.DataSpec, *, batch_size: int, train: bool,
              seed: int, start_step: int, offset: int, process_index: int) -> tf.data.Dataset:
   n = len(records)
 
@@ -504,17 +304,17 @@ def _dataset(records: list[bytes], features, spec: DataSpec, *, batch_size: int,
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def make_dataset(data_config, split: str, *, batch_size: int, train: bool, seed: int,
+def make_dataset(spec: spec_lib.DataSpec, split: str, *, batch_size: int, train: bool, seed: int,
                  start_step: int = 0, process_index: int | None = None,
                  process_count: int | None = None) -> BatchIterator:
-  """Batches of DESIGN.md §2 (numpy) from `data_config.dataset`'s `split`, this host's share.
+  """Batches (docs/batch_dict.md, numpy) of `spec.dataset`'s `split`, this host's share.
 
   batch_size: this process's batch (global / jax.process_count()). train=True: endless, shuffled,
   augmented; batch k is a pure function of (seed, start_step + k). train=False: the split once in a
   fixed order, the last batch padded with example_mask False, the same number of batches on every
   host. process_index / process_count default to jax's (override for tests / offline tools).
   """
-  spec = check_data_config(data_config)
+  spec = spec_lib.DataSpec.from_config(spec)   # a DataSpec, or a config.data dict to check
   for name, value in (("batch_size", batch_size), ("start_step", start_step), ("seed", seed)):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
       raise ValueError(f"make_dataset: {name} must be an int, got {value!r}")
@@ -522,14 +322,13 @@ def make_dataset(data_config, split: str, *, batch_size: int, train: bool, seed:
     raise ValueError(f"make_dataset: need batch_size >= 1 and start_step >= 0, got {batch_size}, "
                      f"{start_step}")
   if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top
     process_index, process_count = jax.process_index(), jax.process_count()
   _hide_accelerators_from_tf()
   builder = _open_builder(spec)
   part = host_slice(builder, split, process_index, process_count)
   records = read_records(builder, part.split)
   if not records and train:
-    raise ValueError(f"split {split!r} of {spec.dataset!r} has no examples for process "
+    raise errors.DataError(f"split {split!r} of {spec.dataset!r} has no examples for process "
                      f"{process_index} of {process_count}")
   ds = _dataset(records, builder.info.features, spec, batch_size=batch_size, train=train,
                 seed=int(seed), start_step=int(start_step), offset=part.offset,
@@ -549,7 +348,7 @@ def _train_batches(ds, stats):
     yield batch
 
 
-def _eval_batches(ds, stats, batch_size, num_batches, spec: DataSpec):
+def _eval_batches(ds, stats, batch_size, num_batches, spec: spec_lib.DataSpec):
   template = None
   done = 0
   for batch in ds.as_numpy_iterator():
@@ -564,7 +363,7 @@ def _eval_batches(ds, stats, batch_size, num_batches, spec: DataSpec):
     yield _pad_batch(None, template, batch_size)
 
 
-def _blank_template(spec: DataSpec) -> dict:
+def _blank_template(spec: spec_lib.DataSpec) -> dict:
   h, w = spec.image_size
   return {"image": np.zeros((1, h, w, 3), np.float32), "valid": np.zeros((1, h, w), bool),
           "labels": np.zeros((1, h, w), np.int32), "present": np.zeros((1, NUM_CLASSES), bool),
@@ -575,7 +374,7 @@ def _blank_template(spec: DataSpec) -> dict:
 
 
 def _hide_accelerators_from_tf() -> None:
-  """TF must not grab the GPU / TPU memory JAX needs (jax_anchors.md §11.4)."""
+  """TF must not grab the GPU / TPU memory JAX needs (flax issue #445)."""
   try:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # TF already initialised its devices: nothing to do any more

@@ -13,6 +13,8 @@ import importlib
 import logging
 import os
 
+from pointseg_jax import errors
+
 log = logging.getLogger(__name__)
 
 # Builder name -> package whose import registers it with TFDS.
@@ -28,18 +30,34 @@ def builder_name(dataset: str) -> str:
   return dataset.split("/")[0].split(":")[0]
 
 
+def dataset_names() -> list[str]:
+  """Every dataset name the package's builders answer to, e.g. 'synthetic_points/tiny'."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (keep import light)
+
+  names = []
+  for name, module in BUILDERS.items():
+    importlib.import_module(module)
+    configs = tfds.builder_cls(name).BUILDER_CONFIGS
+    names += [f"{name}/{c.name}" for c in configs] if configs else [name]
+  return names
+
+
 def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
   """The registered TFDS builder for `dataset` (not prepared)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   name = builder_name(dataset)
   if name not in BUILDERS:
-    raise ValueError(f"unknown dataset {dataset!r}: expected one of {sorted(BUILDERS)} "
+    raise errors.ConfigError(f"unknown dataset {dataset!r}: expected one of {sorted(BUILDERS)} "
                      "(e.g. 'synthetic_points/tiny', 'synthetic_points/default', 'voc2012_points')")
   importlib.import_module(BUILDERS[name])
   if data_dir is not None:
     data_dir = os.path.expanduser(data_dir)
-  return tfds.builder(dataset, data_dir=data_dir, **builder_kwargs)
+  try:
+    return tfds.builder(dataset, data_dir=data_dir, **builder_kwargs)
+  except ValueError as e:    # e.g. an unknown builder config 'synthetic_points/huge'
+    raise errors.ConfigError(f"cannot open dataset {dataset!r} ({e}); known datasets: "
+                             f"{', '.join(dataset_names())}") from None
 
 
 def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = None, *,
@@ -65,7 +83,7 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
     manual = os.path.expanduser(manual_dir) if manual_dir else os.path.join(
         os.fspath(builder.data_dir_root), "downloads", "manual")
     if not os.path.isdir(os.path.join(manual, VOC_MARKER)):
-      raise FileNotFoundError(
+      raise errors.MissingInputError(
           f"voc2012_points is not prepared in {builder.data_dir_root} and its manual data is not "
           f"in {manual!r} (no {VOC_MARKER} there). PASCAL VOC cannot be downloaded automatically: "
           f"get the archives yourself, then call prepare('voc2012_points', manual_dir=DIR)."
@@ -75,3 +93,12 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
   log.info("preparing %s in %s", dataset, builder.data_dir)
   builder.download_and_prepare(download_config=download_config)
   return builder
+
+
+def prepare_spec(spec):
+  """`prepare` for a run's DataSpec: build on first use (synthetic) or say how to get VOC."""
+  try:
+    return prepare(spec.dataset, spec.data_dir,
+                   **({"manual_dir": spec.manual_dir} if spec.manual_dir else {}))
+  except errors.UserError as e:
+    raise type(e)(f"config.data.dataset={spec.dataset!r}: {e}") from e

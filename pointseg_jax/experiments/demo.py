@@ -1,8 +1,8 @@
 r"""`make demo`: build the embedded benchmark, train Img+Obj+1Point on it, evaluate, draw pictures.
 
-  python -m pointseg_jax.demo --workdir=runs/demo
-  python -m pointseg_jax.demo --workdir=runs/demo --config.train.num_steps=500     # shorter
-  python -m pointseg_jax.demo --workdir=runs/demo_cmp --compare=image_obj          # + a baseline
+  python -m pointseg_jax.experiments.demo --workdir=runs/demo
+  python -m pointseg_jax.experiments.demo --workdir=runs/demo --config.train.num_steps=500     # shorter
+  python -m pointseg_jax.experiments.demo --workdir=runs/demo_cmp --compare=image_obj          # + a baseline
 
 Every knob is a config field (`--config=configs/point.py` by default; its `synthetic` variant sets
 the dataset, model size, steps and learning rate), so the demo is exactly what
@@ -15,14 +15,18 @@ import pathlib
 import platform
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 
 from pointseg_jax import CLASS_NAMES
+from pointseg_jax import cli
 from pointseg_jax import main as main_lib  # defines --config, --workdir (one set of flags)
+from pointseg_jax import predict
 from pointseg_jax import supervision
+from pointseg_jax import train
+from pointseg_jax.data import spec as spec_lib
+from pointseg_jax.data.prepare import prepare_spec
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = str(pathlib.Path(main_lib.__file__).resolve().parents[1] / "configs" / "point.py")
@@ -33,8 +37,6 @@ flags.DEFINE_list("compare", [], "Other regimes to train the same way for a comp
 
 def run_regime(config, workdir):
   """Train + evaluate + predictions for one config; returns (summary, seconds, picture paths)."""
-  from pointseg_jax import predict  # pylint: disable=g-import-not-at-top
-  from pointseg_jax import train  # pylint: disable=g-import-not-at-top
   t = time.time()
   summary = train.train_and_evaluate(config, workdir)
   seconds = time.time() - t
@@ -50,7 +52,7 @@ def regime_config(config, regime):
   row = supervision.get_regime(regime)
   with other.unlocked():
     other.regime = regime
-    other.data.supervision = row.supervision
+    other.data.label_kind = row.label_kind
     other.loss.weights = supervision.default_weights(regime)
     if config.data.dataset.startswith("voc"):
       other.optimizer.learning_rate = (config.optimizer.learning_rate * row.learning_rate
@@ -107,17 +109,16 @@ def results_markdown(config, rows, build_seconds, workdir) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
   main_lib.quiet_orbax_info()
   main_lib.hide_accelerators_from_tensorflow()
-  from pointseg_jax import train  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   workdir = pathlib.Path(FLAGS.workdir or "runs/demo")
   workdir.mkdir(parents=True, exist_ok=True)
 
   print(f"[demo] 1/3 dataset {config.data.dataset} (built on first use) ...", flush=True)
   t = time.time()
-  train.prepare_dataset(config)
+  prepare_spec(spec_lib.DataSpec.from_config(config.data))
   build_seconds = time.time() - t
 
   rows = []
@@ -142,4 +143,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

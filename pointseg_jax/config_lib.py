@@ -1,23 +1,34 @@
 """What every regime config shares: `get_config(regime, arg)` builds the whole ConfigDict.
 
-A regime file (configs/point.py, ...) is `common.get_config('<regime>', arg)`; the regime table
-(loss terms, weights, label field, learning rate) lives in `pointseg_jax/supervision.py`.
+A regime file is three lines (configs/point.py):
 
-`arg` is the part after the colon, comma separated (`--config=configs/point.py:voc,tpu`):
-  synthetic  (default) the embedded benchmark, width-1/8 FCN-32s from scratch, CPU-sized
+    from pointseg_jax import config_lib
+    def get_config(arg=None):
+      return config_lib.get_config("point", arg)
+
+The regime table (loss terms, weights, label kind, learning rate) lives in `supervision.py`; the
+data fields and their defaults in `data/spec.py` (DataSpec). `arg` is the part after the colon,
+comma separated (`--config=configs/point.py:voc,tpu`), parsed by `parse_arg`:
+  synthetic  (default) the embedded benchmark, width-1/8 FCN-8s from scratch, CPU-sized
   tiny       tiny model, images and step counts; finishes in seconds (tests, CI)
   voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16
   tpu        platform: global batch 16, jax.distributed.initialize(); combine with voc
-  key=value  regime-specific arguments (squiggle: radius=2|5|25)
+  key=value  regime arguments (squiggle: radius=2|5|25, or a bare number)
 """
+import dataclasses
+
 import ml_collections
 from ml_collections.config_dict import placeholder
 
 from pointseg_jax import NUM_CLASSES
+from pointseg_jax import errors
 from pointseg_jax import supervision
+from pointseg_jax.data.spec import DataSpec
 
 DATASET_VARIANTS = ("synthetic", "tiny", "voc")
 PLATFORM_VARIANTS = ("tpu",)
+# Regime arguments: regime -> {name: (type, allowed values)}; a bare number is the first one.
+REGIME_ARGS = {"squiggle": {"radius": (int, (2, 5, 25))}}   # paper §4.2
 
 # Where `python -m pointseg_jax.models.weights convert` writes the FCN init by default (voc runs).
 VOC_INIT_FROM = "weights/fcn32s_vgg16_imagenet.npz"
@@ -29,40 +40,74 @@ VOC_INIT_FROM = "weights/fcn32s_vgg16_imagenet.npz"
 SYNTHETIC_LR = 1e-3
 
 
-def parse_arg(arg: str | None) -> tuple[set[str], dict[str, str]]:
-  """'voc,tpu,radius=5' -> ({'voc', 'tpu'}, {'radius': '5'}); unknown words are errors."""
-  variants, kwargs = set(), {}
+@dataclasses.dataclass(frozen=True)
+class ConfigArgs:
+  """The parsed `arg` of a config file."""
+  dataset: str = "synthetic"              # one of DATASET_VARIANTS
+  tpu: bool = False
+  regime_args: tuple[tuple[str, object], ...] = ()   # typed (name, value) pairs
+
+  def get(self, name, default=None):
+    return dict(self.regime_args).get(name, default)
+
+
+def parse_arg(regime_name: str, arg: str | None) -> ConfigArgs:
+  """'voc,tpu,radius=5' -> ConfigArgs('voc', True, (('radius', 5),)); anything else is one
+  ConfigError that names the bad token and what is accepted."""
+  allowed = REGIME_ARGS.get(regime_name, {})
+  accepted = (f"variants {', '.join(DATASET_VARIANTS + PLATFORM_VARIANTS)}"
+              + (f" and {', '.join(f'{k}=<{t.__name__}>' for k, (t, _) in allowed.items())}"
+                 if allowed else ""))
+  datasets, tpu, kwargs = [], False, {}
   for token in (arg or "").split(","):
     token = token.strip()
     if not token:
       continue
+    if "=" not in token and token not in DATASET_VARIANTS + PLATFORM_VARIANTS and allowed and (
+        token.lstrip("-").isdigit()):
+      token = f"{next(iter(allowed))}={token}"        # 'squiggle.py:25' == 'radius=25'
     if "=" in token:
-      key, value = token.split("=", 1)
-      kwargs[key.strip()] = value.strip()
-    elif token in DATASET_VARIANTS + PLATFORM_VARIANTS:
-      variants.add(token)
+      key, value = (part.strip() for part in token.split("=", 1))
+      if key not in allowed:
+        raise errors.ConfigError(
+            f"config argument {key!r} is not known to regime {regime_name!r} (it takes "
+            f"{list(allowed) or 'none'}); accepted: {accepted}")
+      kind, choices = allowed[key]
+      try:
+        typed = kind(value)
+      except ValueError:
+        raise errors.ConfigError(f"config argument {key}={value!r} of regime {regime_name!r} must "
+                                 f"be {kind.__name__}, one of {choices}") from None
+      if choices and typed not in choices:
+        raise errors.ConfigError(f"config argument {key}={typed!r} of regime {regime_name!r}: "
+                                 f"must be one of {choices} (paper §4.2)")
+      kwargs[key] = typed
+    elif token in DATASET_VARIANTS:
+      datasets.append(token)
+    elif token in PLATFORM_VARIANTS:
+      tpu = True
     else:
-      raise ValueError(
-          f"unknown config variant {token!r}; use a comma-separated list of "
-          f"{DATASET_VARIANTS + PLATFORM_VARIANTS} and key=value arguments")
-  datasets = variants & set(DATASET_VARIANTS)
-  if len(datasets) > 1:
-    raise ValueError(f"config variants {sorted(datasets)} exclude each other: pick one of "
-                     f"{DATASET_VARIANTS}")
-  if not datasets:
-    variants.add("synthetic")
-  return variants, kwargs
+      raise errors.ConfigError(f"unknown config variant {token!r}; accepted: {accepted} "
+                               "(comma separated, e.g. configs/point.py:voc,tpu)")
+  if len(set(datasets)) > 1:
+    raise errors.ConfigError(f"config variants {sorted(set(datasets))} exclude each other: pick "
+                             f"one of {DATASET_VARIANTS}")
+  return ConfigArgs(datasets[0] if datasets else "synthetic", tpu, tuple(sorted(kwargs.items())))
 
 
-def get_config(regime_name: str, arg: str | None = None,
-               allowed_kwargs: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+def data_block(**overrides) -> ml_collections.ConfigDict:
+  """config.data: DataSpec's fields and defaults (one place), path fields overridable from the CLI."""
+  values = DataSpec(**overrides).to_dict()
+  for field in ("data_dir", "manual_dir"):
+    if values[field] is None:
+      values[field] = placeholder(str)   # None, but `--config.data.data_dir=...` may set a str
+  return ml_collections.ConfigDict(values)
+
+
+def get_config(regime_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """The full config of one regime in the variants named by `arg` (see module doc)."""
   regime = supervision.get_regime(regime_name)
-  variants, kwargs = parse_arg(arg)
-  unknown = set(kwargs) - set(allowed_kwargs)
-  if unknown:
-    raise ValueError(f"config arguments {sorted(unknown)} are not known to regime "
-                     f"{regime_name!r} (it takes {list(allowed_kwargs) or 'none'})")
+  args = parse_arg(regime.name, arg)
 
   c = ml_collections.ConfigDict()
   c.regime = regime.name
@@ -81,17 +126,9 @@ def get_config(regime_name: str, arg: str | None = None,
       init_from=placeholder(str),  # .npz written by `python -m pointseg_jax.models.weights convert`
   ))
 
-  c.data = ml_collections.ConfigDict(dict(
-      dataset="synthetic_points/default",
-      data_dir=placeholder(str),    # TFDS data dir (None = TFDS default, ~/tensorflow_datasets)
-      manual_dir=placeholder(str),  # voc2012_points: unpacked VOCdevkit / SBD / click JSON
-      image_size=(128, 128),  # every image is scaled/cropped/padded to this static size
-      supervision=regime.supervision,
-      squiggle_radius=5,
-      augment=True,
-      scale_range=(0.75, 1.25),
-      image_labels_from="classes",
-  ))
+  # Every data field with its default is DataSpec's (data/spec.py); the synthetic benchmark's
+  # 128-px images and one_point clicks are those defaults.
+  c.data = data_block(label_kind=regime.label_kind)
 
   c.loss = ml_collections.ConfigDict(dict(
       weights=supervision.default_weights(regime.name),
@@ -99,8 +136,9 @@ def get_config(regime_name: str, arg: str | None = None,
       objectness_exclude_clicked=True,
   ))
 
-  # DESIGN.md §6 / original_code.md §3.4: SGD, momentum 0.9, fixed lr, biases 2x lr and no decay,
-  # weight decay 5e-4 added to the gradient (Caffe). Effective batch = batch_size * accum_steps.
+  # The authors' solver (docs/training.md, "Optimiser"): SGD, momentum 0.9, fixed lr, biases 2x lr
+  # and no decay, weight decay 5e-4 added to the gradient (Caffe). Effective batch =
+  # batch_size * accum_steps.
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd",            # 'sgd' (paper) | 'adam'
       learning_rate=SYNTHETIC_LR,
@@ -135,7 +173,7 @@ def get_config(regime_name: str, arg: str | None = None,
       batch_size=8,
   ))
 
-  if "tiny" in variants:
+  if args.dataset == "tiny":
     c.data.dataset = "synthetic_points/tiny"
     c.data.image_size = (64, 64)
     c.model.width = 1 / 16
@@ -143,7 +181,7 @@ def get_config(regime_name: str, arg: str | None = None,
                    fast_compile=True)
     c.predict.num_images = 2
 
-  if "voc" in variants:
+  if args.dataset == "voc":
     # The paper (§4.1) / authors' solver: full FCN-32s in Caffe geometry from ImageNet VGG16,
     # lr 1e-5 (5e-5 AllPoints / random), 1 image per step as the authors trained (the paper's
     # "minibatch of 20": --config.train.batch_size=4 --config.optimizer.accum_steps=5 on 4 devices).
@@ -157,7 +195,7 @@ def get_config(regime_name: str, arg: str | None = None,
     c.eval.batch_size = 1
     c.predict.batch_size = 1
 
-  if "tpu" in variants:
+  if args.tpu:
     c.distributed = True
     c.train.batch_size = 16          # divides v3-8 / v4-8 / v5e-8 device counts
     c.eval.batch_size = 64
@@ -165,8 +203,5 @@ def get_config(regime_name: str, arg: str | None = None,
     c.train.progress_bar = False
 
   if regime.name == "squiggle":
-    radius = int(kwargs.get("radius", c.data.squiggle_radius))
-    if radius not in (2, 5, 25):
-      raise ValueError(f"squiggle radius must be 2, 5 or 25 (paper §4.2); got {radius}")
-    c.data.squiggle_radius = radius
+    c.data.squiggle_radius = args.get("radius", c.data.squiggle_radius)
   return c

@@ -1,0 +1,110 @@
+"""Evaluation: the pure eval step, mIoU over a whole split, and a checkpoint's eval.json.
+
+Every image of the split counts exactly once: the pipeline pads the last batch (example_mask
+False) and gives every host the same number of batches, as the collective eval step needs.
+Mean IoU follows the VOC protocol (metrics.py, docs/training.md "Evaluation").
+"""
+import functools
+import json
+import math
+import pathlib
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from pointseg_jax import CLASS_NAMES
+from pointseg_jax import errors
+from pointseg_jax import metrics as metrics_lib
+from pointseg_jax import parallel
+from pointseg_jax import state as state_lib
+from pointseg_jax.data import pipeline
+from pointseg_jax.data.prepare import prepare_spec
+from pointseg_jax.data import spec as spec_lib
+
+AXIS = parallel.AXIS
+EVAL_FIELDS = ("image", "labels", "valid", "example_mask")
+
+
+def eval_step(params, batch, *, model, num_classes):
+  """Confusion matrix of this device's shard, summed over 'data' (padding excluded)."""
+  logits = model.apply({"params": params}, batch["image"], train=False)
+  pred = jnp.argmax(logits, axis=-1)
+  mask = batch["valid"] & batch["example_mask"][:, None, None]
+  confusion = metrics_lib.confusion_matrix(pred, batch["labels"], num_classes, mask=mask)
+  return lax.psum(confusion, AXIS)
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_eval_step(model, num_classes, mesh, fast_compile=False):
+  body = functools.partial(eval_step, model=model, num_classes=num_classes)
+  return parallel.data_parallel(body, mesh, in_specs=(P(), P(AXIS)), out_specs=P(),
+                                compiler_options=state_lib.compiler_options(fast_compile))
+
+
+def eval_batches(spec: spec_lib.DataSpec, split, local_batch, mesh, seed=0) -> Iterator[dict]:
+  """Global eval batches over the whole split, the last one padded."""
+  it = pipeline.make_dataset(spec, split, batch_size=local_batch, train=False, seed=seed)
+  for batch in it:
+    yield parallel.host_to_global({k: batch[k] for k in EVAL_FIELDS}, mesh)
+
+
+def evaluate(model, params, spec: spec_lib.DataSpec, mesh, *, split: str, batch_size: int,
+             fast_compile: bool = False) -> dict[str, Any]:
+  """mIoU and per-class IoU over the whole split (padded batches, no image dropped)."""
+  local_batch = parallel.check_batch_size(batch_size, mesh, "config.eval.batch_size")
+  step = compiled_eval_step(model, model.num_classes, mesh, bool(fast_compile))
+  confusion = None
+  for batch in eval_batches(spec, split, local_batch, mesh):
+    c = step(params, batch)
+    confusion = c if confusion is None else confusion + c
+  if confusion is None:
+    raise errors.DataError(f"the {split!r} split of {spec.dataset!r} is empty")
+  confusion = np.asarray(jax.device_get(confusion), np.int64)
+  miou, iou = metrics_lib.mean_iou(confusion)
+  return {"eval/miou": miou, "eval/pixel_accuracy": metrics_lib.pixel_accuracy(confusion),
+          "eval/iou_per_class": iou, "eval/confusion": confusion}
+
+
+def json_float(x):
+  """A float for JSON: NaN / inf become null."""
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+def eval_json(result) -> dict[str, Any]:
+  """The eval fields of summary.json / eval.json (NaN/inf -> null, IoU keyed by class name)."""
+  return {"eval/miou": json_float(result["eval/miou"]),
+          "eval/pixel_accuracy": json_float(result["eval/pixel_accuracy"]),
+          "eval/iou_per_class": {name: json_float(v)
+                                 for name, v in zip(CLASS_NAMES, result["eval/iou_per_class"])}}
+
+
+def eval_scalars(result) -> dict[str, float]:
+  """The eval result as TensorBoard scalars (absent classes left out)."""
+  scalars = {"eval/miou": result["eval/miou"], "eval/pixel_accuracy": result["eval/pixel_accuracy"]}
+  for name, iou in zip(CLASS_NAMES, result["eval/iou_per_class"]):
+    if np.isfinite(iou):
+      scalars[f"eval/iou/{name}"] = float(iou)
+  return scalars
+
+
+def evaluate_checkpoint(config, workdir, step=None) -> dict[str, Any]:
+  """--mode=eval: evaluate the latest (or given) checkpoint of workdir; writes eval.json."""
+  workdir = pathlib.Path(workdir)
+  mesh = parallel.make_mesh()
+  model = state_lib.make_model(config.model)
+  opt = state_lib.OptimizerSpec.from_config(config.optimizer)
+  spec = spec_lib.DataSpec.from_config(config.data)
+  params, step = state_lib.restore_params(workdir, model, opt, mesh, step)
+  prepare_spec(spec)
+  result = evaluate(model, params, spec, mesh, split=config.eval.split,
+                    batch_size=config.eval.batch_size,
+                    fast_compile=config.train.get("fast_compile", False))
+  out = {"step": step, "regime": config.regime, **eval_json(result)}
+  if jax.process_index() == 0:
+    (workdir / "eval.json").write_text(json.dumps(out, indent=2) + "\n")
+  return out

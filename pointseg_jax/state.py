@@ -1,0 +1,158 @@
+"""The train state of a run: model, optimiser, fresh / abstract / restored state, init weights.
+
+The state is a plain dict pytree {'step', 'params', 'opt_state', 'rng'}: everything a resumed run
+needs (docs/training.md, "Resuming"). Everything that builds or restores a run's parameters lives
+here, so training, evaluation, prediction and the notebook share one definition.
+"""
+import functools
+import hashlib
+import pathlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pointseg_jax import checkpointing
+from pointseg_jax import errors
+from pointseg_jax import parallel
+from pointseg_jax.data import spec as spec_lib
+from pointseg_jax.models import FCN
+from pointseg_jax.models import weights as weights_lib
+
+
+def make_model(model_config) -> FCN:
+  """The FCN of a `config.model` block (Flax lives in pointseg_jax.models only)."""
+  m = model_config
+  return FCN(num_classes=m.num_classes, variant=m.variant, width=float(m.width), mode=m.mode,
+             dropout=float(m.dropout))
+
+
+class OptimizerSpec(NamedTuple):
+  """The static (compile-time) part of the optimiser; the learning rate is a traced input."""
+  momentum: float = 0.9
+  weight_decay: float = 5e-4
+  bias_lr_mult: float = 2.0
+  accum_steps: int = 1
+  clip_grad_norm: float = 0.0   # > 0: clip the global gradient norm first (not in the paper)
+  name: str = "sgd"             # 'sgd' (paper) | 'adam' (same lr multipliers and L2 decay)
+
+  @classmethod
+  def from_config(cls, optimizer_config) -> "OptimizerSpec":
+    """From a `config.optimizer` block; bad values are a ConfigError before anything compiles."""
+    o = optimizer_config
+    if int(o.accum_steps) < 1:
+      raise errors.ConfigError(f"config.optimizer.accum_steps must be >= 1; got {o.accum_steps}")
+    name = o.get("name", "sgd")
+    if name not in ("sgd", "adam"):
+      raise errors.ConfigError(f"config.optimizer.name must be 'sgd' or 'adam'; got {name!r}")
+    return cls(float(o.momentum), float(o.weight_decay), float(o.bias_lr_mult),
+               int(o.accum_steps), float(o.get("clip_grad_norm", 0.0)), name)
+
+
+def _param_labels(params):
+  """'bias' for every bias leaf, 'weight' otherwise (Caffe's lr_mult / decay_mult 1/2 and 1/0)."""
+  def label(path, _):
+    return "bias" if getattr(path[-1], "key", None) == "bias" else "weight"
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(learning_rate, spec: OptimizerSpec) -> optax.GradientTransformation:
+  """Caffe SGD (paper §4.1; docs/training.md, "Optimiser") from optax pieces.
+
+  Weights: g + wd * w (weight decay added to the gradient), momentum, lr. Biases: momentum,
+  bias_lr_mult * lr, no decay. Caffe's v = m v + lr g; w -= v equals optax's trace-then-scale for a
+  fixed lr. accum_steps > 1 averages the gradients of that many batches per update
+  (optax.MultiSteps). clip_grad_norm > 0 clips the gradient's global norm before all of it (off
+  in the paper's setup).
+  """
+  def base(lr):
+    if spec.name == "adam":
+      return optax.adam(lr, b1=spec.momentum)
+    return optax.sgd(lr, momentum=spec.momentum)
+
+  tx = optax.multi_transform({
+      "weight": optax.chain(optax.add_decayed_weights(spec.weight_decay), base(learning_rate)),
+      "bias": base(learning_rate * spec.bias_lr_mult),
+  }, _param_labels)
+  if spec.clip_grad_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(spec.clip_grad_norm), tx)
+  if spec.accum_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=spec.accum_steps)
+  return tx
+
+
+# XLA:CPU spends ~1 s optimising each random initialiser (30+ s for the FCN's init on 2 busy
+# cores); unoptimised it compiles ~10x faster and still runs in milliseconds. Bits differ from an
+# optimised compile, but every run compiles init the same way, so runs stay reproducible.
+_FAST_COMPILE_CPU = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def compiler_options(fast_compile: bool):
+  """XLA options: `fast_compile` turns backend optimisation off (CPU only; the tiny configs, where
+  compiling is most of the run). Every run of a config compiles the same way (reproducible)."""
+  return _FAST_COMPILE_CPU if fast_compile and jax.default_backend() == "cpu" else None
+
+
+def fresh_state(model, opt: OptimizerSpec, seed: int):
+  """The initial train state (pure; jit or eval_shape it). Parameter shapes do not depend on the
+  image size, so init runs on a 32x32 image (the 'same' mode minimum)."""
+  init_key, dropout_key = jax.random.split(jax.random.key(seed))
+  params = model.init(init_key, jnp.zeros((1, 32, 32, 3), jnp.float32), train=False)["params"]
+  return {"step": jnp.zeros((), jnp.int32), "params": params,
+          "opt_state": make_optimizer(0.0, opt).init(params),
+          "rng": jax.random.key_data(dropout_key)}
+
+
+def create_train_state(model, opt: OptimizerSpec, seed: int, mesh, *, init_from=None):
+  """Fresh state replicated over the mesh; params from `init_from` (a converted .npz) when set."""
+  init = jax.jit(functools.partial(fresh_state, model, opt, int(seed)),
+                 out_shardings=parallel.replicated(mesh))
+  state = init.lower().compile(compiler_options=compiler_options(fast_compile=True))()
+  if init_from:
+    state["params"] = parallel.replicate(load_init_params(init_from, state["params"]), mesh)
+  return state
+
+
+def abstract_train_state(model, opt: OptimizerSpec, mesh):
+  """Shapes, dtypes and (replicated) shardings of the state: the restore target, no compute."""
+  shapes = jax.eval_shape(functools.partial(fresh_state, model, opt, 0))
+  sharding = parallel.replicated(mesh)
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def load_init_params(path, params):
+  """ImageNet-initialised FCN params from a converted .npz, or a clear error on how to get one."""
+  path = spec_lib.expand_path(str(path))
+  if "://" not in path and not pathlib.Path(path).exists():
+    raise errors.MissingInputError(
+        f"config.model.init_from={path!r} does not exist. The voc configs start from ImageNet "
+        "VGG16 weights converted once with\n"
+        f"  python -m pointseg_jax.models.weights convert --from keras|torchvision|npz "
+        f"<VGG16 weights file> --out={path}\n"
+        "(see docs/model.md for where to get VGG16 weights), or train from scratch with "
+        "--config.model.init_from=''.")
+  return weights_lib.load_params(path, jax.eval_shape(lambda: params))
+
+
+def restore_params(workdir, model, opt: OptimizerSpec, mesh, step=None):
+  """(params, step) of a checkpoint in workdir/checkpoints (the latest by default)."""
+  ckpt_dir = pathlib.Path(workdir) / "checkpoints"
+  if not ckpt_dir.is_dir():
+    raise errors.MissingInputError(f"no checkpoints in {ckpt_dir}: train first (--mode=train) "
+                                   "with the same --workdir")
+  with checkpointing.Checkpointer(ckpt_dir, async_save=False) as ckpt:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise errors.MissingInputError(f"no committed checkpoint in {ckpt_dir}: train first")
+    state = ckpt.restore(abstract_train_state(model, opt, mesh), step)
+  return state["params"], int(step)
+
+
+def params_sha256(params) -> str:
+  """sha256 over every parameter's bytes, leaves in flattened-path order (summary.json)."""
+  digest = hashlib.sha256()
+  for _, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+  return digest.hexdigest()
