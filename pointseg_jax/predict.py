@@ -21,9 +21,9 @@ from PIL import ImageDraw
 
 from pointseg_jax import IGNORE_INDEX
 from pointseg_jax import errors
+from pointseg_jax import labels as labels_lib
 from pointseg_jax import parallel
 from pointseg_jax import state as state_lib
-from pointseg_jax.data import formats
 from pointseg_jax.data import pipeline
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.data.prepare import prepare_spec
@@ -97,11 +97,11 @@ def overlay(image, sparse_labels, objectness):
     draw = ImageDraw.Draw(picture)
     r = max(2, round(min(image.shape[:2]) / 40))
     for y, x in zip(ys, xs):
-      colour = tuple(int(c) for c in formats.colorize(sparse_labels[y, x]))
+      colour = tuple(int(c) for c in labels_lib.colorize(sparse_labels[y, x]))
       draw.ellipse((x - r, y - r, x + r, y + r), fill=colour, outline=(255, 255, 255),
                    width=max(1, r // 2))
     return np.asarray(picture)
-  colours = formats.colorize(np.where(labelled, sparse_labels, 0))
+  colours = labels_lib.colorize(np.where(labelled, sparse_labels, 0))
   out[labelled] = (0.3 * out[labelled] + 0.7 * colours[labelled]).astype(np.uint8)
   return out
 
@@ -110,7 +110,7 @@ def panel(image, pred, labels, sparse_labels, objectness, valid, gap=4) -> np.nd
   """image | prediction | ground truth | supervision + objectness, cropped to the valid region."""
   ys, xs = _valid_box(valid)
   image = np.clip(image, 0, 255).astype(np.uint8)
-  tiles = [image[ys, xs], formats.colorize(pred)[ys, xs], formats.colorize(labels)[ys, xs],
+  tiles = [image[ys, xs], labels_lib.colorize(pred)[ys, xs], labels_lib.colorize(labels)[ys, xs],
            overlay(image, sparse_labels, objectness)[ys, xs]]
   h = tiles[0].shape[0]
   spacer = np.full((h, gap, 3), 255, np.uint8)

@@ -13,13 +13,18 @@ import pathlib
 
 import pytest
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
-TESTDATA = SHARED / "testdata"
+# Real data for the tests that need it: 14 PASCAL VOC 2012 val photos with masks and predictions
+# (voc_val_samples/<n>_{image,target,pred}.png) and the objectness v2.2 release's reference run and
+# model (alexe_objectness_v2.2/). Not part of the repository: $POINTSEG_TESTDATA, else a
+# `shared/testdata` folder next to the clone.
+TESTDATA = pathlib.Path(os.environ.get(
+    "POINTSEG_TESTDATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata"))
 
 
 @pytest.fixture(scope="session")
 def testdata_dir():
-  """The real data folder beside the project (../shared/testdata); tests skip without it."""
+  """The real data folder (TESTDATA); tests that need it skip, saying why, when it is absent."""
   if not TESTDATA.is_dir():
-    pytest.skip(f"real test data not found at {TESTDATA} (clone the project next to shared/)")
+    pytest.skip(f"real test data not found at {TESTDATA} (set $POINTSEG_TESTDATA to the folder "
+                "holding voc_val_samples/ and alexe_objectness_v2.2/)")
   return TESTDATA

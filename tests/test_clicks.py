@@ -4,12 +4,12 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import labels
 from pointseg_jax.data import clicks as C
-from pointseg_jax.data import formats
+import reference_rasterize as R
 
 
 def random_masks(rng, void_band=True):
@@ -42,7 +42,7 @@ def click_stats(masks, rng, error_model=C.CrowdErrorModel(), num_annotators=3):
     for a in range(num_annotators):
       pairs += len(present)
       missed += len(present - set(out["cls"][out["annotator"] == a].tolist()))
-    r, c = C.pixel_of(out["y"], out["x"], mask.shape)
+    r, c = R.pixel_of(out["y"], out["x"], mask.shape)
     off += int((mask[r, c] != out["cls"]).sum())
     void += int((mask[r, c] == IGNORE_INDEX).sum())
     n += len(r)
@@ -82,7 +82,7 @@ def test_misclicks_land_just_outside_the_object(masks):
   rng = np.random.default_rng(3)
   for mask, inst in masks[:60]:
     out = C.simulate_annotations(mask, inst, rng, error_model=em)["clicks"]
-    r, c = C.pixel_of(out["y"], out["x"], mask.shape)
+    r, c = R.pixel_of(out["y"], out["x"], mask.shape)
     insts = C.find_instances(mask, inst)
     for cls, rr, cc in zip(out["cls"], r, c):
       assert mask[rr, cc] != cls
@@ -99,7 +99,7 @@ def test_ranks_consecutive_and_ordered_by_size(masks):
   for mask, inst in masks[:200]:
     out = C.simulate_annotations(mask, inst, rng, error_model=C.NO_ERRORS)["clicks"]
     insts = C.find_instances(mask, inst)
-    r, c = C.pixel_of(out["y"], out["x"], mask.shape)
+    r, c = R.pixel_of(out["y"], out["x"], mask.shape)
     for a in range(3):
       for cls in set(out["cls"].tolist()):
         sel = (out["annotator"] == a) & (out["cls"] == cls)
@@ -163,7 +163,7 @@ def test_centre_bias_matches_the_analytic_mean():
     pts = [inst.centre_biased_pixel(rng, power) for _ in range(3000)]
     y, x = C.centre_biased_pixel(region, rng, power=power)    # the uncached function, same code
     assert region[int(y), int(x)]
-    r, c = C.pixel_of(*np.array(pts).T, mask.shape)
+    r, c = R.pixel_of(*np.array(pts).T, mask.shape)
     assert abs(depth[r, c].mean() / 40.5 - expected) < 0.02, (power, depth[r, c].mean() / 40.5)
 
 
@@ -185,7 +185,7 @@ def test_random_points_uniform_in_class():
   for _ in range(2000):
     out = C.random_points(mask, rng)
     np.testing.assert_array_equal(out["cls"], [3, 9])
-    r, c = C.pixel_of(out["y"], out["x"], mask.shape)
+    r, c = R.pixel_of(out["y"], out["x"], mask.shape)
     np.testing.assert_array_equal(mask[r, c], [3, 9])
     left += int(c[0] < 5)
   assert _within(left, 2000, 0.5)
@@ -204,7 +204,7 @@ def test_boxes_hand_computed():
   np.testing.assert_array_equal(out["xmin"], [3, 0, 9])
   np.testing.assert_array_equal(out["ymax"], [5, 9, 7])
   np.testing.assert_array_equal(out["xmax"], [8, 2, 10])
-  np.testing.assert_array_equal(C.rasterize_boxes(out, mask.shape), mask)      # tight = the mask
+  np.testing.assert_array_equal(R.rasterize_boxes(out, mask.shape), mask)      # tight = the mask
 
 
 def test_rasterize_boxes_smaller_wins():
@@ -214,20 +214,20 @@ def test_rasterize_boxes_smaller_wins():
                        [5, 6, 5, 5, 0],
                        [5, 6, 5, 5, 0],
                        [5, 5, 5, 5, 0]])                         # outside every box: background
-  np.testing.assert_array_equal(C.rasterize_boxes(boxes, (4, 5)), expected)
+  np.testing.assert_array_equal(R.rasterize_boxes(boxes, (4, 5)), expected)
   # Order of the list does not matter: the larger box is drawn first.
   rev = {k: v[::-1] for k, v in boxes.items()}
-  np.testing.assert_array_equal(C.rasterize_boxes(rev, (4, 5)), expected)
-  assert (C.rasterize_boxes(boxes, (4, 5), outside=255)[:, 4] == 255).all()
+  np.testing.assert_array_equal(R.rasterize_boxes(rev, (4, 5)), expected)
+  assert (R.rasterize_boxes(boxes, (4, 5), outside=255)[:, 4] == 255).all()
 
 
 def test_rasterize_points_hand_computed():
-  out = C.rasterize_points(np.array([1.7, 3.2]), np.array([0.2, 9.9]), np.array([2, 8]), (5, 6))
+  out = R.rasterize_points(np.array([1.7, 3.2]), np.array([0.2, 9.9]), np.array([2, 8]), (5, 6))
   expected = np.full((5, 6), 255)
   expected[1, 0] = 2
   expected[3, 5] = 8                                         # x = 9.9 clipped into the image
   np.testing.assert_array_equal(out, expected)
-  disk = C.rasterize_points(np.array([2.5]), np.array([2.5]), np.array([1]), (5, 5), radius=1)
+  disk = R.rasterize_points(np.array([2.5]), np.array([2.5]), np.array([1]), (5, 5), radius=1)
   np.testing.assert_array_equal(disk == 1, [[0, 0, 0, 0, 0],
                                             [0, 0, 1, 0, 0],
                                             [0, 1, 1, 1, 0],
@@ -235,15 +235,21 @@ def test_rasterize_points_hand_computed():
                                             [0, 0, 0, 0, 0]])
 
 
+def test_reference_rasteriser_rejects_nan_coordinates():
+  """Issue 15: a NaN click used to end as `IndexError: index -9223372036854775808`."""
+  with pytest.raises(ValueError, match=r"click coordinates must be finite, got y=\[nan\]"):
+    R.rasterize_points(np.array([np.nan]), np.array([1.0]), np.array([3]), (4, 4))
+
+
 def test_rasterize_squiggles_hand_computed():
   sq = {"y": np.array([2.5, 2.5, 6.5, 6.5], np.float32), "x": np.array([1.5, 5.5, 2.5, 2.5], np.float32),
         "cls": np.array([4, 4, 9, 9]), "stroke": np.array([0, 0, 1, 1])}
-  out = C.rasterize_squiggles(sq, (8, 8), radius=0)
+  out = R.rasterize_squiggles(sq, (8, 8), radius=0)
   expected = np.full((8, 8), 255)
   expected[2, 1:6] = 4                      # the horizontal stroke, every pixel from x=1 to 5
   expected[6, 2] = 9                        # a stroke of one repeated point
   np.testing.assert_array_equal(out, expected)
-  wide = C.rasterize_squiggles(sq, (8, 8), radius=1)
+  wide = R.rasterize_squiggles(sq, (8, 8), radius=1)
   # Pixel centres within 1 px of the segment (2.5, 1.5)-(2.5, 5.5): rows 1..3 over cols 1..5, and
   # the end caps (2, 0), (2, 6); (1, 0) is sqrt(2) from the end point.
   assert (wide[1:4, 1:6] == 4).all() and wide[2, 0] == wide[2, 6] == 4
@@ -258,11 +264,11 @@ def test_squiggles_stay_inside_their_instance(masks):
     insts = C.find_instances(mask, inst)
     sq = C.squiggles(insts, rng, num_points=8)
     assert set(sq["stroke"].tolist()) == set(range(len(insts)))
-    dense = C.densify_strokes(sq, spacing=0.25)
-    r, c = C.pixel_of(dense["y"], dense["x"], mask.shape)
+    dense = R.densify_strokes(sq, spacing=0.25)
+    r, c = R.pixel_of(dense["y"], dense["x"], mask.shape)
     np.testing.assert_array_equal(mask[r, c], dense["cls"])
     for s, i in enumerate(insts):
-      rr, cc = C.pixel_of(sq["y"][sq["stroke"] == s], sq["x"][sq["stroke"] == s], mask.shape)
+      rr, cc = R.pixel_of(sq["y"][sq["stroke"] == s], sq["x"][sq["stroke"] == s], mask.shape)
       assert i.region[rr, cc].all() and 1 <= len(rr) <= 8
   # A big object gets the full stroke of 8 points spanning about its width.
   sq = C.squiggles(C.find_instances(_disk()), np.random.default_rng(10), num_points=8)
@@ -277,7 +283,7 @@ def test_background_clicks_inside_background():
   mask[9, 9:21] = IGNORE_INDEX
   out = C.background_clicks(mask, np.random.default_rng(11), num=50, margin=5)
   assert (out["cls"] == 0).all() and len(out["cls"]) == 50
-  r, c = C.pixel_of(out["y"], out["x"], mask.shape)
+  r, c = R.pixel_of(out["y"], out["x"], mask.shape)
   dist = ndimage.distance_transform_edt(mask == 0)
   assert (mask[r, c] == 0).all() and (dist[r, c] >= 5).all()
   assert len(C.background_clicks(np.full((4, 4), 3, np.uint8), np.random.default_rng(0))["y"]) == 0
@@ -317,8 +323,7 @@ def test_select_clicks_regimes():
 def voc_masks(testdata_dir):
   paths = sorted(glob.glob(os.path.join(testdata_dir, "voc_val_samples", "*_target.png")))
   assert len(paths) == 14
-  return [formats.decode_palette(np.asarray(Image.open(p).convert("RGB")), source=p)
-          for p in paths]
+  return [labels.read_label_png(p) for p in paths]
 
 
 def test_real_voc_masks(voc_masks):
@@ -342,7 +347,7 @@ def test_real_voc_masks(voc_masks):
         for cls in set(got.tolist()):
           ranks = out["rank"][(out["annotator"] == a) & (out["cls"] == cls)]
           np.testing.assert_array_equal(ranks, np.arange(1, len(ranks) + 1))
-      r, c = C.pixel_of(out["y"], out["x"], mask.shape)
+      r, c = R.pixel_of(out["y"], out["x"], mask.shape)
       off += int((mask[r, c] != out["cls"]).sum())
       void += int((mask[r, c] == IGNORE_INDEX).sum())
       n += len(r)
@@ -351,5 +356,5 @@ def test_real_voc_masks(voc_masks):
   assert _within(void, n, em.void_click), void / n
   assert _within(missed, pairs, em.missed_class), missed / pairs
   full = C.simulate_annotations(voc_masks[0], None, np.random.default_rng(0))
-  r, c = C.pixel_of(full["random_clicks"]["y"], full["random_clicks"]["x"], voc_masks[0].shape)
+  r, c = R.pixel_of(full["random_clicks"]["y"], full["random_clicks"]["x"], voc_masks[0].shape)
   np.testing.assert_array_equal(voc_masks[0][r, c], full["random_clicks"]["cls"])

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pointseg_jax.data import augment
 from pointseg_jax.data import rasterize
+import reference_rasterize
 
 _ = 255  # unlabelled, so the expected maps below read as pictures
 C = rasterize.pixel_centres  # an un-warped output grid
@@ -117,15 +119,14 @@ def test_boxes_equal_area_earlier_wins_and_no_boxes_is_all_background():
   np.testing.assert_array_equal(labels, np.zeros((2, 2)))
 
 
-def test_boxes_and_squiggles_agree_with_the_numpy_reference_of_clicks_py():
-  clicks = pytest.importorskip("pointseg_jax.data.clicks")
+def test_boxes_and_squiggles_agree_with_the_numpy_reference():
   rng = np.random.default_rng(0)
   y0, x0 = rng.integers(0, 20, 6).astype(np.float32), rng.integers(0, 20, 6).astype(np.float32)
   boxes = {"ymin": y0, "xmin": x0, "ymax": y0 + rng.integers(1, 12, 6),
            "xmax": x0 + rng.integers(1, 12, 6), "cls": rng.integers(1, 21, 6).astype(np.int32)}
   ours, _w = _np(rasterize.rasterize_boxes(*(tf.constant(boxes[k]) for k in
                                              ("ymin", "xmin", "ymax", "xmax", "cls")), C((30, 30))))
-  np.testing.assert_array_equal(ours, clicks.rasterize_boxes(boxes, (30, 30)))
+  np.testing.assert_array_equal(ours, reference_rasterize.rasterize_boxes(boxes, (30, 30)))
   squiggles = {"y": rng.uniform(0, 30, 12).astype(np.float32),
                "x": rng.uniform(0, 30, 12).astype(np.float32),
                "cls": np.repeat([4, 9, 4], 4).astype(np.int32),
@@ -134,4 +135,21 @@ def test_boxes_and_squiggles_agree_with_the_numpy_reference_of_clicks_py():
     ours, _w = _np(rasterize.rasterize_polylines(*(tf.constant(squiggles[k]) for k in
                                                    ("y", "x", "cls", "stroke")), radius,
                                                  C((30, 30))))
-    np.testing.assert_array_equal(ours, clicks.rasterize_squiggles(squiggles, (30, 30), radius))
+    np.testing.assert_array_equal(ours, reference_rasterize.rasterize_squiggles(squiggles, (30, 30), radius))
+
+
+def test_nan_coordinates_stop_with_a_clear_error():
+  """Issue 15: a NaN click used to become pixel INT_MIN, then pixel 0 (points) or vanish (boxes)."""
+  nan = tf.constant([1.0, float("nan")])
+  message = r"coordinate x is NaN or infinite: the dataset record is corrupt"
+  g = augment.sample_geometry(tf.constant([0, 0], tf.int64), 4, 4, (4, 4), augment=False)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    augment.clip_pixels(tf.constant([1.0, 2.0]), nan, g)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    rasterize.rasterize_polylines(tf.constant([1.0, 2.0]), nan, tf.constant([3, 3]),
+                                  tf.constant([0, 0]), 1, C((4, 4)))
+  one = tf.constant([1.0, 1.0])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"coordinate xmax is NaN or infinite"):
+    rasterize.rasterize_boxes(one * 0, one * 0, one * 3, nan + 3, tf.constant([3, 4]), C((4, 4)))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"coordinate y is NaN or infinite"):
+    augment.clip_pixels(tf.constant([float("inf"), 2.0]), one, g)

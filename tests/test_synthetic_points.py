@@ -126,8 +126,11 @@ def test_prepare_is_idempotent(tiny):
   assert [os.path.getmtime(os.path.join(again.data_dir, f)) for f in files] == mtimes
 
 
-def test_two_builds_give_identical_examples(tmp_path):
-  """Same config in two data dirs, one serial and one with 2 worker processes: same examples."""
+def test_two_builds_give_identical_examples(tmp_path, capfd):
+  """Same config in two data dirs, one serial and one with 2 worker processes: same examples.
+
+  Neither build prints to stdout (issue 15: TFDS printed "Downloading and preparing dataset").
+  """
   cfg = dict(name="micro", num_train=5, num_val=3, max_side=48, seed=5, objectness_windows=100,
              objectness_candidates=2000)
   a = SyntheticPoints(config=SyntheticPointsConfig(**cfg), data_dir=str(tmp_path / "a"),
@@ -136,6 +139,7 @@ def test_two_builds_give_identical_examples(tmp_path):
                       num_workers=2)
   a.download_and_prepare()
   b.download_and_prepare()
+  assert capfd.readouterr().out == ""
   for split in sp.SPLITS:
     ea, eb = _examples(a, split), _examples(b, split)
     assert sorted(ea) == sorted(eb)

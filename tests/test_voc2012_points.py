@@ -5,19 +5,23 @@ the builder is registered, builds from manual_dir into a tmp data_dir, has the s
 paper's protocol, stores exactly what the files hold, and every bad input fails with a DataError
 naming the file.
 """
+import contextlib
+import io
 import json
 import logging
 import os
 import shutil
 
+from absl import logging as absl_logging
 import numpy as np
 import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from pointseg_jax.data import features, formats
-from pointseg_jax.data.formats import DataError
+from pointseg_jax import labels
+from pointseg_jax.data import features
+from pointseg_jax.errors import DataError
 from pointseg_jax.data.voc2012_points import voc2012_points as vp
 from pointseg_jax.data.voc2012_points import Voc2012Points
 
@@ -51,8 +55,9 @@ def _objects(rng, void: bool):
 
 
 def _palette_png(path, ids):
-  im = Image.fromarray(ids, mode="P")
-  im.putpalette(formats.voc_palette().ravel().tolist())
+  """Like `labels.write_label_png`, but writes any ids (the bad-input tests need class 30)."""
+  im = Image.fromarray(ids)
+  im.putpalette(labels.voc_palette().ravel().tolist())
   im.save(path)
 
 
@@ -113,14 +118,17 @@ def tree(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(tree, tmp_path_factory):
   root = tree[0]
-  logger = logging.getLogger(vp.__name__)
+  logger = absl_logging.get_absl_logger()
   records = []
   handler = logging.Handler()
   handler.emit = records.append
   logger.addHandler(handler)
+  stdout = io.StringIO()
   try:
-    builder = Voc2012Points(data_dir=str(tmp_path_factory.mktemp("tfds")))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
+    with contextlib.redirect_stdout(stdout):
+      builder = Voc2012Points(data_dir=str(tmp_path_factory.mktemp("tfds")))
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
   finally:
     logger.removeHandler(handler)
   examples = {
@@ -128,7 +136,7 @@ def built(tree, tmp_path_factory):
       for split in ("train", "val")}
   raw_images = {ex["id"].decode(): ex["image"] for ex in tfds.as_numpy(builder.as_dataset(
       split="train+val", decoders={"image": tfds.decode.SkipDecoding()}))}
-  return builder, examples, raw_images, [r.getMessage() for r in records]
+  return builder, examples, raw_images, [r.getMessage() for r in records], stdout.getvalue()
 
 
 def test_registered_and_features(tree, tmp_path):
@@ -142,7 +150,7 @@ def test_registered_and_features(tree, tmp_path):
 
 
 def test_splits_follow_the_paper_protocol(built):
-  builder, examples, _, _ = built
+  builder, examples, _, _, _ = built
   assert builder.info.splits["train"].num_examples == 4
   assert builder.info.splits["val"].num_examples == 2
   assert sorted(examples["train"]) == ["2007_000001", "2007_000002", "2009_000005", "2010_000006"]
@@ -151,7 +159,7 @@ def test_splits_follow_the_paper_protocol(built):
 
 def test_images_and_masks_are_the_files(built, tree):
   root, truth, _, _ = tree
-  _, examples, raw, _ = built
+  _, examples, raw, _, _ = built
   for split in examples.values():
     for image_id, ex in split.items():
       jpeg = (root / "VOCdevkit/VOC2012/JPEGImages" / f"{image_id}.jpg").read_bytes()
@@ -169,7 +177,7 @@ def test_images_and_masks_are_the_files(built, tree):
 
 def test_clicks_from_json_clipped_dropped_and_logged(built, tree):
   _, _, main, supp = tree
-  _, examples, _, messages = built
+  _, examples, _, messages, _ = built
   ex = examples["train"]["2007_000001"]["clicks"]
   n_main = len(main["2007_000001"])
   # main -> annotator 0 (exact float coordinates), supp -> 1, 2 (two rank-1 clicks per class).
@@ -188,9 +196,25 @@ def test_clicks_from_json_clipped_dropped_and_logged(built, tree):
   assert f"1 images have no entry in the click JSON (stored with no clicks): {NOT_IN_JSON}" in text
 
 
+def test_build_prints_nothing_to_stdout(built):
+  """Issue 15: TFDS printed "Downloading and preparing dataset ..." for a local build."""
+  stdout = built[-1]
+  assert "Downloading and preparing" not in stdout and "downloaded and prepared" not in stdout
+  assert stdout == ""
+
+
+def test_duplicate_image_in_click_json(bad_tree, tmp_path):
+  """Issue 15: a second entry for one image silently replaced the first."""
+  text = (bad_tree / vp.MAIN_JSON).read_text()
+  (bad_tree / vp.MAIN_JSON).write_text(
+      text[:-1] + ', "2007_000001": [{"x": 1.0, "y": 2.0, "cls": 3, "rank": 1}]}')
+  with pytest.raises(DataError, match=rf"{vp.MAIN_JSON}: key '2007_000001' appears twice"):
+    _build(bad_tree, tmp_path)
+
+
 def test_simulated_supervision_and_objectness(built, tree):
   root, truth, _, _ = tree
-  _, examples, _, _ = built
+  _, examples, _, _, _ = built
   obj = np.asarray(Image.open(root / "objectness" / f"{WITH_OBJECTNESS}.png"))
   for split in examples.values():
     for image_id, ex in split.items():

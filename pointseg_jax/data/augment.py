@@ -3,7 +3,8 @@
 One `Geometry` describes the whole warp, and every part of the example goes through it together:
 the image and objectness map (bilinear), the class / instance masks (nearest neighbour on an explicit
 integer sampling grid), click pixels, and (through `source_centres`) squiggles and boxes. Clicks are stored as exact float
-coordinates and rasterised only after this warp (DESIGN.md §2), so no click is lost to resampling.
+coordinates and rasterised only after this warp (docs/batch_dict.md), so no click is lost to
+resampling.
 
 Conventions (continuous pixel coordinates, pixel i covers [i, i+1), x = column):
 - scaling an axis from n_in to n_out pixels maps a coordinate c to c * n_out / n_in (the mapping
@@ -20,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow as tf
+
+from pointseg_jax.data import rasterize
 
 # Neighbours tried by `snap_clicks`, nearest first (the click's own pixel, then 4-, then 8-neighbours).
 _SNAP_OFFSETS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -119,10 +122,12 @@ def clip_pixels(y: tf.Tensor, x: tf.Tensor, g: Geometry):
   """Pixel (row, col) of each float click in the stored image, clipped into it.
 
   Returns (rows, cols, clipped) with clipped[k] True where the stored coordinate lay outside the
-  image (the released clicks have some, original_code.md §2.1): those are moved to the nearest pixel.
+  image (the released clicks have some, docs/clicks.md): those are moved to the nearest pixel.
+  A NaN or infinite coordinate (a corrupt record: the click readers reject them) stops the input
+  pipeline with an InvalidArgumentError saying so, instead of landing on an arbitrary pixel.
   """
-  rows = tf.cast(tf.floor(y), tf.int32)
-  cols = tf.cast(tf.floor(x), tf.int32)
+  rows = tf.cast(tf.floor(rasterize.finite_coordinates(y, "y")), tf.int32)
+  cols = tf.cast(tf.floor(rasterize.finite_coordinates(x, "x")), tf.int32)
   clipped = (rows < 0) | (rows >= g.height) | (cols < 0) | (cols >= g.width)
   rows = tf.clip_by_value(rows, 0, g.height - 1)
   cols = tf.clip_by_value(cols, 0, g.width - 1)

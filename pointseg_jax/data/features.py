@@ -3,12 +3,19 @@
 Both builders write exactly these features, so `pipeline.py` reads any of them the same way.
 Annotations are stored the way VOC/SBD and the released click JSON hold them: dense class mask,
 instance mask, and supervision as exact float coordinate lists (rasterised only after augmentation,
-DESIGN.md §2). Coordinates are zero-indexed pixels: x = column, y = row.
+so no click is lost to resampling: docs/batch_dict.md). Coordinates are zero-indexed pixels:
+x = column, y = row.
 """
 import numpy as np
 import tensorflow_datasets as tfds
 
 from pointseg_jax import CLASS_NAMES
+
+# What both builders cite: the paper whose protocol and clicks they follow.
+CITATION = """@inproceedings{bearman2016whats,
+  title={What's the Point: Semantic Segmentation with Point Supervision},
+  author={Bearman, Amy and Russakovsky, Olga and Ferrari, Vittorio and Fei-Fei, Li},
+  booktitle={ECCV}, year={2016}}"""
 
 # `clicks.annotator`: who made the click. 0 = main worker (every instance, ranked by the worker: the
 # released `pascal2012_trainval_main.json`); 1, 2 = the two supplementary workers

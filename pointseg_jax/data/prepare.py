@@ -10,12 +10,11 @@
 VOC data is missing.
 """
 import importlib
-import logging
 import os
 
-from pointseg_jax import errors
+from absl import logging
 
-log = logging.getLogger(__name__)
+from pointseg_jax import errors
 
 # Builder name -> package whose import registers it with TFDS.
 BUILDERS = {
@@ -23,6 +22,21 @@ BUILDERS = {
     "voc2012_points": "pointseg_jax.data.voc2012_points",
 }
 VOC_MARKER = os.path.join("VOCdevkit", "VOC2012")
+
+
+class NoStdoutBanner:
+  """Builder mixin: no "Downloading and preparing dataset ..." banner on stdout.
+
+  TFDS prints that banner (and a "downloaded and prepared" one) with `print` for every build, even
+  of a set generated locally with nothing to download, so it lands in a run's stdout between its
+  results. `prepare` logs one absl line instead; TFDS itself logs "Generating dataset" at INFO.
+  """
+
+  def _log_download_bytes(self) -> None:  # overrides tfds.core.DatasetBuilder's banner
+    pass
+
+  def _log_download_done(self) -> None:  # overrides tfds.core.DatasetBuilder's banner
+    pass
 
 
 def builder_name(dataset: str) -> str:
@@ -44,6 +58,7 @@ def dataset_names() -> list[str]:
 
 def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
   """The registered TFDS builder for `dataset` (not prepared)."""
+  # Imported here: `pointseg_jax.data` (which imports this module) stays TensorFlow-free.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   name = builder_name(dataset)
@@ -70,13 +85,14 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
   data_dir: TFDS data dir (None = TFDS default, ~/tensorflow_datasets or $TFDS_DATA_DIR).
   num_workers: processes generating synthetic examples (default: one per core for big splits).
   """
+  # Imported here: `pointseg_jax.data` (which imports this module) stays TensorFlow-free.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   name = builder_name(dataset)
   kwargs = {"num_workers": num_workers} if name == "synthetic_points" and num_workers else {}
   builder = get_builder(dataset, data_dir, **kwargs)
   if builder.is_prepared():
-    log.info("%s already prepared in %s", dataset, builder.data_dir)
+    logging.info("%s already prepared in %s", dataset, builder.data_dir)
     return builder
   download_config = None
   if name == "voc2012_points":
@@ -90,7 +106,7 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
           f"\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\nWithout real data, use "
           "'synthetic_points/default' (built here, no download).")
     download_config = tfds.download.DownloadConfig(manual_dir=manual)
-  log.info("preparing %s in %s", dataset, builder.data_dir)
+  logging.info("preparing %s in %s (first use; later calls reuse it)", dataset, builder.data_dir)
   builder.download_and_prepare(download_config=download_config)
   return builder
 

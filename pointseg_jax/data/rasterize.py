@@ -1,7 +1,7 @@
 """Rasterise supervision into `sparse_labels` / `sparse_weights` maps, in TF ops (tf.data).
 
-The authors wrote clicks into a label PNG, one labelled pixel per click, 255 elsewhere
-(original_code.md §1.0, §2.2), and rank weights into a separate channel (§1.3). We do the same on
+The authors wrote clicks into a label PNG, one labelled pixel per click, 255 elsewhere, and rank
+weights into a separate channel (docs/losses.md, "The authors' loss layer"). We do the same on
 the static output grid, after augmentation. All functions return (labels int32 [H, W], 255 where
 unlabelled; weights float32 [H, W], 0 where unlabelled) and are deterministic: duplicates are resolved
 by an explicit rule, never by the unspecified order of a scatter with repeated indices.
@@ -11,6 +11,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pointseg_jax import IGNORE_INDEX
+
+
+def finite_coordinates(values: tf.Tensor, name: str) -> tf.Tensor:
+  """`values`, checked finite: a NaN would cast to an arbitrary int32 pixel (INT_MIN on x86)."""
+  return tf.debugging.check_numerics(
+      tf.cast(values, tf.float32),
+      f"click/stroke/box coordinate {name} is NaN or infinite: the dataset record is corrupt; "
+      "rebuild the dataset from checked click files (pointseg_jax.data.click_json)")
 
 
 def rank_weight(rank: tf.Tensor) -> tf.Tensor:
@@ -58,11 +66,11 @@ def rasterize_polylines(y: tf.Tensor, x: tf.Tensor, cls: tf.Tensor, stroke: tf.T
   one point is a disc. Where strokes of different classes overlap, the nearest segment wins (ties ->
   the earlier segment). Weight 1. `centres` = (row centres [H], column centres [W]) of the output
   pixels in the strokes' coordinates (`augment.source_centres` after a warp, `pixel_centres`
-  without), so `radius` is in stored-image pixels, as the unpublished radius-2/5/25 runs drew their
-  discs on the full-resolution image (original_code.md §1.3).
+  without), so `radius` is in stored-image pixels, as the authors' unpublished radius-2/5/25 runs
+  drew their discs on the full-resolution image (docs/losses.md, "The authors' loss layer").
   """
-  y = tf.cast(y, tf.float32)
-  x = tf.cast(x, tf.float32)
+  y = finite_coordinates(y, "y")
+  x = finite_coordinates(x, "x")
   n = tf.size(y)
   nxt = tf.minimum(tf.range(n) + 1, n - 1)
   joined = (tf.range(n) + 1 < n) & (tf.gather(stroke, nxt) == stroke)
@@ -96,7 +104,8 @@ def rasterize_boxes(ymin: tf.Tensor, xmin: tf.Tensor, ymax: tf.Tensor, xmax: tf.
   `rasterize_polylines`: testing the output pixels' centres mapped back into the stored image makes
   a warped tight box cover exactly the pixels the nearest-neighbour warp gives its object.
   """
-  ymin, xmin, ymax, xmax = (tf.cast(v, tf.float32) for v in (ymin, xmin, ymax, xmax))
+  ymin, xmin, ymax, xmax = (finite_coordinates(v, name) for v, name in
+                            ((ymin, "ymin"), (xmin, "xmin"), (ymax, "ymax"), (xmax, "xmax")))
   py, px = centres
   height, width = tf.size(py), tf.size(px)
   in_rows = (py[None, :] >= ymin[:, None]) & (py[None, :] < ymax[:, None])  # [K, H]

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pointseg_jax import IGNORE_INDEX
-from pointseg_jax.data import formats
+from pointseg_jax import labels as labels_lib
 from pointseg_jax.objectness import model as model_lib
 from pointseg_jax.objectness import pipeline, render, saliency
 
@@ -27,12 +27,12 @@ from pointseg_jax.objectness import pipeline, render, saliency
 
 def voc_palette(n: int = 256) -> np.ndarray:
   """The first n colours of the PASCAL VOC colour map (class id -> RGB)."""
-  return formats.voc_palette()[:n]
+  return labels_lib.voc_palette()[:n]
 
 
 def decode_voc_target(rgb: np.ndarray, path="target") -> np.ndarray:
   """VOC colour mask [H, W, 3] -> class ids [H, W] (0..20, 255 void); unknown colours raise."""
-  return formats.decode_palette(rgb, source=str(path))
+  return labels_lib.decode_palette(rgb, source=str(path))
 
 
 def auc_uint8(o: np.ndarray, positive: np.ndarray, valid: np.ndarray) -> float:

@@ -4,8 +4,9 @@
   python -m pointseg_jax.data.synthetic_points.stats --dataset=synthetic_points/default --split=train
   # the scene generator alone (no clicks / objectness; seconds)
   python -m pointseg_jax.data.synthetic_points.stats --scenes=500
-  # real VOC 2012 val photos with masks (../shared/testdata), optionally with our objectness maps
-  python -m pointseg_jax.data.synthetic_points.stats --voc_samples=../shared/testdata/voc_val_samples
+  # a folder of real VOC 2012 val photos with masks (<n>_image.png, <n>_target.png in the VOC
+  # palette), optionally with our objectness maps
+  python -m pointseg_jax.data.synthetic_points.stats --voc_samples=DIR --voc_objectness
 
 Prints one markdown table (docs/data_synthetic.md) and optionally writes the numbers as JSON.
 Objectness is scored as the ROC AUC of the uint8 map against object pixels (class 1..20) versus
@@ -17,9 +18,13 @@ import json
 import os
 
 import numpy as np
+from PIL import Image
 
 from pointseg_jax import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from pointseg_jax.data import formats
+from pointseg_jax import labels
+from pointseg_jax import objectness
+from pointseg_jax.data.prepare import prepare
+from pointseg_jax.data.synthetic_points import scenes
 
 SIZE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -168,8 +173,8 @@ def colour_baseline(fit: Accumulator, test: Accumulator) -> dict:
 
 
 def from_dataset(dataset: str, split: str, data_dir: str | None, limit: int | None) -> Accumulator:
+  # Imported here: --scenes and --voc_samples run without TensorFlow.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from pointseg_jax.data.prepare import prepare  # pylint: disable=g-import-not-at-top
 
   builder = prepare(dataset, data_dir)
   ds = builder.as_dataset(split=split if limit is None else f"{split}[:{limit}]")
@@ -181,7 +186,7 @@ def from_dataset(dataset: str, split: str, data_dir: str | None, limit: int | No
 
 
 def from_scenes(num: int, max_side: int, seed: int) -> Accumulator:
-  from pointseg_jax.data.synthetic_points import scenes  # pylint: disable=g-import-not-at-top
+  # Imported here: the builder module imports TensorFlow Datasets, which --scenes does not need.
   from pointseg_jax.data.synthetic_points import synthetic_points as sp  # pylint: disable=g-import-not-at-top
 
   acc = Accumulator()
@@ -192,25 +197,16 @@ def from_scenes(num: int, max_side: int, seed: int) -> Accumulator:
   return acc
 
 
-def read_voc_colour_mask(path: str) -> np.ndarray:
-  """A VOC mask rendered in the VOC palette (RGB) -> class ids, (224, 224, 192) -> 255 void."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  return formats.decode_palette(np.asarray(Image.open(path).convert("RGB")), source=path)
-
-
 def from_voc_samples(folder: str, with_objectness: bool) -> Accumulator:
-  """`<n>_target.png` (+ `<n>_image.png` for objectness) as in ../shared/testdata/voc_val_samples."""
+  """`<n>_target.png` masks in the VOC palette (+ `<n>_image.png` photos for objectness)."""
   targets = sorted(glob.glob(os.path.join(folder, "*_target.png")))
   if not targets:
     raise FileNotFoundError(f"no *_target.png in {folder!r} (expected VOC masks in the VOC palette)")
   acc = Accumulator()
   for path in targets:
-    mask = read_voc_colour_mask(path)
+    mask = labels.read_label_png(path)
     heat = None
     if with_objectness:
-      from PIL import Image  # pylint: disable=g-import-not-at-top
-      from pointseg_jax import objectness  # pylint: disable=g-import-not-at-top
       image = np.asarray(Image.open(path.replace("_target.png", "_image.png")).convert("RGB"))
       heat = objectness.heatmap(image, rng=0)
     acc.add(mask, None, heat)

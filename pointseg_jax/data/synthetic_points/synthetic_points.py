@@ -1,4 +1,4 @@
-"""`synthetic_points`: the embedded VOC-like click benchmark, built on first use (DESIGN.md §7).
+"""`synthetic_points`: the embedded VOC-like click benchmark, built on first use (docs/data_synthetic.md).
 
 Every example is a procedural scene (`scenes.render_scene`), its simulated crowd annotations
 (`clicks.simulate_annotations`: 3 annotators with the paper's error rates, random points, squiggles,
@@ -18,7 +18,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import tqdm_utils
 
+from pointseg_jax import errors
+from pointseg_jax import objectness
+from pointseg_jax.data import clicks
 from pointseg_jax.data import features
+from pointseg_jax.data.prepare import NoStdoutBanner
 from pointseg_jax.data.synthetic_points import scenes
 
 SPLITS = ("train", "val")
@@ -64,10 +68,6 @@ def example_id(split: str, index: int) -> str:
 def make_example(recipe: _Recipe, split: str, index: int) -> tuple[str, dict]:
   """Example `index` of `split`: scene + simulated annotations + objectness, seeded by
   SeedSequence((seed, split, index)) so any process can make any example."""
-  # Imported here (not at module import) so that registering the builder stays light.
-  from pointseg_jax import objectness
-  from pointseg_jax.data import clicks
-
   seq = np.random.SeedSequence([recipe.seed, SPLITS.index(split), index])
   scene_seq, click_seq, obj_seq = seq.spawn(3)
   scene_rng = np.random.default_rng(scene_seq)
@@ -100,7 +100,7 @@ def default_num_workers(num_examples: int) -> int:
     try:
       return max(1, int(env))
     except ValueError as e:
-      raise ValueError(f"${_WORKERS_ENV} must be an integer, got {env!r}") from e
+      raise errors.ConfigError(f"${_WORKERS_ENV} must be an integer, got {env!r}") from e
   if num_examples < 200:
     return 1
   return max(1, min(len(os.sched_getaffinity(0)), 8))
@@ -154,7 +154,7 @@ def _parallel(recipe: _Recipe, split: str, num: int, workers: int) -> Iterator[t
       log.close()
 
 
-class SyntheticPoints(tfds.core.GeneratorBasedBuilder):
+class SyntheticPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """Procedural VOC-like scenes with simulated point clicks (the embedded benchmark)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -184,10 +184,7 @@ class SyntheticPoints(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=features.click_features("png"),
-        citation="""@inproceedings{bearman2016whats,
-  title={What's the Point: Semantic Segmentation with Point Supervision},
-  author={Bearman, Amy and Russakovsky, Olga and Ferrari, Vittorio and Fei-Fei, Li},
-  booktitle={ECCV}, year={2016}}""",
+        citation=features.CITATION,
     )
 
   def _split_generators(self, dl_manager):

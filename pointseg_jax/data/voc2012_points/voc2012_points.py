@@ -1,11 +1,11 @@
 """`voc2012_points`: PASCAL VOC 2012 + SBD with the paper's released crowd clicks, as TFDS.
 
-Splits (the paper's protocol, reference/original_code.md §3):
+Splits (the paper's protocol, docs/data_voc.md):
   train = VOC12 seg train ∪ SBD train ∪ SBD val − VOC12 seg val  (10,582 ids)
   val   = VOC12 seg val                                          (1,449 ids)
 Per id the VOC12 masks (SegmentationClass / SegmentationObject palette PNGs, with 255 void bands)
 are used when present, else SBD's `cls/<id>.mat` / `inst/<id>.mat` (no void).
-Clicks come from the released JSONs (`formats.load_clicks`: main -> annotator 0, supp -> 1, 2);
+Clicks come from the released JSONs (`click_json.load_clicks`: main -> annotator 0, supp -> 1, 2);
 random clicks, squiggles, boxes and background clicks are simulated from the masks
 (`clicks.simulate_annotations`) with an rng seeded from a SHA-256 of the id, so a rebuild writes the
 same dataset. Features: exactly `features.click_features('jpeg')`.
@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import os
 from typing import Iterator
 
+from absl import logging
 import numpy as np
+from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
-from PIL import Image
 
+from pointseg_jax import labels
+from pointseg_jax.data import click_json
 from pointseg_jax.data import clicks as clicks_lib
 from pointseg_jax.data import features
-from pointseg_jax.data import formats
-from pointseg_jax.data.formats import DataError
-
-log = logging.getLogger(__name__)
+from pointseg_jax.data.prepare import NoStdoutBanner
+from pointseg_jax.errors import DataError
 
 VOC_DIR = os.path.join("VOCdevkit", "VOC2012")
 SBD_DIR = os.path.join("benchmark_RELEASE", "dataset")
@@ -90,7 +90,7 @@ def read_sbd_class(path: str) -> np.ndarray:
   if not os.path.isfile(path):
     raise DataError(f"{path}: SBD class mask not found")
   arr = _mat_field(path, "GTcls", "Segmentation")
-  formats.check_class_ids(arr, source=path)
+  labels.check_class_ids(arr, source=path)
   return arr.astype(np.uint8)
 
 
@@ -99,15 +99,6 @@ def read_sbd_instance(path: str) -> np.ndarray:
   arr = _mat_field(path, "GTinst", "Segmentation")
   if arr.size and (arr.min() < 0 or arr.max() > 254):
     raise DataError(f"{path}: instance ids must be 0..254, got {arr.min()}..{arr.max()}")
-  return arr.astype(np.uint8)
-
-
-def read_objectness(path: str) -> np.ndarray:
-  """uint8 [H, W] objectness o (grayscale PNG, P = (o+1)/257)."""
-  mode, arr = formats.read_png(path, what="objectness")
-  if mode not in ("L", "P") or arr.ndim != 2:
-    raise DataError(f"{path}: objectness must be a grayscale (L) PNG of o in 0..255, got mode "
-                    f"{mode!r} (the original release renders a jet colour map: store the gray map)")
   return arr.astype(np.uint8)
 
 
@@ -153,9 +144,9 @@ class Sources:
     """(class mask, instance mask or None, source file): VOC12 PNGs first, else SBD .mat."""
     voc_cls = os.path.join(self.voc, "SegmentationClass", image_id + ".png")
     if os.path.isfile(voc_cls):
-      mask = formats.read_label_png(voc_cls, what="class")
+      mask = labels.read_label_png(voc_cls, what="class")
       voc_obj = os.path.join(self.voc, "SegmentationObject", image_id + ".png")
-      inst = formats.read_label_png(voc_obj, what="instance") if os.path.isfile(voc_obj) else None
+      inst = labels.read_label_png(voc_obj, what="instance") if os.path.isfile(voc_obj) else None
       _check_same_shape(mask, inst, voc_cls, voc_obj)
       return mask, inst, voc_cls
     sbd_cls = os.path.join(self.sbd, "cls", image_id + ".mat")
@@ -189,16 +180,16 @@ class Counts:
       x = sorted(x)
       return ", ".join(x[:_LOG_IDS]) + (" ..." if len(x) > _LOG_IDS else "")
     if self.clipped:
-      log.warning("voc2012_points/%s: %d out-of-range clicks clipped into the image in %d images: %s",
+      logging.warning("voc2012_points/%s: %d out-of-range clicks clipped into the image in %d images: %s",
                   split, sum(self.clipped.values()), len(self.clipped), ids(self.clipped))
     if self.dropped:
-      log.warning("voc2012_points/%s: %d clicks with negative coordinates dropped in %d images: %s",
+      logging.warning("voc2012_points/%s: %d clicks with negative coordinates dropped in %d images: %s",
                   split, sum(self.dropped.values()), len(self.dropped), ids(self.dropped))
     if self.missing_clicks:
-      log.warning("voc2012_points/%s: %d images have no entry in the click JSON (stored with no "
+      logging.warning("voc2012_points/%s: %d images have no entry in the click JSON (stored with no "
                   "clicks): %s", split, len(self.missing_clicks), ids(self.missing_clicks))
     if self.converted:
-      log.warning("voc2012_points/%s: %d photos were not RGB JPEGs and were re-encoded: %s",
+      logging.warning("voc2012_points/%s: %d photos were not RGB JPEGs and were re-encoded: %s",
                   split, len(self.converted), ids(self.converted))
 
 
@@ -214,19 +205,19 @@ def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: 
   sim = clicks_lib.simulate_annotations(mask, inst, np.random.default_rng(id_seed(image_id)))
   if json_clicks is not None:
     if image_id in json_clicks:
-      clicks, n_clip, n_drop = formats.clip_clicks(json_clicks[image_id], h, w)
+      clicks, n_clip, n_drop = click_json.clip_clicks(json_clicks[image_id], h, w)
       if n_clip:
         counts.clipped[image_id] = n_clip
       if n_drop:
         counts.dropped[image_id] = n_drop
-      sim["clicks"] = {k: clicks[k] for k in formats.CLICK_FIELDS}
+      sim["clicks"] = {k: clicks[k] for k in click_json.CLICK_FIELDS}
     else:
       counts.missing_clicks.append(image_id)
-      sim["clicks"] = formats.empty_clicks()
+      sim["clicks"] = click_json.empty_clicks()
   obj_path = src.objectness_path(image_id)
   has_obj = os.path.isfile(obj_path)
   if has_obj:
-    objectness = read_objectness(obj_path)
+    objectness = labels.read_objectness_png(obj_path)
     if objectness.shape != (h, w):
       raise DataError(f"{obj_path}: objectness shape {objectness.shape} differs from the image "
                       f"({h}, {w})")
@@ -245,7 +236,7 @@ def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: 
   }
 
 
-class Voc2012Points(tfds.core.GeneratorBasedBuilder):
+class Voc2012Points(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """PASCAL VOC 2012 + SBD segmentation with the released What's-the-Point crowd clicks."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -274,10 +265,7 @@ class Voc2012Points(tfds.core.GeneratorBasedBuilder):
         description=__doc__,
         features=features.click_features("jpeg"),
         homepage="http://vision.stanford.edu/whats_the_point/",
-        citation="""@inproceedings{bearman2016whats,
-  title={What's the Point: Semantic Segmentation with Point Supervision},
-  author={Bearman, Amy and Russakovsky, Olga and Ferrari, Vittorio and Fei-Fei, Li},
-  booktitle={ECCV}, year={2016}}""",
+        citation=features.CITATION,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -287,13 +275,13 @@ class Voc2012Points(tfds.core.GeneratorBasedBuilder):
     main, supp = (os.path.join(src.root, n) for n in (MAIN_JSON, SUPP_JSON))
     have = [os.path.isfile(main), os.path.isfile(supp)]
     if any(have):
-      json_clicks = formats.load_clicks(main if have[0] else None, supp if have[1] else None)
+      json_clicks = click_json.load_clicks(main if have[0] else None, supp if have[1] else None)
       if not all(have):
-        log.warning("voc2012_points: only %s found: clicks of the other annotators are absent",
+        logging.warning("voc2012_points: only %s found: clicks of the other annotators are absent",
                     main if have[0] else supp)
     else:
       json_clicks = None
-      log.warning("voc2012_points: %s and %s not found in %s: clicks are simulated from the masks",
+      logging.warning("voc2012_points: %s and %s not found in %s: clicks are simulated from the masks",
                   MAIN_JSON, SUPP_JSON, src.root)
     return {split: self._generate_examples(src, split, split_ids, json_clicks)
             for split, split_ids in ids.items()}
