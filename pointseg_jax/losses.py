@@ -3,7 +3,7 @@
 Every function takes logits [B, H, W, C] of any float dtype, computes in float32 (float64 stays
 float64) and returns the per-image losses as float32 [B]; reducing over the batch is the caller's
 job. Conventions follow the authors' `SoftmaxWithLossExpectation` GPU layer
-(../shared/reference/original_code.md §1):
+(docs/losses.md, "The authors' loss layer"):
 
 * background (class 0) is always a present class, so |L| >= 1 and background is never in L';
 * the image-level term picks t_c = argmax over the image's pixels (first index on ties) and the

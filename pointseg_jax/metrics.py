@@ -2,8 +2,8 @@
 
 The confusion matrix is a sum over pixels, so the counts of batches, hosts or devices simply add up;
 IoU is computed once from the accumulated matrix, as the authors' `compute_mIOU.py` accumulates
-intersections and unions over the whole val set before dividing
-(../shared/reference/original_code.md §3.7). Void pixels (255) count nowhere: they are neither
+intersections and unions over the whole val set before dividing (docs/losses.md, "Evaluation"
+under "The authors' loss layer"). Void pixels (255) count nowhere: they are neither
 prediction errors nor part of any union.
 """
 import jax

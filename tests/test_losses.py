@@ -175,7 +175,7 @@ def test_image_level_gradient_only_at_selected_pixels_and_equals_caffe_backward(
   grad = np.asarray(jax.grad(
       lambda z: losses.image_level_loss(z, present, ALL_VALID).sum())(TWO_PIXELS))[0, 0]
   s0, s1 = _softmax(TWO_PIXELS[0, 0, 0]), _softmax(TWO_PIXELS[0, 0, 1])
-  # Authors' backward (original_code.md §1.2): at p0 class 2 (present, k = 1) and class 1 (absent).
+  # Authors' backward (docs/losses.md, "The authors' loss layer", Eq. 2): at p0 class 2 (present, k = 1) and class 1 (absent).
   present_p0 = (s0 - np.eye(3)[2]) / 2
   absent_p0 = np.array([-s0[0] * s0[1] / (1 - s0[1]), s0[1], -s0[2] * s0[1] / (1 - s0[1])]) / 1
   # At p1 only background (present).

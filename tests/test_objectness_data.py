@@ -1,4 +1,4 @@
-"""pointseg_jax.objectness on real data (../shared/testdata) and its command-line tools.
+"""pointseg_jax.objectness on real data (the test data folder, tests/conftest.py) and its CLIs.
 
 The release's reference run (002053.jpg), its trained model and 50 training photos, and 14 VOC val
 photos with masks; tests needing them skip without the folder (`testdata_dir` fixture).

@@ -1,10 +1,10 @@
 """Procedural VOC-like scenes: the pixels and masks of the embedded `synthetic_points` benchmark.
 
 Real VOC cannot be downloaded here, so the package draws its own photographs-with-masks whose
-statistics follow PASCAL VOC 2012 (DESIGN.md §7): 21 classes (0 = background), ~1.5 object classes
-and ~2.8 instances per image (paper §3: "1.5 classes on average per image", "2.8 instances per image"),
-~70 % background pixels, a 255 "void" band on every object outline as VOC draws it, occlusion, and
-objects cut by the image border.
+statistics follow PASCAL VOC 2012 (docs/data_synthetic.md, "Design targets"): 21 classes
+(0 = background), ~1.5 object classes and ~2.8 instances per image (paper §3: "1.5 classes on
+average per image", "2.8 instances per image"), ~70 % background pixels, a 255 "void" band on
+every object outline as VOC draws it, occlusion, and objects cut by the image border.
 
 What makes it a segmentation problem rather than a colour lookup: every class is one combination of
 a shape (8), a colour family (5) and a texture (4) (`CLASS_STYLES`). Each shape, colour and texture is
