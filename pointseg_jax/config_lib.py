@@ -36,7 +36,7 @@ VOC_INIT_FROM = "weights/fcn32s_vgg16_imagenet.npz"
 # From-scratch width-1/8 net on the synthetic set: the paper's 1e-5 (tuned for a pretrained
 # VGG16) barely moves it; 1e-3 with a 200-step warmup and gradient clipping learned fastest of the
 # SGD settings measured, for every regime (the authors' 5x for AllPoints / random points halved
-# the mIoU here). docs/training.md, "Learning rate".
+# the mIoU here). docs/training.md, "Learning rate on the synthetic set".
 SYNTHETIC_LR = 1e-3
 
 

@@ -2,7 +2,7 @@
 
 Every image of the split counts exactly once: the pipeline pads the last batch (example_mask
 False) and gives every host the same number of batches, as the collective eval step needs.
-Mean IoU follows the VOC protocol (metrics.py, docs/training.md "Evaluation").
+Mean IoU follows the VOC protocol (metrics.py; docs/losses.md, "Metrics").
 """
 import functools
 import json

@@ -1,7 +1,7 @@
 """The train state of a run: model, optimiser, fresh / abstract / restored state, init weights.
 
 The state is a plain dict pytree {'step', 'params', 'opt_state', 'rng'}: everything a resumed run
-needs (docs/training.md, "Resuming"). Everything that builds or restores a run's parameters lives
+needs (docs/training.md, "Resume, exactly"). Everything that builds or restores a run's parameters lives
 here, so training, evaluation, prediction and the notebook share one definition.
 """
 import functools

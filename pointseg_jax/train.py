@@ -4,7 +4,7 @@ Data flows one way: tf.data batch dict -> global jax.Arrays -> jitted data-paral
 the regime's losses) -> metrics, checkpoints, summary.json. Batch k of the pipeline is a pure
 function of (seed, k) and the dropout key of step k is fold_in(rng, k), so a run killed at any
 moment and restarted from its last checkpoint ends with the same parameters, bit for bit, as an
-uninterrupted run (docs/training.md, "Resuming").
+uninterrupted run (docs/training.md, "Resume, exactly").
 """
 import functools
 import json

@@ -7,7 +7,7 @@
   classes(example, mask) -> int32 ids
       the classes this annotation labels: what `present` holds when
       `image_labels_from='clicks'` (the authors' kernel reads the class list off the rasterised
-      annotation; docs/losses.md, "Image-level labels").
+      annotation; docs/losses.md, "The authors' loss layer").
 Everything here is pure TF and runs inside `tf.data.map`.
 """
 from __future__ import annotations
