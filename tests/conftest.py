@@ -10,6 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -28,3 +30,29 @@ def testdata_dir():
     pytest.skip(f"real test data not found at {TESTDATA} (set $POINTSEG_TESTDATA to the folder "
                 "holding voc_val_samples/ and alexe_objectness_v2.2/)")
   return TESTDATA
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+class Cli:
+  """Runs `python -m MODULE ARGS...` in a subprocess from the repository root, as a user would."""
+
+  def __call__(self, module: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+  @staticmethod
+  def error(proc: subprocess.CompletedProcess) -> str:
+    """The one `error: ...` line of a refused run (exit 2, no traceback); fails the test otherwise."""
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, (
+        proc.returncode, proc.stderr[-3000:])
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+  return Cli()

@@ -1,9 +1,16 @@
-"""pointseg_jax.objectness: cues on hand-made inputs, NMS, renderer, model, the heatmap contract."""
+"""pointseg_jax.objectness: cues on hand-made inputs, NMS, renderer, model, the heatmap contract,
+and the command-line tools on bad input."""
+import json
+
+from absl import flags
 import numpy as np
+from PIL import Image
 import pytest
 
+from pointseg_jax import errors
 from pointseg_jax import objectness
 from pointseg_jax.objectness import cues, evaluate, learn, model as model_lib, nms, render
+from pointseg_jax.objectness import precompute
 from pointseg_jax.objectness import saliency
 
 # Fewer candidate windows keep contract tests fast; the algorithm is the same.
@@ -391,7 +398,6 @@ def test_learning_boxes_json_validation(tmp_path):
 
 def test_learn_recovers_a_cue_that_separates_objects(tmp_path):
   """On images where objects are red squares, relearned CC likelihoods favour high contrast."""
-  from PIL import Image
   boxes = {}
   rng = np.random.default_rng(0)
   for i in range(3):
@@ -399,7 +405,7 @@ def test_learn_recovers_a_cue_that_separates_objects(tmp_path):
     img = _square_image(64, 64, (x, y, x + 20, y + 20))
     Image.fromarray(img).save(tmp_path / f"{i}.png")
     boxes[f"{i}.png"] = [[int(x), int(y), int(x) + 20, int(y) + 20]]
-  (tmp_path / "boxes.json").write_text(__import__("json").dumps(boxes))
+  (tmp_path / "boxes.json").write_text(json.dumps(boxes))
   m, report = learn.learn(tmp_path, tmp_path / "boxes.json", windows_per_image=3000,
                           progress=False)
   assert report["images"] == 3 and report["CC"]["positives"] > 0
@@ -411,3 +417,50 @@ def test_learn_recovers_a_cue_that_separates_objects(tmp_path):
                          search_theta=("CC",), theta_grids={"CC": [100, 200]}, progress=False)
   assert m2.cc_theta == rep2["CC"]["theta"] in (100.0, 200.0)
   assert rep2["CC"]["criterion"] >= report["CC"]["criterion"] - 1e-9  # 100 is on the grid
+
+
+# ------------------------------------------------------------------------------------ the CLIs --
+
+def test_precompute_runs_as_a_program(tmp_path, run_cli):
+  """`python -m pointseg_jax.objectness.precompute` used to print nothing and exit 0."""
+  src = tmp_path / "in"
+  src.mkdir()
+  Image.fromarray(_textured(40, 48)).save(src / "a.png")
+  out = tmp_path / "maps"
+  proc = run_cli("pointseg_jax.objectness.precompute", f"--images={src}", f"--out={out}",
+                 "--workers=1", "--num_windows=50")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "1 written, 0 already there, 0 failed" in proc.stdout
+  np.testing.assert_array_equal(
+      np.asarray(Image.open(out / "a.png")),
+      objectness.heatmap(_textured(40, 48), rng=precompute.image_seed(0, "a"), num_windows=50))
+
+
+def test_precompute_checks_images_before_creating_out(tmp_path, run_cli):
+  out = tmp_path / "maps"
+  line = run_cli.error(run_cli("pointseg_jax.objectness", "precompute",
+                               f"--images={tmp_path / 'no_such_folder'}", f"--out={out}"))
+  assert "no_such_folder is not a folder" in line, line
+  assert not out.exists()
+  with pytest.raises(errors.MissingInputError, match="not a folder"):
+    precompute.run(out, images=tmp_path / "no_such_folder", workers=1, progress=False)
+  assert not out.exists()
+
+
+def test_objectness_command_usage_and_unknown_command(run_cli):
+  proc = run_cli("pointseg_jax.objectness")
+  assert proc.returncode == 2 and "precompute" in proc.stdout and "convert" in proc.stdout
+  line = run_cli.error(run_cli("pointseg_jax.objectness", "nope"))
+  assert "unknown command 'nope'" in line and "precompute" in line
+
+
+def test_evaluate_has_no_default_data_path():
+  """`--voc_dir` is required (its old default pointed outside the repository); the release
+  comparison runs only when `--release_dir` is given."""
+  fv = flags.FlagValues()
+  evaluate.define_flags(fv)
+  assert fv["voc_dir"].default is None and fv["release_dir"].default is None
+  with pytest.raises(flags.IllegalFlagValueError, match="voc_dir"):
+    fv(["evaluate"])
+  fv(["evaluate", "--voc_dir=photos"])
+  assert fv.voc_dir == "photos"

@@ -1,4 +1,5 @@
 """The synthetic_points TFDS builder and `prepare`: builds, decodes every field, deterministic."""
+import json
 import os
 import subprocess
 import sys
@@ -186,3 +187,15 @@ def test_data_package_import_does_not_load_tensorflow():
           "print('tensorflow' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "False"
+
+
+def test_stats_cli_prints_the_table_and_refuses_no_source(tmp_path, run_cli):
+  out = tmp_path / "stats.json"
+  proc = run_cli("pointseg_jax.data.synthetic_points.stats", "--scenes=3", "--max_side=32",
+                 f"--json={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.startswith("| statistic | scenes (3, 32px) |")
+  assert json.loads(out.read_text())["scenes (3, 32px)"]["images"] == 3
+  proc = run_cli("pointseg_jax.data.synthetic_points.stats")
+  assert proc.returncode == 1 and "give at least one of --dataset, --scenes, --voc_samples" in (
+      proc.stderr), proc.stderr[-2000:]

@@ -336,3 +336,10 @@ def test_colour_objectness_rejected(bad_tree):
   Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(bad_tree / "objectness/2007_000001.png")
   with pytest.raises(DataError, match=r"objectness/2007_000001.png: objectness must be a grayscale"):
     vp.make_example(vp.Sources(str(bad_tree)), "2007_000001", None, vp.Counts())
+
+
+def test_cli_reports_a_data_error_in_one_line(bad_tree, tmp_path, run_cli):
+  shutil.rmtree(bad_tree / "VOCdevkit")
+  proc = run_cli("pointseg_jax.data.voc2012_points", f"--manual_dir={bad_tree}",
+                 f"--data_dir={tmp_path / 'tfds'}")
+  assert "VOCdevkit/VOC2012: directory not found" in run_cli.error(proc)

@@ -2,6 +2,7 @@
 import collections
 import io
 import json
+import pathlib
 import pickle
 import sys
 import types
@@ -15,9 +16,11 @@ import pytest
 
 from pointseg_jax.models import FCN
 from pointseg_jax.models import fcn
-from pointseg_jax.models import load_params
 from pointseg_jax.models import vgg16
 from pointseg_jax.models import weights
+from pointseg_jax.models.weights import load_params
+
+CLI = "pointseg_jax.models.weights"
 
 WIDTH = 1 / 8
 SIZE = 224       # VGG's classifier input: pool5 is 7x7, so fc6 = Keras' fc1 / torchvision's Linear
@@ -86,6 +89,20 @@ def _keras_outputs(model, images):
   return dict(zip(ours, outs))
 
 
+def _write_keras2_h5(path, layers):
+  """The classic Keras-2 download layout (vgg16_weights_tf_dim_ordering_tf_kernels.h5): one group
+  per layer with 'layer_names' / 'weight_names' attributes and '<layer>_W_1:0' names.
+  `layers`: [(name, [kernel, bias] or [])]."""
+  with h5py.File(path, "w") as f:
+    f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
+    for name, arrays in layers:
+      g = f.create_group(name)
+      wn = [f"{name}_{s}_1:0".encode() for s in ("W", "b")][:len(arrays)]
+      g.attrs["weight_names"] = np.array(wn)
+      for n, w in zip(wn, arrays):
+        g.create_dataset(n.decode(), data=w)
+
+
 @pytest.fixture(scope="module")
 def keras_files(tmp_path_factory):
   d = tmp_path_factory.mktemp("keras")
@@ -95,27 +112,33 @@ def keras_files(tmp_path_factory):
   model.save(paths["h5"])
   model.save(paths["keras"])
   model.save_weights(paths["weights.h5"])
-  # The classic download (vgg16_weights_tf_dim_ordering_tf_kernels.h5): Keras-2 layer groups with
-  # 'layer_names' / 'weight_names' attributes and '<layer>_W_1:0' names.
   paths["keras2.h5"] = str(d / "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
-  with h5py.File(paths["keras2.h5"], "w") as f:
-    names = [layer.name for layer in model.layers]
-    f.attrs["layer_names"] = np.array([n.encode() for n in names])
-    for layer in model.layers:
-      g = f.create_group(layer.name)
-      wn = [f"{layer.name}_{s}_1:0".encode() for s in ("W", "b")][:len(layer.weights)]
-      g.attrs["weight_names"] = np.array(wn)
-      for n, w in zip(wn, layer.get_weights()):
-        g.create_dataset(n.decode(), data=w)
+  _write_keras2_h5(paths["keras2.h5"], [(layer.name, layer.get_weights()) for layer in model.layers])
   return model, paths
 
 
 @pytest.fixture(scope="module")
-def keras_converted(keras_files, tmp_path_factory):
+def keras_cli_run(keras_files, tmp_path_factory, run_cli):
+  """The converter CLI on the Keras .h5, with --out given without the .npz suffix."""
   _, paths = keras_files
-  out = str(tmp_path_factory.mktemp("conv") / "fcn_init.npz")
-  assert weights.main(["convert", "--from", "keras", paths["h5"], "--out", out]) == 0
-  return out
+  out = tmp_path_factory.mktemp("conv") / "fcn_init"
+  proc = run_cli(CLI, "convert", "--from", "keras", paths["h5"], f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc, f"{out}.npz"
+
+
+@pytest.fixture(scope="module")
+def keras_converted(keras_cli_run):
+  return keras_cli_run[1]
+
+
+def test_cli_prints_the_path_it_wrote_and_no_runpy_warning(keras_cli_run):
+  proc, written = keras_cli_run
+  # numpy appends '.npz' to a suffix-less --out: the message names the file that exists.
+  assert proc.stdout.startswith(f"wrote {written}: 32 arrays,"), proc.stdout
+  assert pathlib.Path(written).is_file()
+  assert not pathlib.Path(written[:-len(".npz")]).exists()
+  assert "RuntimeWarning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_every_keras_file_format_converts_to_the_same_arrays(keras_files):
@@ -159,13 +182,14 @@ def test_score_fr_rows_are_the_authors_ilsvrc_classes(keras_files, keras_convert
 
 
 @pytest.mark.slow
-def test_full_keras_applications_vgg16_end_to_end(tmp_path):
+def test_full_keras_applications_vgg16_end_to_end(tmp_path, run_cli):
   """The real keras.applications.VGG16 graph (random weights), .h5 -> CLI -> FCN-32s parity."""
   keras.utils.set_random_seed(7)
   model = keras.applications.VGG16(weights=None, classifier_activation=None)
   src, out = str(tmp_path / "vgg16.h5"), str(tmp_path / "fcn32s.npz")
   model.save(src)
-  assert weights.main(["convert", "--from", "keras", src, "--out", out]) == 0
+  proc = run_cli(CLI, "convert", "--from=keras", src, f"--out={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
   params = load_params(out, FCN(mode="same"))
   assert fcn.param_count(params) == 134_346_581
   images = _images(2)
@@ -339,7 +363,7 @@ def test_torchvision_containers_read_without_torch(container, torchvision_sd, tm
 def test_torchvision_weights_match_a_torchvision_forward(torchvision_sd, tmp_path):
   src, out = str(tmp_path / "vgg16_tv.npz"), str(tmp_path / "fcn.npz")
   np.savez(src, **torchvision_sd)
-  assert weights.main(["convert", "--from", "torchvision", src, "--out", out]) == 0
+  weights.save_npz(out, weights.convert("torchvision", src))
   params = load_params(out, FCN(mode="same", width=WIDTH))
   images = _images(3)
   got = _ours(params, images)
@@ -442,7 +466,7 @@ def test_wrong_source_files_are_clear_errors(tmp_path):
     weights.convert("keras", str(tmp_path / "nope.h5"))
   with pytest.raises(weights.WeightsError, match="--from"):
     weights.convert("caffe", str(text))
-  with pytest.raises(weights.WeightsError, match="conv1-order does not apply to torchvision"):
+  with pytest.raises(weights.WeightsError, match="conv1_order does not apply to torchvision"):
     weights.convert("torchvision", str(text), conv1_order="rgb")
 
 
@@ -492,16 +516,102 @@ def test_load_params_checks_every_leaf(keras_converted, tmp_path):
     load_params(foreign, FCN(width=WIDTH))
   text = tmp_path / "text.npz"
   text.write_text("not a zip")
-  with pytest.raises(weights.WeightsError, match="text.npz: not an .npz of FCN params"):
+  with pytest.raises(weights.WeightsError, match="text.npz: not an .npz file.*it should be the FCN "
+                     "params .npz") as e:
     load_params(str(text), FCN(width=WIDTH))
+  assert "allow_pickle" not in str(e.value)
   with pytest.raises(FileNotFoundError, match="convert"):
     load_params(str(tmp_path / "absent.npz"), FCN(width=WIDTH))
 
 
-def test_cli_reports_errors_and_info(keras_converted, tmp_path, capsys):
-  assert weights.main(["convert", "--from", "keras", str(tmp_path / "x.h5"), "--out",
-                       str(tmp_path / "y.npz")]) == 2
-  assert "error: " in capsys.readouterr().err and not (tmp_path / "y.npz").exists()
-  assert weights.main(["info", keras_converted]) == 0
-  out = capsys.readouterr().out
-  assert "fc6/kernel ((7, 7, 64, 512), dtype('float32'))" in out and '"format": "keras"' in out
+def test_cli_info_lists_a_converted_file(keras_converted, run_cli):
+  proc = run_cli(CLI, "info", keras_converted)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "fc6/kernel ((7, 7, 64, 512), dtype('float32'))" in proc.stdout
+  assert '"format": "keras"' in proc.stdout
+  assert "RuntimeWarning" not in proc.stderr, proc.stderr
+
+
+def test_cli_missing_source_is_one_line_and_writes_nothing(tmp_path, run_cli):
+  proc = run_cli(CLI, "convert", "--from=keras", tmp_path / "x.h5", f"--out={tmp_path / 'y.npz'}")
+  assert "x.h5: no such file" in run_cli.error(proc)
+  assert not (tmp_path / "y.npz").exists()
+
+
+def test_info_on_files_that_are_not_npz_says_what_the_file_should_be(tmp_path, run_cli):
+  """A text file, a lone .npy, a zip of something else, pickled objects: one line each, never
+  numpy's `allow_pickle` advice (pickles are never loaded)."""
+  text = tmp_path / "notes.txt"
+  text.write_text("hello\n")
+  line = run_cli.error(run_cli(CLI, "info", text))
+  assert "notes.txt: not an .npz file" in line and "should be the FCN params .npz" in line, line
+  assert "allow_pickle" not in line and "pickle" not in line.lower()
+  npy = tmp_path / "one.npy"
+  np.save(npy, np.zeros(3))
+  with pytest.raises(weights.WeightsError, match="one.npy: not an .npz file"):
+    weights.info_lines(str(npy))
+  other_zip = tmp_path / "model.keras"
+  with zipfile.ZipFile(other_zip, "w") as z:
+    z.writestr("config.json", "{}")
+  with pytest.raises(weights.WeightsError, match="member 'config.json' is not a numpy array"):
+    weights.info_lines(str(other_zip))
+  objects = tmp_path / "objects.npz"
+  np.savez(objects, a=np.array([{"x": 1}], dtype=object))
+  with pytest.raises(weights.WeightsError, match="holds Python objects.*never loaded") as e:
+    weights.info_lines(str(objects))
+  assert "allow_pickle" not in str(e.value)
+  with pytest.raises(weights.WeightsError, match="objects.npz: .*holds Python objects"):
+    weights.convert("npz", str(objects))
+
+
+def _with_vgg19_convs(layers):
+  """keras.applications' VGG19 names: VGG16 plus block3_conv4, block4_conv4, block5_conv4."""
+  out = []
+  for name, arrays in layers:
+    out.append((name, arrays))
+    if name in ("block3_conv3", "block4_conv3", "block5_conv3"):
+      out.append((name[:-1] + "4", [a + 0.01 for a in arrays]))
+  return out
+
+
+def test_cli_refuses_a_vgg19_file_and_keeps_the_existing_output(keras_files, tmp_path, run_cli):
+  """VGG19's extra convs would be dropped silently (fc7 then differs by relL2 2.4 from the real
+  network): refused with one line, and an existing --out stays as it was."""
+  model, _ = keras_files
+  src = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels.h5"
+  _write_keras2_h5(str(src), _with_vgg19_convs(
+      [(layer.name, layer.get_weights()) for layer in model.layers]))
+  out = tmp_path / "init.npz"
+  out.write_bytes(b"the user's previous file")
+  line = run_cli.error(run_cli(CLI, "convert", "--from=keras", src, f"--out={out}"))
+  assert "VGG16 does not have: ['conv3_4', 'conv4_4', 'conv5_4']" in line, line
+  assert "VGG19" in line and "Use a VGG16 weights file" in line
+  assert out.read_bytes() == b"the user's previous file"
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, out.name])
+
+
+def test_vgg19_layers_are_refused_from_npz_and_torchvision(torchvision_sd, keras_converted, tmp_path):
+  with np.load(keras_converted) as z:
+    flat = {k: z[k] for k in z.files if k != "_meta"}
+  path = str(tmp_path / "vgg19.npz")
+  np.savez(path, **flat, **{"conv5_4/kernel": flat["conv5_3/kernel"],
+                            "conv5_4/bias": flat["conv5_3/bias"]})
+  with pytest.raises(weights.WeightsError, match=r"VGG16 does not have: \['conv5_4'\]"):
+    weights.convert("npz", path)
+  # torchvision's vgg19 has convs at features.16, 25, 34 (ReLUs in vgg16) among others
+  sd = dict(torchvision_sd)
+  sd["features.16.weight"] = sd["features.14.weight"]
+  sd["features.16.bias"] = sd["features.14.bias"]
+  path = str(tmp_path / "vgg19_tv.npz")
+  np.savez(path, **sd)
+  with pytest.raises(weights.WeightsError,
+                     match=r"layers \['features.16'\] are not in torchvision's vgg16.*vgg19"):
+    weights.convert("torchvision", path)
+
+
+def test_torchvision_text_file_is_a_clear_error_with_torch_installed(tmp_path):
+  pytest.importorskip("torch")
+  text = tmp_path / "vgg16.pth"
+  text.write_text("hello")
+  with pytest.raises(weights.WeightsError, match="vgg16.pth: not a PyTorch file"):
+    weights.convert("torchvision", str(text))

@@ -1,8 +1,11 @@
 """VGG16 ImageNet weights -> FCN params (.npz), and loading such a file into the model.
 
-    python -m pointseg_jax.models.weights convert --from keras vgg16.h5 --out fcn32s_init.npz
-    python -m pointseg_jax.models.weights convert --from torchvision vgg16-397923af.pth --out init.npz
+    python -m pointseg_jax.models.weights convert --from=keras vgg16.h5 --out=fcn32s_init.npz
+    python -m pointseg_jax.models.weights convert --from=torchvision vgg16-397923af.pth --out=init.npz
     python -m pointseg_jax.models.weights info init.npz
+
+The first argument is the command: `convert SRC` (flags --from, --out, --num_classes,
+--conv1_order) or `info PATH` (lists the arrays of a converted .npz).
 
 Sources and how each is made to see our input (BGR, 0..255 minus the Caffe VGG mean, vgg16.py):
   keras        `keras.applications.VGG16` files (.h5 legacy/Keras-2, .keras, .weights.h5). Keras'
@@ -17,32 +20,41 @@ Sources and how each is made to see our input (BGR, 0..255 minus the Caffe VGG m
                at most 1 grey level apart).
   npz          our own param paths ('conv1_1/kernel', ...) or the `conv1_1_W`/`conv1_1_b` style;
                HWIO kernels (fc kernels 4-D or [in, out] flattened (H, W, C)), conv1_1 BGR unless
-               --conv1-order rgb.
-The 21-way `score_fr` follows the authors (original_code.md §3.2): background row zero, rows 1..20
-= ImageNet fc8 rows `PASCAL_FROM_ILSVRC`. Without fc8 (or for num_classes != 21) it starts at zero,
+               --conv1_order=rgb.
+Only VGG16 converts: a file with conv layers VGG16 does not have (VGG19's conv3_4, conv4_4,
+conv5_4, another VGG's layout) is refused rather than silently cut down to VGG16.
+The 21-way `score_fr` follows the authors (docs/model.md, "The classifier init"): background row
+zero, rows 1..20 = ImageNet fc8 rows `PASCAL_FROM_ILSVRC`. Without fc8 (or for num_classes != 21) it starts at zero,
 the FCN authors' choice for full supervision, and the converter says so.
 
 The output .npz maps flattened param paths ('fc6/kernel', ...) to arrays, plus '_meta' (JSON).
-`load_params(path, model_or_params)` reads it back, checking every leaf.
+`load_params(path, model_or_params)` reads it back, checking every leaf. Every .npz is read with
+pickles refused: a file that is not a zip of plain numpy arrays is a `WeightsError` saying so.
 """
-import argparse
 import collections
 import io
 import json
-import logging
 import os
 import pickle
 import re
-import sys
+import tempfile
 import zipfile
 from typing import Any, Callable, Mapping
 
+from absl import app
+from absl import flags
+from absl import logging
+from flax import traverse_util
+import h5py
+import jax.numpy as jnp
 import numpy as np
 
+from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax.models import fcn
 from pointseg_jax.models import vgg16
 
-# 0-based ILSVRC-2012 fc8 rows for PASCAL classes 1..20 (authors' mapping.txt; original_code.md §3.2).
+# 0-based ILSVRC-2012 fc8 rows for PASCAL classes 1..20 (the authors' mapping.txt; docs/model.md).
 PASCAL_FROM_ILSVRC = (404, 671, 12, 814, 907, 654, 609, 284, 559, 345,
                       532, 234, 339, 665, 981, 738, 348, 831, 466, 664)
 FORMATS = ("keras", "torchvision", "npz")
@@ -53,8 +65,8 @@ TORCHVISION_INDEX.update({"fc6": 0, "fc7": 3, "fc8": 6})
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)   # RGB, on 0..1 pixels
 TORCHVISION_STD = (0.229, 0.224, 0.225)
 META_KEY = "_meta"
-
-log = logging.getLogger(__name__)
+COMMANDS = ("convert", "info")
+FLAGS = flags.FLAGS
 
 # A VGG in our layout: name -> {'kernel', 'bias'}; convs HWIO taking BGR (conv1_1), fc kernels
 # [in, out] with fc6's input flattened (H, W, C).
@@ -87,9 +99,9 @@ def _kernel_bias(arrays: list[np.ndarray], where: str) -> dict[str, np.ndarray]:
 def _h5_layers(f) -> dict[str, list[np.ndarray]]:
   """Layer name -> weight arrays of a Keras HDF5 file (Keras 3 or legacy Keras 1/2 layout)."""
   out = {}
-  if "layers" in f and isinstance(f["layers"], _h5py().Group):   # Keras 3 (.weights.h5, .keras)
+  if "layers" in f and isinstance(f["layers"], h5py.Group):   # Keras 3 (.weights.h5, .keras)
     def visit(_, obj):
-      if isinstance(obj, _h5py().Group) and "name" in obj.attrs and obj.name.endswith("/vars"):
+      if isinstance(obj, h5py.Group) and "name" in obj.attrs and obj.name.endswith("/vars"):
         arrays = [obj[k][()] for k in sorted(obj.keys(), key=int)]
         if arrays:
           out[str(obj.attrs["name"])] = arrays
@@ -108,14 +120,8 @@ def _h5_layers(f) -> dict[str, list[np.ndarray]]:
   return out
 
 
-def _h5py():
-  import h5py  # pylint: disable=g-import-not-at-top
-  return h5py
-
-
 def read_keras(path: str) -> Vgg:
   """A Keras VGG16 file (.h5, .keras, .weights.h5) -> Vgg (already our layout: BGR, HWIO)."""
-  h5py = _h5py()
   try:
     if zipfile.is_zipfile(path):   # .keras: a zip holding model.weights.h5
       with zipfile.ZipFile(path) as z:
@@ -258,11 +264,15 @@ def _torch_legacy(path: str) -> Any:
 def _torch_file(path: str) -> dict[str, np.ndarray]:
   """A .pth/.pt state dict -> {key: array}; uses torch when installed, else reads the file."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch  # pylint: disable=g-import-not-at-top  # optional: read with it when installed
   except ImportError:
     torch = None
   if torch is not None:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+      obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pylint: disable=broad-except  # torch raises anything on a bad file
+      raise WeightsError(f"{path}: not a PyTorch file torch.load can read ({type(e).__name__}: "
+                         f"{e}); it should be a torchvision vgg16 state dict (.pth)") from e
   else:
     obj = _torch_zip(path) if zipfile.is_zipfile(path) else _torch_legacy(path)
   if isinstance(obj, Mapping) and "features.0.weight" not in obj:
@@ -285,12 +295,12 @@ def _torch_file(path: str) -> dict[str, np.ndarray]:
 def read_torchvision(path: str) -> Vgg:
   """A torchvision VGG16 state dict (.pth/.pt or .npz with its keys) -> Vgg in our layout."""
   if path.endswith(".npz"):
-    with np.load(path, allow_pickle=False) as z:
-      sd = {k: z[k] for k in z.files}
+    sd = read_npz_arrays(path, "an .npz of a torchvision vgg16 state dict ('features.0.weight', ...)")
   else:
     sd = _torch_file(path)
   if any(k.startswith("features.1.") for k in sd):
     raise WeightsError(f"{path}: has batch-norm layers (vgg16_bn?); only plain vgg16 converts")
+  _check_torchvision_layout(sd, path)
   vgg = {}
   for name, idx in TORCHVISION_INDEX.items():
     part = "classifier" if name in FC_NAMES else "features"
@@ -316,6 +326,19 @@ def read_torchvision(path: str) -> Vgg:
   return vgg
 
 
+def _check_torchvision_layout(sd: Mapping[str, Any], path: str) -> None:
+  """Refuse layers a torchvision vgg16 does not have (vgg19/vgg11/vgg13 put convs elsewhere)."""
+  known = {f"{'classifier' if n in FC_NAMES else 'features'}.{i}" for n, i in TORCHVISION_INDEX.items()}
+  unknown = sorted({k.rsplit(".", 1)[0] for k in sd
+                    if re.fullmatch(r"(features|classifier)\.\d+\.(weight|bias)", k)} - known,
+                   key=lambda k: (k.split(".")[0], int(k.split(".")[1])))
+  if unknown:
+    raise WeightsError(
+        f"{path}: layers {unknown} are not in torchvision's vgg16 (its convs are features."
+        f"{{{','.join(str(TORCHVISION_INDEX[n]) for n in vgg16.CONV_NAMES)}}}); this looks like "
+        "another VGG (vgg19 has 16 convs): only VGG16 converts, use a vgg16 state dict")
+
+
 def _fc6_channels(n_in: int, path: str, key: str) -> int:
   if n_in % 49:
     raise WeightsError(f"{path}: {key} has {n_in} inputs, not 7*7*channels")
@@ -335,20 +358,55 @@ def _fold_torchvision_input(kernel: np.ndarray, bias: np.ndarray) -> dict[str, n
 # -------------------------------------------------------------------------------------- npz ---
 
 
-def read_npz(path: str) -> tuple[Vgg, dict[str, np.ndarray]]:
-  """Our param paths or `<layer>_W`/`<layer>_b` keys -> (Vgg, any FCN score layers present)."""
+_CONVERTED = "the FCN params .npz that `python -m pointseg_jax.models.weights convert` writes"
+
+
+def read_npz_arrays(path: str, should_be: str, opener: Callable[..., Any] = open,
+                    meta: bool = False) -> dict[str, np.ndarray]:
+  """Every array of an .npz (a zip of .npy files, what np.savez writes); '_meta' only if `meta`.
+
+  Pickles are never loaded. A file that is not such a zip (a text file, a lone .npy, a .keras or
+  torch zip) is a WeightsError naming the file and what it should be (`should_be`).
+  """
   try:
-    with np.load(path, allow_pickle=False) as z:
-      arrays = {k: z[k] for k in z.files if k != META_KEY}
-  except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise WeightsError(f"{path}: not a readable .npz ({e})") from e
+    with opener(path, "rb") as f:
+      if not zipfile.is_zipfile(f):
+        raise WeightsError(f"{path}: not an .npz file (a zip of numpy arrays, as numpy.savez "
+                           f"writes); it should be {should_be}")
+      with np.load(f, allow_pickle=False) as z:
+        arrays = {}
+        for k in z.files:
+          if k == META_KEY and not meta:
+            continue
+          try:
+            value = z[k]
+          except ValueError as e:   # object arrays: numpy would need allow_pickle, never given
+            raise WeightsError(f"{path}: array {k!r} holds Python objects, not numbers (pickled "
+                               f"data is never loaded); it should be {should_be}") from e
+          if not isinstance(value, np.ndarray):   # a zip member that is not an .npy file
+            raise WeightsError(f"{path}: member {k!r} is not a numpy array, so this zip is not "
+                               f"an .npz; it should be {should_be}")
+          arrays[k] = value
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
+    raise WeightsError(f"{path}: cannot be read as an .npz ({type(e).__name__}: {e}); it should "
+                       f"be {should_be}") from e
+  return arrays
+
+
+def read_npz(path: str) -> tuple[Vgg, dict[str, np.ndarray]]:
+  """Our param paths or `<layer>_W`/`<layer>_b` keys -> (Vgg, any FCN score layers present).
+
+  Conv layers VGG16 lacks (e.g. VGG19's 'conv3_4') are kept so that `fcn_params_from_vgg` refuses
+  the file instead of dropping them.
+  """
+  arrays = read_npz_arrays(path, "an .npz of VGG16 arrays ('conv1_1/kernel' or 'conv1_1_W' keys)")
   vgg, extra = {}, {}
   for key, value in arrays.items():
     m = re.fullmatch(r"(\w+?)(?:/(kernel|bias)|_(W|b))", key)
     if not m:
       continue
     layer, leaf = m[1], m[2] or {"W": "kernel", "b": "bias"}[m[3]]
-    if layer in vgg16.CONV_NAMES or layer in FC_NAMES:
+    if layer in vgg16.CONV_NAMES or layer in FC_NAMES or re.fullmatch(r"conv\d+_\d+", layer):
       vgg.setdefault(layer, {})[leaf] = value
     elif layer.startswith("score_"):
       extra[f"{layer}/{leaf}"] = value
@@ -368,6 +426,12 @@ def fcn_params_from_vgg(vgg: Vgg, num_classes: int = 21,
                         source: str = "") -> dict[str, np.ndarray]:
   """Vgg -> flattened FCN params {'conv1_1/kernel': ..., 'fc6/kernel' [7,7,C,F], 'score_fr/...'}."""
   where = f"{source}: " if source else ""
+  unknown = sorted(n for n in vgg if n not in vgg16.CONV_NAMES and n not in FC_NAMES)
+  if unknown:
+    raise WeightsError(
+        f"{where}has layers VGG16 does not have: {unknown} (VGG19 adds conv3_4, conv4_4, "
+        "conv5_4). Only VGG16 converts: dropping layers would give a different network. Use a "
+        "VGG16 weights file.")
   missing = [n for n in (*vgg16.CONV_NAMES, "fc6", "fc7") if n not in vgg]
   if missing:
     hint = ""
@@ -409,7 +473,7 @@ def _score_fr(fc8, n_in, num_classes, score, where) -> dict[str, np.ndarray]:
   score = dict(score or {})
   kshape = (1, 1, n_in, num_classes)
   if score.get("score_fr/kernel") is not None and score["score_fr/kernel"].shape == kshape:
-    log.info("%skeeping the file's score_fr %s", where, kshape)
+    logging.info("%skeeping the file's score_fr %s", where, kshape)
     return {"score_fr/kernel": score["score_fr/kernel"], "score_fr/bias": score["score_fr/bias"]}
   kernel = np.zeros(kshape, np.float32)
   bias = np.zeros((num_classes,), np.float32)
@@ -421,7 +485,7 @@ def _score_fr(fc8, n_in, num_classes, score, where) -> dict[str, np.ndarray]:
   elif fc8["kernel"].shape != (n_in, 1000):
     reason = f"fc8 kernel is {fc8['kernel'].shape}, not [{n_in}, 1000]"
   if reason:
-    log.warning("%sscore_fr initialised to zeros: %s (FCN's init for full supervision).",
+    logging.warning("%sscore_fr initialised to zeros: %s (FCN's init for full supervision).",
                 where, reason)
   else:
     rows = list(PASCAL_FROM_ILSVRC)
@@ -441,10 +505,10 @@ def convert(fmt: str, src: str, num_classes: int = 21, conv1_order: str | None =
   if conv1_order not in (None, "bgr", "rgb"):
     raise WeightsError(f"conv1_order must be 'bgr' or 'rgb'; got {conv1_order!r}")
   if fmt == "torchvision" and conv1_order is not None:
-    raise WeightsError("--conv1-order does not apply to torchvision sources (always RGB, "
+    raise WeightsError("--conv1_order does not apply to torchvision sources (always RGB, "
                        "converted to BGR by the converter)")
   if not os.path.exists(src):
-    raise FileNotFoundError(f"{src}: no such file")
+    raise errors.MissingInputError(f"{src}: no such file")
   score = None
   if fmt == "keras":
     vgg = read_keras(src)
@@ -457,13 +521,32 @@ def convert(fmt: str, src: str, num_classes: int = 21, conv1_order: str | None =
   return fcn_params_from_vgg(vgg, num_classes, score, source=src)
 
 
-def save_npz(path: str, flat: Mapping[str, np.ndarray], **meta: Any) -> None:
-  np.savez(path, **flat, **{META_KEY: np.asarray(json.dumps(meta))})
+def npz_path(path: str) -> str:
+  """The file np.savez writes for `path`: '.npz' is appended when missing."""
+  return path if path.endswith(".npz") else path + ".npz"
+
+
+def save_npz(path: str, flat: Mapping[str, np.ndarray], **meta: Any) -> str:
+  """Write params + '_meta' (JSON) atomically (temp file + rename); returns the path written."""
+  path = npz_path(os.path.expanduser(path))
+  folder = os.path.dirname(path) or "."
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".tmp-", dir=folder)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **flat, **{META_KEY: np.asarray(json.dumps(meta))})
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+  return path
 
 
 # ------------------------------------------------------------------------------ load_params ---
 
 
+# TensorFlow is imported only for URLs: it adds seconds to every start of this module's CLI and
+# of the model, and local paths never need it.
 def _exists(path: str) -> bool:
   if "://" in path:   # gs://... (Cloud TPU runs): through TensorFlow's file system layer
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -471,16 +554,14 @@ def _exists(path: str) -> bool:
   return os.path.exists(path)
 
 
-def _open(path: str):
+def _open(path: str, mode: str = "rb"):
   if "://" in path:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.GFile(path, "rb")
-  return open(path, "rb")
+    return tf.io.gfile.GFile(path, mode)
+  return open(path, mode)
 
 
 def _target_params(target: Any) -> dict[str, Any]:
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  from pointseg_jax.models import fcn  # pylint: disable=g-import-not-at-top
   if isinstance(target, fcn.FCN):
     target = fcn.abstract_variables(target)
   if isinstance(target, Mapping) and set(target) == {"params"}:
@@ -496,18 +577,11 @@ def load_params(path: str, model_or_params: Any) -> dict[str, Any]:
   (score_pool4/3) absent from the file start at zero, as in FCN; anything else missing, extra or
   of the wrong shape is an error naming the layer and both shapes.
   """
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   target = _target_params(model_or_params)
   if not _exists(path):
-    raise FileNotFoundError(f"{path}: no such params file (make one with `python -m "
-                            "pointseg_jax.models.weights convert ...`)")
-  try:
-    with _open(path) as f, np.load(f, allow_pickle=False) as z:
-      stored = {k: z[k] for k in z.files if k != META_KEY}
-  except (OSError, ValueError, zipfile.BadZipFile) as e:
-    raise WeightsError(f"{path}: not an .npz of FCN params ({e}); convert VGG16 weights with "
-                       "`python -m pointseg_jax.models.weights convert`") from e
+    raise errors.MissingInputError(f"{path}: no such params file (make one with `python -m "
+                                   "pointseg_jax.models.weights convert ...`)")
+  stored = read_npz_arrays(path, _CONVERTED, _open)
   if not set(stored) & set(target):
     raise WeightsError(f"{path}: no FCN param paths in this file (found e.g. {sorted(stored)[:4]}); "
                        "convert it with `python -m pointseg_jax.models.weights convert`")
@@ -515,7 +589,7 @@ def load_params(path: str, model_or_params: Any) -> dict[str, Any]:
   for key, leaf in target.items():
     if key not in stored:
       if key.split("/")[0] in ("score_pool4", "score_pool3"):
-        log.info("%s: %s not in file, starts at zero (FCN skip-head init)", path, key)
+        logging.info("%s: %s not in file, starts at zero (FCN skip-head init)", path, key)
         out[key] = jnp.zeros(leaf.shape, leaf.dtype)
       else:
         missing.append(key)
@@ -542,38 +616,54 @@ def load_params(path: str, model_or_params: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- CLI ---
 
 
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m pointseg_jax.models.weights",
-                                   description=__doc__.split("\n\n")[0])
-  sub = parser.add_subparsers(dest="cmd", required=True)
-  c = sub.add_parser("convert", help="VGG16 weights -> FCN params .npz")
-  c.add_argument("--from", dest="fmt", required=True, choices=FORMATS)
-  c.add_argument("src")
-  c.add_argument("--out", required=True, help="destination .npz")
-  c.add_argument("--num-classes", type=int, default=21)
-  c.add_argument("--conv1-order", choices=("bgr", "rgb"), default=None,
-                 help="input channel order conv1_1 of an npz/keras source expects (default bgr)")
-  i = sub.add_parser("info", help="list the layers of a converted .npz")
-  i.add_argument("path")
-  args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(message)s")
-  try:
-    if args.cmd == "convert":
-      flat = convert(args.fmt, args.src, args.num_classes, args.conv1_order)
-      save_npz(args.out, flat, source=os.path.abspath(args.src), format=args.fmt,
-               num_classes=args.num_classes, input="BGR 0..255 minus " + str(vgg16.BGR_MEAN))
-      n = sum(v.size for v in flat.values())
-      print(f"wrote {args.out}: {len(flat)} arrays, {n:,} parameters "
-            f"(fc6 {flat['fc6/kernel'].shape}, score_fr {flat['score_fr/kernel'].shape})")
-    else:
-      with np.load(args.path, allow_pickle=False) as z:
-        for k in z.files:
-          print(k, z[k] if k == META_KEY else (z[k].shape, z[k].dtype))
-  except (WeightsError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  flags.DEFINE_enum("from", None, FORMATS, "convert: the source's format.",
+                    flag_values=flag_values)
+  flags.DEFINE_string("out", None, "convert: destination .npz ('.npz' is appended when missing, "
+                      "folders are created).", flag_values=flag_values)
+  flags.DEFINE_integer("num_classes", 21, "convert: classes of the score layer.", lower_bound=1,
+                       flag_values=flag_values)
+  flags.DEFINE_enum("conv1_order", None, ["bgr", "rgb"], "convert: input channel order conv1_1 "
+                    "of an npz/keras source expects (default bgr).", flag_values=flag_values)
+
+
+def info_lines(path: str) -> list[str]:
+  """One line per array of a converted .npz: path, (shape, dtype); '_meta' as its JSON text."""
+  arrays = read_npz_arrays(path, _CONVERTED, meta=True)
+  return [f"{k} {v}" if k == META_KEY else f"{k} {(v.shape, v.dtype)}" for k, v in arrays.items()]
+
+
+def main(argv: list[str]) -> int:
+  command, args = (argv[1], argv[2:]) if len(argv) > 1 else (None, [])
+  if command not in COMMANDS:
+    raise app.UsageError(f"the first argument must be a command, one of {COMMANDS}; got "
+                         f"{command!r}")
+  if len(args) != 1:
+    raise app.UsageError(f"{command} takes one file argument; got {args}")
+  if command == "info":
+    given = [f"--{n}" for n in ("from", "out", "num_classes", "conv1_order") if FLAGS[n].present]
+    if given:
+      raise app.UsageError(f"{given} apply to convert, not info")
+    path = os.path.expanduser(args[0])
+    if not os.path.isfile(path):
+      raise errors.MissingInputError(f"{path}: no such file")
+    for line in info_lines(path):
+      print(line)
+    return 0
+  src = os.path.expanduser(args[0])
+  if FLAGS["from"].value is None or FLAGS.out is None:
+    raise app.UsageError("convert needs --from=keras|torchvision|npz and --out=DST.npz")
+  fmt = FLAGS["from"].value
+  flat = convert(fmt, src, FLAGS.num_classes, FLAGS.conv1_order)
+  written = save_npz(FLAGS.out, flat, source=os.path.abspath(src), format=fmt,
+                     num_classes=FLAGS.num_classes, input="BGR 0..255 minus " + str(vgg16.BGR_MEAN))
+  n = sum(v.size for v in flat.values())
+  print(f"wrote {written}: {len(flat)} arrays, {n:,} parameters "
+        f"(fc6 {flat['fc6/kernel'].shape}, score_fr {flat['score_fr/kernel'].shape})")
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  cli.run(main)

@@ -1,40 +1,43 @@
-"""`python -m pointseg_jax.objectness <command>`: precompute | evaluate | learn | convert."""
-import sys
-
-USAGE = """usage: python -m pointseg_jax.objectness <command> [options]
+"""python -m pointseg_jax.objectness <command> [flags]
 
 commands:
   precompute   objectness PNG per image of a folder or a TFDS split (resumable, parallel)
   evaluate     AUC / P inside vs outside objects on VOC samples, against two baselines
   learn        relearn the cue likelihoods from images with boxes
   convert      objectness v2.2 Data/*.mat -> model .npz
+
+Each command is also a program of its own, `python -m pointseg_jax.objectness.<command>`, with the
+same flags; `python -m pointseg_jax.objectness <command> --help` lists them.
 """
+import sys
+
+from absl import flags
+
+from pointseg_jax import cli
+from pointseg_jax.objectness import convert
+from pointseg_jax.objectness import evaluate
+from pointseg_jax.objectness import learn
+from pointseg_jax.objectness import precompute
+
+COMMANDS = {"precompute": precompute, "evaluate": evaluate, "learn": learn, "convert": convert}
 
 
-def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  if not argv or argv[0] in ("-h", "--help"):
-    print(USAGE)
-    return 0 if argv else 2
-  command, rest = argv[0], argv[1:]
-  if command == "precompute":
-    from pointseg_jax.objectness import precompute  # pylint: disable=import-outside-toplevel
-    return precompute.main(rest)
-  if command == "evaluate":
-    from pointseg_jax.objectness import evaluate  # pylint: disable=import-outside-toplevel
-    evaluate.main(rest)
-    return 0
-  if command == "learn":
-    from pointseg_jax.objectness import learn  # pylint: disable=import-outside-toplevel
-    learn.main(rest)
-    return 0
-  if command == "convert":
-    from pointseg_jax.objectness import model  # pylint: disable=import-outside-toplevel
-    model.main(rest)
-    return 0
-  print(f"unknown command {command!r}\n{USAGE}", file=sys.stderr)
-  return 2
+def main() -> None:
+  args = sys.argv[1:]
+  if not args or args[0] in ("-h", "--help", "--helpfull", "--helpshort"):
+    print(__doc__)
+    sys.exit(0 if args else cli.EXIT_USER_ERROR)
+  command = args[0]
+  if command not in COMMANDS:
+    cli.fail(f"unknown command {command!r}: one of {', '.join(COMMANDS)} "
+             "(python -m pointseg_jax.objectness --help)")
+  module = COMMANDS[command]
+  sys.argv = [f"{sys.argv[0]} {command}", *args[1:]]
+  module.define_flags()
+  # absl's --help lists the key flags of the program named by sys.argv[0]: make them the command's.
+  flags.adopt_module_key_flags(module)
+  cli.run(module.main)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  main()

@@ -1,28 +1,35 @@
 """How well objectness maps separate object pixels from background, against two baselines.
 
-    python -m pointseg_jax.objectness.evaluate --voc-dir ../shared/testdata/voc_val_samples \\
-        --release-dir ../shared/testdata/alexe_objectness_v2.2
+    python -m pointseg_jax.objectness.evaluate --voc_dir=DIR [--release_dir=DIR] [--json=FILE]
 
 On photos with VOC-palette masks (`<n>_image.png`, `<n>_target.png`): ROC AUC of each map against
 object pixels (class 1..20 positive, 0 negative, 255 void ignored) and the mean P = (o+1)/257 inside
 vs outside objects, for our map and, computed in the same run, a centre prior (Gaussian at the image
 centre, σ = 1/4 of each side) and plain spectral-residual saliency. Every map is stored as uint8
-min-max normalised first, exactly as training reads it. With `--release-dir`, also the agreement
-with the release's reference output on 002053.jpg (its boxes -> our renderer; our whole pipeline).
+min-max normalised first, exactly as training reads it. With `--release_dir` (the objectness v2.2
+folder holding `output.mat`), also the agreement with the release's reference output on
+002053.jpg (its boxes -> our renderer; our whole pipeline). docs/objectness.md §4 has the results
+on the 14 VOC 2012 val photos the tests use.
 """
-import argparse
 import json
 import pathlib
 import time
 
+from absl import app
+from absl import flags
 import numpy as np
 from PIL import Image
+from scipy import io as sio
+from scipy import spatial
 
+from pointseg_jax import cli
+from pointseg_jax import errors
 from pointseg_jax import IGNORE_INDEX
 from pointseg_jax import labels as labels_lib
 from pointseg_jax.objectness import model as model_lib
 from pointseg_jax.objectness import pipeline, render, saliency
 
+FLAGS = flags.FLAGS
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -72,11 +79,12 @@ def load_voc_samples(voc_dir):
   voc_dir = pathlib.Path(voc_dir)
   images = sorted(voc_dir.glob("*_image.png"), key=lambda p: int(p.name.split("_")[0]))
   if not images:
-    raise FileNotFoundError(f"no <n>_image.png files in {voc_dir}")
+    raise errors.MissingInputError(f"no <n>_image.png files in {voc_dir} (--voc_dir: photos "
+                                   "<n>_image.png with VOC-palette masks <n>_target.png)")
   for path in images:
     target = path.with_name(path.name.replace("_image", "_target"))
     if not target.is_file():
-      raise FileNotFoundError(f"{target} missing (needed beside {path.name})")
+      raise errors.MissingInputError(f"{target} missing (needed beside {path.name})")
     image = np.asarray(Image.open(path).convert("RGB"))
     labels = decode_voc_target(np.asarray(Image.open(target).convert("RGB")), target)
     yield path.name.split("_")[0], image, labels
@@ -130,15 +138,17 @@ def matlab_jet(m: int = 256) -> np.ndarray:
 
 def invert_jet(rgb: np.ndarray) -> np.ndarray:
   """Jet-coloured map [H, W, 3] (floats in [0,1]) -> the uint8 level whose jet colour is nearest."""
-  from scipy import spatial  # pylint: disable=import-outside-toplevel
   _, idx = spatial.cKDTree(matlab_jet(256)).query(np.asarray(rgb, np.float64).reshape(-1, 3))
   return idx.astype(np.uint8).reshape(rgb.shape[:2])
 
 
 def load_reference(release_dir):
   """(image, boxes 0-based inclusive int [1000, 4], scores [1000], their uint8 heat map)."""
-  from scipy import io as sio  # pylint: disable=import-outside-toplevel
-  out = sio.loadmat(pathlib.Path(release_dir) / "output.mat", squeeze_me=True)
+  path = pathlib.Path(release_dir) / "output.mat"
+  if not path.is_file():
+    raise errors.MissingInputError(f"{path} not found (--release_dir: the objectness v2.2 folder "
+                                   "with the release's reference run output.mat)")
+  out = sio.loadmat(path, squeeze_me=True)
   boxes = out["boxes"]
   # MATLAB: uint16(round(x)) on 1-based coordinates; round half away from zero.
   pix = np.floor(boxes[:, :4] + 0.5).astype(np.int64) - 1
@@ -157,24 +167,31 @@ def reference_agreement(release_dir, seed: int = 0, **heatmap_kw) -> dict:
           "centre_prior_corr": corr(centre_prior(*image.shape[:2]), ref)}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--voc-dir", default="../shared/testdata/voc_val_samples")
-  parser.add_argument("--release-dir", default="../shared/testdata/alexe_objectness_v2.2",
-                      help="objectness v2.2 folder with output.mat ('' to skip)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--model", default=None, help="model .npz (default: the packaged one)")
-  parser.add_argument("--max-side", type=int, default=pipeline.DEFAULT_MAX_SIDE,
-                      help="long side the cues run at (0 = full size)")
-  parser.add_argument("--json", default=None, help="also write the full results here")
-  args = parser.parse_args(argv)
-  kw = {"max_side": args.max_side or None}
-  if args.model:
-    kw["model"] = model_lib.load(args.model)
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("voc_dir", None, "Folder of <n>_image.png photos with VOC-palette masks "
+                      "<n>_target.png.", **fv)
+  flags.DEFINE_string("release_dir", None, "Objectness v2.2 folder with output.mat: also compare "
+                      "with the release's reference run (default: skip).", **fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the window sampling.", **fv)
+  flags.DEFINE_string("model", None, "Model .npz (default: the packaged one).", **fv)
+  flags.DEFINE_integer("max_side", pipeline.DEFAULT_MAX_SIDE, "Long side the cues run at "
+                       "(0 = full size).", lower_bound=0, **fv)
+  flags.DEFINE_string("json", None, "Also write the full results here.", **fv)
+  flags.mark_flags_as_required(["voc_dir"], flag_values=flag_values)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  kw = {"max_side": FLAGS.max_side or None}
+  if FLAGS.model:
+    kw["model"] = model_lib.load(FLAGS.model)
   t = time.perf_counter()
-  res = {"voc": evaluate_voc(args.voc_dir, args.seed, **kw)}
-  if args.release_dir:
-    res["reference"] = reference_agreement(args.release_dir, args.seed, **kw)
+  res = {"voc": evaluate_voc(FLAGS.voc_dir, FLAGS.seed, **kw)}
+  if FLAGS.release_dir:
+    res["reference"] = reference_agreement(FLAGS.release_dir, FLAGS.seed, **kw)
   res["seconds"] = time.perf_counter() - t
   print(f"{res['voc']['images']} images, {res['seconds']:.1f} s")
   print(f"{'method':<20}{'mean AUC':>10}{'pooled AUC':>12}{'P in':>8}{'P out':>8}{'best on':>9}")
@@ -183,10 +200,10 @@ def main(argv=None):
           f"{s['mean_p_out']:>8.3f}{s['wins_auc']:>9d}")
   if "reference" in res:
     print("reference 002053.jpg:", {k: round(v, 4) for k, v in res["reference"].items()})
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(res, indent=1))
-  return res
+  if FLAGS.json:
+    pathlib.Path(FLAGS.json).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

@@ -1,9 +1,11 @@
 """Learn the naive-Bayes cue model from images with object boxes (`learnParameters.m`).
 
-    python -m pointseg_jax.objectness.learn \\
-        --images ../shared/testdata/alexe_objectness_v2.2/Training/Images --out my_model.npz \\
-        [--boxes boxes.json] [--search-theta CC,SS] \\
-        [--compare-to pointseg_jax/objectness/alexe_v22.npz]
+    python -m pointseg_jax.objectness.learn --images=DIR --out=my_model.npz \\
+        [--boxes=boxes.json] [--search_theta=CC,SS] \\
+        [--compare_to=pointseg_jax/objectness/alexe_v22.npz]
+
+(`--images` is e.g. the `Training/Images` folder of the objectness v2.2 release, 50 photos with
+their boxes in `structGT.mat`.)
 
 The recipe of objectness v2.2: a window is positive when its IoU with some annotated box is >= 0.5
 (the PASCAL criterion), negative otherwise.
@@ -19,18 +21,25 @@ Boxes: the release's `structGT.mat` in the image folder (1-based [xmin ymin xmax
 file {"image file name": [[x1, y1, x2, y2], ...]} with 0-based inclusive pixel boxes. Learn on
 images disjoint from every evaluation set (the shipped model saw 50 images, none from PASCAL VOC).
 """
-import argparse
 import json
 import pathlib
 import time
 
+from absl import app
+from absl import flags
+from absl import logging
 import numpy as np
 from PIL import Image
+from scipy import io as sio
+from tqdm import tqdm
 
+from pointseg_jax import cli
+from pointseg_jax import errors
 from pointseg_jax.objectness import cues as cues_lib
 from pointseg_jax.objectness import model as model_lib
 from pointseg_jax.objectness import pipeline
 
+FLAGS = flags.FLAGS
 
 
 def load_boxes(images_dir, boxes_file=None) -> dict:
@@ -39,18 +48,30 @@ def load_boxes(images_dir, boxes_file=None) -> dict:
   if boxes_file is None:
     gt = images_dir / "structGT.mat"
     if not gt.is_file():
-      raise FileNotFoundError(f"no structGT.mat in {images_dir}; pass --boxes boxes.json "
-                              '({"name.jpg": [[x1, y1, x2, y2], ...]}, 0-based inclusive)')
-    from scipy import io as sio  # pylint: disable=import-outside-toplevel
+      raise errors.MissingInputError(f"no structGT.mat in {images_dir}; pass --boxes=boxes.json "
+                                     '({"name.jpg": [[x1, y1, x2, y2], ...]}, 0-based inclusive)')
     struct = sio.loadmat(gt, squeeze_me=True, struct_as_record=False)["structGT"]
     return {str(s.img): np.atleast_2d(np.asarray(s.boxes, np.int64)) - 1
             for s in np.atleast_1d(struct)}
-  raw = json.loads(pathlib.Path(boxes_file).read_text())
+  boxes_file = pathlib.Path(boxes_file)
+  if not boxes_file.is_file():
+    raise errors.MissingInputError(f"--boxes {boxes_file}: no such file")
+  try:
+    raw = json.loads(boxes_file.read_text())
+  except json.JSONDecodeError as e:
+    raise errors.DataError(f"{boxes_file}: not JSON ({e}); expected "
+                           '{"name.jpg": [[x1, y1, x2, y2], ...]}') from e
+  if not isinstance(raw, dict):
+    raise errors.DataError(f"{boxes_file}: expected a JSON object "
+                           '{"name.jpg": [[x1, y1, x2, y2], ...]}, got ' + type(raw).__name__)
   out = {}
   for name, boxes in raw.items():
-    b = np.atleast_2d(np.asarray(boxes, np.int64))
-    if b.shape[-1] != 4 or (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
-      raise ValueError(f"{boxes_file}: boxes of {name!r} must be [[x1, y1, x2, y2], ...] with "
+    try:
+      b = np.atleast_2d(np.asarray(boxes, np.int64))
+    except (TypeError, ValueError):
+      b = np.zeros((0, 0), np.int64)   # not a rectangular list of integers: reported below
+    if b.ndim != 2 or b.shape[-1] != 4 or (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
+      raise errors.DataError(f"{boxes_file}: boxes of {name!r} must be [[x1, y1, x2, y2], ...] with "
                        "x2 >= x1 and y2 >= y1")
     out[name] = b
   return out
@@ -101,13 +122,12 @@ def cue_values(image, windows, cue, model, theta=None):
 
 def collect(images_dir, boxes: dict, model, rng, max_side, windows_per_image, progress=True):
   """Per image: work-resolution image, MS windows/scores/labels, uniform windows/labels."""
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   images_dir = pathlib.Path(images_dir)
   out = []
   for name, gt in tqdm(sorted(boxes.items()), desc="windows", disable=not progress):
     path = images_dir / name
     if not path.is_file():
-      raise FileNotFoundError(f"{path} listed in the boxes but missing")
+      raise errors.MissingInputError(f"{path} listed in the boxes but missing")
     image = pipeline.as_rgb_uint8(np.asarray(Image.open(path).convert("RGB")))
     work = pipeline.resize_to_max_side(image, max_side)
     gt_work = pipeline.scale_boxes(gt, image.shape[:2], work.shape[:2])
@@ -166,8 +186,8 @@ def learn(images_dir, boxes_file=None, base: model_lib.Model | None = None, seed
       if best is None or crit > best[0]:
         best = (crit, float(theta), vals)
       if progress and len(candidates) > 1:
-        print(f"  {cue} theta={theta}: Σ log P(obj|cue) over positives = {crit:.1f} "
-              f"({time.perf_counter() - t:.1f} s)")
+        logging.info("%s theta=%s: sum log P(obj|cue) over positives = %.1f (%.1f s)", cue, theta,
+                     crit, time.perf_counter() - t)
     thetas[cue] = best[1]
     lik[cue] = (centres, likelihood(best[2], uni_pos, centres))
     report[cue] = {"theta": best[1], "criterion": best[0], "positives": int(uni_pos.sum()),
@@ -197,33 +217,43 @@ def compare(a: model_lib.Model, b: model_lib.Model) -> dict:
   return out
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--images", required=True, help="folder of training images")
-  parser.add_argument("--boxes", default=None,
-                      help="JSON boxes (default: structGT.mat in --images)")
-  parser.add_argument("--out", required=True, help="where to write the learned model .npz")
-  parser.add_argument("--base", default=None,
-                      help="model whose θ/bins to start from (default: packaged)")
-  parser.add_argument("--compare-to", default=None, help="print the distance to this model .npz")
-  parser.add_argument("--search-theta", default="", help="comma list of cues among CC,ED,SS")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--max-side", type=int, default=pipeline.DEFAULT_MAX_SIDE)
-  parser.add_argument("--windows-per-image", type=int, default=None)
-  args = parser.parse_args(argv)
-  base = model_lib.load(args.base) if args.base else None
-  search = tuple(c.strip().upper() for c in args.search_theta.split(",") if c.strip())
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("images", None, "Folder of training images.", **fv)
+  flags.DEFINE_string("boxes", None, "JSON boxes (default: structGT.mat in --images).", **fv)
+  flags.DEFINE_string("out", None, "Where to write the learned model .npz.", **fv)
+  flags.DEFINE_string("base", None, "Model whose θ/bins to start from (default: packaged).", **fv)
+  flags.DEFINE_string("compare_to", None, "Print the distance to this model .npz.", **fv)
+  flags.DEFINE_list("search_theta", [], "Cues whose θ is searched on a grid, among CC,ED,SS.",
+                    **fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the window sampling.", **fv)
+  flags.DEFINE_integer("max_side", pipeline.DEFAULT_MAX_SIDE, "Long side the cues run at.",
+                       lower_bound=1, **fv)
+  flags.DEFINE_integer("windows_per_image", None, "Windows per image (default: the base model's "
+                       "distribution_windows).", lower_bound=1, **fv)
+  flags.mark_flags_as_required(["images", "out"], flag_values=flag_values)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  search = tuple(c.strip().upper() for c in FLAGS.search_theta if c.strip())
+  unknown = sorted(set(search) - {"CC", "ED", "SS"})
+  if unknown:
+    raise errors.ConfigError(f"--search_theta: {unknown} are not among CC, ED, SS")
+  base = model_lib.load(FLAGS.base) if FLAGS.base else None
   t = time.perf_counter()
-  learned, report = learn(args.images, args.boxes, base, args.seed, args.max_side,
-                          args.windows_per_image, search)
-  model_lib.save(learned, args.out)
+  learned, report = learn(FLAGS.images, FLAGS.boxes, base, FLAGS.seed, FLAGS.max_side,
+                          FLAGS.windows_per_image, search)
+  written = model_lib.save(learned, FLAGS.out)
   report["seconds"] = round(time.perf_counter() - t, 1)
-  if args.compare_to:
-    report["compare"] = compare(learned, model_lib.load(args.compare_to))
+  if FLAGS.compare_to:
+    report["compare"] = compare(learned, model_lib.load(FLAGS.compare_to))
   print(json.dumps(report, indent=1))
-  print(f"wrote {args.out}")
-  return report
+  print(f"wrote {written}")
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

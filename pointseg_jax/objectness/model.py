@@ -7,15 +7,17 @@ different grid from the one it was learned on; here learning and scoring share o
 
 The model is a small .npz; `alexe_v22.npz` shipped with the package holds the parameters and
 likelihoods of objectness v2.2 (Alexe, Deselaers, Ferrari; research and non-profit use, see
-docs/objectness.md), converted by `python -m pointseg_jax.objectness.model --release DIR`.
+docs/objectness.md), converted by `python -m pointseg_jax.objectness.convert --release_dir=DIR`.
 """
-import argparse
 import dataclasses
 import functools
 import importlib.resources
 import pathlib
 
 import numpy as np
+from scipy import io as sio
+
+from pointseg_jax import errors
 
 CUES = ("MS", "CC", "ED", "SS")
 DEFAULT_MODEL = "alexe_v22.npz"
@@ -80,7 +82,12 @@ _SCALARS = ("pobj", "distribution_windows", "min_window", "nms_iou", "ms_filters
 _TUPLES = ("ms_scales", "ms_theta", "cc_quant")
 
 
-def save(model: Model, path) -> None:
+def save(model: Model, path) -> str:
+  """Write the model as a compressed .npz; returns the path written ('.npz' appended if missing,
+  as numpy does)."""
+  path = str(path)
+  if not path.endswith(".npz"):
+    path += ".npz"
   arrays = {"cues": np.array(model.cues), "source": np.array(model.source)}
   for name in _SCALARS:
     arrays[name] = np.array(getattr(model, name))
@@ -90,6 +97,7 @@ def save(model: Model, path) -> None:
     arrays[f"{cue}_bincenters"] = np.asarray(centres, np.float64)
     arrays[f"{cue}_likelihood"] = np.asarray(lik, np.float64)
   np.savez_compressed(path, **arrays)
+  return path
 
 
 def load(path=None) -> Model:
@@ -100,8 +108,8 @@ def load(path=None) -> Model:
       return load(p)
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"objectness model {path} not found; relearn one with "
-                            "`python -m pointseg_jax.objectness.learn` or pass model=None")
+    raise errors.MissingInputError(f"objectness model {path} not found; relearn one with "
+                                   "`python -m pointseg_jax.objectness.learn` or pass model=None")
   with np.load(path, allow_pickle=False) as z:
     kw = {name: z[name].item() for name in _SCALARS}
     for name in ("distribution_windows", "min_window", "ms_filtersize"):
@@ -112,7 +120,7 @@ def load(path=None) -> Model:
     cues = tuple(str(c) for c in z["cues"])
     missing = [c for c in cues if c not in lik]
     if missing:
-      raise ValueError(f"objectness model {path}: cues {missing} have no likelihood arrays")
+      raise errors.DataError(f"objectness model {path}: cues {missing} have no likelihood arrays")
     return Model(cues=cues, likelihoods=lik, source=str(z["source"]), **kw)
 
 
@@ -123,8 +131,10 @@ def default_model() -> Model:
 
 def from_release(release_dir) -> Model:
   """Read objectness v2.2's `Data/params.mat` and `Data/{MS,CC,ED,SS}likelihood.mat`."""
-  from scipy import io as sio  # pylint: disable=import-outside-toplevel
   data = pathlib.Path(release_dir) / "Data"
+  if not (data / "params.mat").is_file():
+    raise errors.MissingInputError(f"{data / 'params.mat'} not found: the release folder of "
+                                   "objectness v2.2 holds Data/params.mat")
   p = sio.loadmat(data / "params.mat", squeeze_me=True, struct_as_record=False)["params"]
   lik = {}
   for cue in CUES:
@@ -143,16 +153,3 @@ def from_release(release_dir) -> Model:
       ss_basis_min_area=float(p.SS.basis_min_area), likelihoods=lik,
       source="objectness v2.2 (Alexe, Deselaers, Ferrari, TPAMI 2012) Data/params.mat + "
              "*likelihood.mat, trained on its 50 training images; research/non-profit licence")
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(description="Convert objectness v2.2 Data/*.mat to a model .npz")
-  parser.add_argument("--release", required=True, help="folder holding Data/params.mat")
-  parser.add_argument("--out", default=str(pathlib.Path(__file__).with_name(DEFAULT_MODEL)))
-  args = parser.parse_args(argv)
-  save(from_release(args.release), args.out)
-  print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-  main()

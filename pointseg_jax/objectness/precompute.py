@@ -1,23 +1,35 @@
 """Objectness maps for a whole dataset: one grayscale PNG of o (0..255) per image, P = (o+1)/257.
 
-    python -m pointseg_jax.objectness precompute --images DIR --out DIR [--workers N]
-    python -m pointseg_jax.objectness precompute --tfds voc2012_points --split train --out DIR
+    python -m pointseg_jax.objectness.precompute --images=DIR --out=DIR [--workers=N]
+    python -m pointseg_jax.objectness.precompute --tfds=voc2012_points --split=train --out=DIR
+
+(`python -m pointseg_jax.objectness precompute ...` is the same program.)
 
 Output `<out>/<image stem or example id>.png` — the layout `voc2012_points` reads from
 `manual_dir/objectness/`. Resumable: files already in `--out` are skipped and every PNG is written
 atomically (temp file + rename), so an interrupted run leaves no half-written map. Each image gets
 its own seed derived from `--seed` and its name, so maps do not depend on worker count or order.
-Unreadable images are counted, listed and skipped (exit status 1 when any failed).
+Unreadable images are counted, logged and skipped (exit status 1 when any failed). The inputs are
+checked before `--out` is created: a missing `--images` folder or an unprepared `--tfds` dataset
+leaves the file system as it was.
 """
-import argparse
 import multiprocessing as mp
 import os
 import pathlib
-import sys
 import zlib
 
+from absl import app
+from absl import flags
+from absl import logging
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
+
+from pointseg_jax import cli
+from pointseg_jax import errors
+from pointseg_jax.objectness import pipeline
+
+FLAGS = flags.FLAGS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -35,7 +47,6 @@ def write_png_atomic(path: pathlib.Path, o: np.ndarray) -> None:
 
 def _compute(job):
   """Worker: (name, path or image array, out path, options) -> (name, error or None)."""
-  from pointseg_jax.objectness import pipeline  # pylint: disable=import-outside-toplevel
   name, source, out_path, opts = job
   try:
     if isinstance(source, np.ndarray):
@@ -55,21 +66,34 @@ def list_images(images_dir, recursive: bool = False):
   """(name = relative path without suffix, path) of every image file, sorted."""
   root = pathlib.Path(images_dir)
   if not root.is_dir():
-    raise FileNotFoundError(f"--images {root} is not a folder")
+    raise errors.MissingInputError(f"--images {root} is not a folder")
   files = root.rglob("*") if recursive else root.glob("*")
   out = [(str(p.relative_to(root).with_suffix("")), p) for p in files
          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
   names = [n for n, _ in out]
   dup = {n for n in names if names.count(n) > 1} if len(set(names)) != len(names) else set()
   if dup:
-    raise ValueError(f"{root}: several images share a name but differ in suffix: {sorted(dup)[:5]}")
+    raise errors.DataError(f"{root}: several images share a name but differ in suffix: "
+                           f"{sorted(dup)[:5]}; rename them (the output is <name>.png)")
   return sorted(out)
 
 
-def _tfds_jobs(name, split, data_dir, out, opts):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  ds = tfds.load(name, split=split, data_dir=data_dir)
-  for ex in tfds.as_numpy(ds):
+def _tfds_examples(name, split, data_dir):
+  """The examples of a prepared TFDS split; a MissingInputError when it is not built."""
+  # TensorFlow is imported only in --tfds mode: the spawned workers import this module too, and
+  # TensorFlow would add seconds and hundreds of MB to each of them.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from pointseg_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  builder = prepare.get_builder(name, data_dir)
+  if not builder.is_prepared():
+    raise errors.MissingInputError(
+        f"--tfds {name} is not prepared in {builder.data_dir_root}; build it first "
+        "(pointseg_jax.data.prepare) or pass --data_dir")
+  return tfds.as_numpy(builder.as_dataset(split=split))
+
+
+def _tfds_jobs(examples, out, opts):
+  for ex in examples:
     ex_id = ex["id"].decode("utf-8") if isinstance(ex["id"], bytes) else str(ex["id"])
     target = out / f"{ex_id}.png"
     if not target.exists():
@@ -78,18 +102,22 @@ def _tfds_jobs(name, split, data_dir, out, opts):
 
 def run(out, images=None, tfds_name=None, split=None, data_dir=None, workers=None, seed=0,
         num_windows=1000, max_side=None, recursive=False, progress=True):
-  """Compute the missing maps; returns {"done": n, "skipped": n, "failed": {name: error}}."""
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  from pointseg_jax.objectness import pipeline  # pylint: disable=import-outside-toplevel
+  """Compute the missing maps; returns {"done": n, "skipped": n, "failed": {name: error}}.
+
+  The inputs are checked (and listed) before `out` is created.
+  """
   out = pathlib.Path(out)
-  out.mkdir(parents=True, exist_ok=True)
   opts = {"seed": seed, "num_windows": num_windows,
           "max_side": pipeline.DEFAULT_MAX_SIDE if max_side is None else max_side}
   if (images is None) == (tfds_name is None):
-    raise ValueError("give exactly one of --images DIR or --tfds NAME")
-  skipped = 0
+    raise errors.ConfigError("give exactly one of --images DIR or --tfds NAME")
   if images is not None:
     listing = list_images(images, recursive)
+  else:
+    examples = _tfds_examples(tfds_name, split, data_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  skipped = 0
+  if images is not None:
     jobs = []
     for name, path in listing:
       target = out / f"{name}.png"
@@ -102,7 +130,7 @@ def run(out, images=None, tfds_name=None, split=None, data_dir=None, workers=Non
     job_iter = iter(jobs)
   else:
     total = None
-    job_iter = _tfds_jobs(tfds_name, split, data_dir, out, opts)
+    job_iter = _tfds_jobs(examples, out, opts)
   workers = workers or len(os.sched_getaffinity(0))
   failed, done = {}, 0
   bar = tqdm(total=total, desc="objectness", unit="img", disable=not progress)
@@ -120,38 +148,48 @@ def run(out, images=None, tfds_name=None, split=None, data_dir=None, workers=Non
         done += 1
       else:
         failed[name] = err
-        bar.write(f"objectness: skipped {name}: {err}")
+        bar.set_postfix(failed=len(failed))
   finally:
     bar.close()
     if pool is not None:
       pool.close()
       pool.join()
+  for name, err in sorted(failed.items()):   # after the bar, so no line cuts through it
+    logging.warning("objectness: skipped %s: %s", name, err)
   if images is None:
     skipped = sum(1 for _ in out.glob("*.png")) - done
   return {"done": done, "skipped": skipped, "failed": failed}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m pointseg_jax.objectness precompute",
-                                   description=__doc__.split("\n\n")[0])
-  src = parser.add_mutually_exclusive_group(required=True)
-  src.add_argument("--images", help="folder of images (jpg/png/...)")
-  src.add_argument("--tfds", help="TFDS dataset name whose examples have 'id' and 'image'")
-  parser.add_argument("--split", default="train", help="TFDS split (with --tfds)")
-  parser.add_argument("--data-dir", default=None, help="TFDS data_dir (with --tfds)")
-  parser.add_argument("--out", required=True, help="output folder of <name>.png maps")
-  parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--num-windows", type=int, default=1000)
-  parser.add_argument("--max-side", type=int, default=None,
-                      help="long side the cues are computed at (default 250)")
-  parser.add_argument("--recursive", action="store_true", help="also images in sub-folders")
-  args = parser.parse_args(argv)
-  res = run(args.out, images=args.images, tfds_name=args.tfds, split=args.split,
-            data_dir=args.data_dir, workers=args.workers, seed=args.seed,
-            num_windows=args.num_windows, max_side=args.max_side, recursive=args.recursive)
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("images", None, "Folder of images (jpg/png/...).", **fv)
+  flags.DEFINE_string("tfds", None, "TFDS dataset name whose examples have 'id' and 'image'.", **fv)
+  flags.DEFINE_string("split", "train", "TFDS split (with --tfds).", **fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (with --tfds).", **fv)
+  flags.DEFINE_string("out", None, "Output folder of <name>.png maps.", **fv)
+  flags.DEFINE_integer("workers", None, "Processes (default: all cores).", lower_bound=1, **fv)
+  flags.DEFINE_integer("seed", 0, "Base seed; each image gets (seed, crc32(name)).", **fv)
+  flags.DEFINE_integer("num_windows", 1000, "Scored windows per image.", lower_bound=1, **fv)
+  flags.DEFINE_integer("max_side", None, "Long side the cues are computed at (default "
+                       f"{pipeline.DEFAULT_MAX_SIDE}).", lower_bound=1, **fv)
+  flags.DEFINE_bool("recursive", False, "Also images in sub-folders.", **fv)
+  flags.mark_flags_as_required(["out"], flag_values=flag_values)
+  flags.mark_flags_as_mutual_exclusive(["images", "tfds"], required=True, flag_values=flag_values)
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  res = run(FLAGS.out, images=FLAGS.images, tfds_name=FLAGS.tfds, split=FLAGS.split,
+            data_dir=FLAGS.data_dir, workers=FLAGS.workers, seed=FLAGS.seed,
+            num_windows=FLAGS.num_windows, max_side=FLAGS.max_side, recursive=FLAGS.recursive)
   print(f"objectness: {res['done']} written, {res['skipped']} already there, "
-        f"{len(res['failed'])} failed -> {args.out}")
-  for name, err in sorted(res["failed"].items()):
-    print(f"  FAILED {name}: {err}", file=sys.stderr)
+        f"{len(res['failed'])} failed -> {FLAGS.out}")
   return 1 if res["failed"] else 0
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)

@@ -12,20 +12,24 @@ Prints one markdown table (docs/data_synthetic.md) and optionally writes the num
 Objectness is scored as the ROC AUC of the uint8 map against object pixels (class 1..20) versus
 background pixels (class 0), void excluded: pooled over every pixel of the set and per image.
 """
-import argparse
 import glob
 import json
 import os
 
+from absl import app
+from absl import flags
 import numpy as np
 from PIL import Image
 
+from pointseg_jax import cli
+from pointseg_jax import errors
 from pointseg_jax import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from pointseg_jax import labels
 from pointseg_jax import objectness
 from pointseg_jax.data.prepare import prepare
 from pointseg_jax.data.synthetic_points import scenes
 
+FLAGS = flags.FLAGS
 SIZE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -201,7 +205,8 @@ def from_voc_samples(folder: str, with_objectness: bool) -> Accumulator:
   """`<n>_target.png` masks in the VOC palette (+ `<n>_image.png` photos for objectness)."""
   targets = sorted(glob.glob(os.path.join(folder, "*_target.png")))
   if not targets:
-    raise FileNotFoundError(f"no *_target.png in {folder!r} (expected VOC masks in the VOC palette)")
+    raise errors.MissingInputError(f"no *_target.png in {folder!r} (expected VOC masks in the VOC "
+                                   "palette)")
   acc = Accumulator()
   for path in targets:
     mask = labels.read_label_png(path)
@@ -243,43 +248,51 @@ def markdown_table(columns: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--dataset", default=None, help="e.g. synthetic_points/default")
-  parser.add_argument("--split", default="train")
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--limit", type=int, default=None, help="first N examples of the split")
-  parser.add_argument("--colour_baseline", action="store_true", help="also fit a colour -> label "
-                      "lookup on the train split and score it on --split (default val)")
-  parser.add_argument("--scenes", type=int, default=0, help="also N scenes straight from the generator")
-  parser.add_argument("--max_side", type=int, default=128)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--voc_samples", default=None, help="folder of VOC *_target.png masks")
-  parser.add_argument("--voc_objectness", action="store_true",
-                      help="also score our objectness maps on the VOC sample photos")
-  parser.add_argument("--json", default=None, help="write the numbers here")
-  args = parser.parse_args(argv)
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("dataset", None, "e.g. synthetic_points/default.", **fv)
+  flags.DEFINE_string("split", "train", "Split of --dataset.", **fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir.", **fv)
+  flags.DEFINE_integer("limit", None, "First N examples of the split.", lower_bound=1, **fv)
+  flags.DEFINE_bool("colour_baseline", False, "Also fit a colour -> label lookup on the train "
+                    "split and score it on --split.", **fv)
+  flags.DEFINE_integer("scenes", 0, "Also N scenes straight from the generator.", lower_bound=0,
+                       **fv)
+  flags.DEFINE_integer("max_side", 128, "Long side of the --scenes images.", lower_bound=1, **fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the --scenes.", **fv)
+  flags.DEFINE_string("voc_samples", None, "Folder of VOC *_target.png masks.", **fv)
+  flags.DEFINE_bool("voc_objectness", False, "Also score our objectness maps on the VOC sample "
+                    "photos.", **fv)
+  flags.DEFINE_string("json", None, "Write the numbers here.", **fv)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not (FLAGS.dataset or FLAGS.scenes or FLAGS.voc_samples):
+    raise app.UsageError("give at least one of --dataset, --scenes, --voc_samples")
   columns = {}
-  if args.dataset:
-    acc = from_dataset(args.dataset, args.split, args.data_dir, args.limit)
+  if FLAGS.dataset:
+    acc = from_dataset(FLAGS.dataset, FLAGS.split, FLAGS.data_dir, FLAGS.limit)
     summary = acc.summary()
-    if args.colour_baseline:
-      fit = acc if args.split == "train" else from_dataset(args.dataset, "train", args.data_dir,
-                                                           args.limit)
+    if FLAGS.colour_baseline:
+      fit = acc if FLAGS.split == "train" else from_dataset(FLAGS.dataset, "train", FLAGS.data_dir,
+                                                            FLAGS.limit)
       summary.update(colour_baseline(fit, acc))
-    columns[f"{args.dataset} {args.split}"] = summary
-  if args.scenes:
-    columns[f"scenes ({args.scenes}, {args.max_side}px)"] = from_scenes(
-        args.scenes, args.max_side, args.seed).summary()
-  if args.voc_samples:
-    columns["VOC12 val samples"] = from_voc_samples(args.voc_samples, args.voc_objectness).summary()
-  if not columns:
-    parser.error("give at least one of --dataset, --scenes, --voc_samples")
+    columns[f"{FLAGS.dataset} {FLAGS.split}"] = summary
+  if FLAGS.scenes:
+    columns[f"scenes ({FLAGS.scenes}, {FLAGS.max_side}px)"] = from_scenes(
+        FLAGS.scenes, FLAGS.max_side, FLAGS.seed).summary()
+  if FLAGS.voc_samples:
+    columns["VOC12 val samples"] = from_voc_samples(FLAGS.voc_samples,
+                                                    FLAGS.voc_objectness).summary()
   print(markdown_table(columns))
-  if args.json:
-    with open(args.json, "w") as f:
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
       json.dump(columns, f, indent=1)
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

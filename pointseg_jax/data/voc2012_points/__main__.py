@@ -2,27 +2,35 @@
 
 (`tfds build` needs apache_beam, which the pinned stack does not install; this is the same call.)
 """
-import argparse
-import logging
-
+from absl import app
+from absl import flags
 import tensorflow_datasets as tfds
 
+from pointseg_jax import cli
 from pointseg_jax.data.voc2012_points import Voc2012Points
 
+FLAGS = flags.FLAGS
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--manual_dir", required=True, help="folder laid out as "
-                      "Voc2012Points.MANUAL_DOWNLOAD_INSTRUCTIONS says")
-  parser.add_argument("--data_dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
-  args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-  builder = Voc2012Points(data_dir=args.data_dir)
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  flags.DEFINE_string("manual_dir", None, "Folder laid out as "
+                      "Voc2012Points.MANUAL_DOWNLOAD_INSTRUCTIONS says.", flag_values=flag_values)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).",
+                      flag_values=flag_values)
+  flags.mark_flags_as_required(["manual_dir"], flag_values=flag_values)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  builder = Voc2012Points(data_dir=FLAGS.data_dir)
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+      download_config=tfds.download.DownloadConfig(manual_dir=FLAGS.manual_dir))
   print(builder.info.splits)
   print(f"written to {builder.data_dir}")
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

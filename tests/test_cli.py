@@ -1,0 +1,40 @@
+"""Every command-line tool's flags: defined only when it runs, never clashing with a flag that any
+module of the package defines on import (absl flags live in one process-wide registry)."""
+import importlib
+
+from absl import flags
+import pytest
+
+# Modules with `define_flags()` + `main(argv)`, run as `python -m <module>`.
+CLI_MODULES = (
+    "pointseg_jax.models.weights",
+    "pointseg_jax.objectness.precompute",
+    "pointseg_jax.objectness.evaluate",
+    "pointseg_jax.objectness.learn",
+    "pointseg_jax.objectness.convert",
+    "pointseg_jax.data.synthetic_points.stats",
+    "pointseg_jax.data.voc2012_points.__main__",
+)
+# Programs whose flags are defined at import (the trainer and the demo share them).
+IMPORT_TIME_FLAGS = ("pointseg_jax.main", "pointseg_jax.demo", "pointseg_jax.objectness.__main__")
+
+
+def test_cli_modules_import_together_and_define_no_flags_on_import():
+  modules = [importlib.import_module(m) for m in CLI_MODULES]
+  defining = set(flags.FLAGS.flags_by_module_dict())
+  for m in modules:
+    assert m.__name__ not in defining, m.__name__
+    assert callable(m.define_flags) and callable(m.main), m.__name__
+  assert "verbose" in flags.FLAGS   # cli.py's, shared by every tool
+
+
+@pytest.mark.parametrize("name", CLI_MODULES)
+def test_cli_flags_are_snake_case_and_clash_with_nothing(name):
+  for m in (*CLI_MODULES, *IMPORT_TIME_FLAGS):
+    importlib.import_module(m)
+  own = flags.FlagValues()
+  importlib.import_module(name).define_flags(own)
+  names = set(own)
+  assert names, name
+  assert all(n.islower() and "-" not in n for n in names), sorted(names)
+  assert not names & set(flags.FLAGS), sorted(names & set(flags.FLAGS))
