@@ -1,11 +1,11 @@
 """Data parallelism: a 1-D ('data',) mesh, host batches -> global arrays, and the step wrapper.
 
-The design card asks for a pmapped step. In JAX 0.10 `jax.pmap` is in maintenance mode and is itself
-built on `jit(shard_map)` (DESIGN.md §6), so step bodies are written exactly like pmapped ones --
-per-device code that averages its gradients with `lax.pmean(grads, 'data')` -- and run through
-`jax.jit(jax.shard_map(body, ...))` over a `Mesh(('data',))`: parameters and optimiser state
-replicated (`P()`), batch split on its leading axis (`P('data')`). Multi-host: every process feeds
-its own slice of the global batch via `jax.make_array_from_process_local_data`.
+The design card asks for a pmapped step. In JAX 0.10 `jax.pmap` is in maintenance mode and is
+itself built on `jit(shard_map)` (docs/parallel.md), so step bodies are written exactly like
+pmapped ones -- per-device code that averages its gradients with `lax.pmean(grads, 'data')` -- and
+run through `jax.jit(jax.shard_map(body, ...))` over a `Mesh(('data',))`: parameters and optimiser
+state replicated (`P()`), batch split on its leading axis (`P('data')`). Multi-host: every process
+feeds its own slice of the global batch via `jax.make_array_from_process_local_data`.
 """
 import jax
 import numpy as np
@@ -53,7 +53,7 @@ def host_to_global(batch, mesh):
   """This process's numpy batch -> global jax.Arrays split over 'data' (leading axis).
 
   Single-process this is a device_put with the batch sharding; multi-process each host passes its
-  local slice and JAX assembles the global array (DESIGN.md §6).
+  local slice and JAX assembles the global array (docs/parallel.md).
   """
   sharding = batch_sharded(mesh)
   return jax.tree.map(

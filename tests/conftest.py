@@ -46,7 +46,7 @@ class Cli:
 
   @staticmethod
   def error(proc: subprocess.CompletedProcess) -> str:
-    """The one `error: ...` line of a refused run (exit 2, no traceback); fails the test otherwise."""
+    """The one `error: ...` line of a refused run (exit 2, no traceback); asserts exactly that."""
     lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, (
         proc.returncode, proc.stderr[-3000:])

@@ -1,5 +1,5 @@
 """Data parallelism: the pmap-style step body gives the same result on 8 devices through
-jit(shard_map), on 8 devices through jax.pmap, and on 1 device (DESIGN.md §6)."""
+jit(shard_map), on 8 devices through jax.pmap, and on 1 device (docs/parallel.md)."""
 import functools
 
 import jax
@@ -17,7 +17,7 @@ B, H, W = 16, 32, 32
 
 
 def fake_batch(seed=0, batch=B):
-  """Random arrays with the DESIGN.md §2 shapes and a couple of clicks per image."""
+  """Random arrays shaped like the batch dict (docs/pipeline.md), a couple of clicks per image."""
   rng = np.random.default_rng(seed)
   sparse = np.full((batch, H, W), 255, np.int32)
   present = np.zeros((batch, 21), bool)

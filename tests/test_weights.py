@@ -113,7 +113,8 @@ def keras_files(tmp_path_factory):
   model.save(paths["keras"])
   model.save_weights(paths["weights.h5"])
   paths["keras2.h5"] = str(d / "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
-  _write_keras2_h5(paths["keras2.h5"], [(layer.name, layer.get_weights()) for layer in model.layers])
+  _write_keras2_h5(paths["keras2.h5"],
+                   [(layer.name, layer.get_weights()) for layer in model.layers])
   return model, paths
 
 
@@ -590,7 +591,8 @@ def test_cli_refuses_a_vgg19_file_and_keeps_the_existing_output(keras_files, tmp
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, out.name])
 
 
-def test_vgg19_layers_are_refused_from_npz_and_torchvision(torchvision_sd, keras_converted, tmp_path):
+def test_vgg19_layers_are_refused_from_npz_and_torchvision(torchvision_sd, keras_converted,
+                                                           tmp_path):
   with np.load(keras_converted) as z:
     flat = {k: z[k] for k in z.files if k != "_meta"}
   path = str(tmp_path / "vgg19.npz")

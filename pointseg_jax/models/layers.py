@@ -2,7 +2,7 @@
 
 Every conv of the network goes through `Conv` (params 'kernel' HWIO, 'bias'), so the formulation can
 change here without touching the network. XLA:CPU (jax 0.10.2) lowers three kinds of conv badly
-(`shared/reference/xla_cpu_profile.md`): fc6's 7x7 conv (dgrad 3x, forward ~30x on small maps), the
+(measured in docs/cpu_convolutions.md): fc6's 7x7 conv (dgrad 3x, forward ~30x on small maps), the
 weight gradients of 1x1 convs, and the weight gradients of many 3x3 convs (lowered as a
 whole-image-window conv). The fast formulations below compute the same function with matmuls:
 

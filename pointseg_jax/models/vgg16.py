@@ -1,7 +1,7 @@
 """VGG16 backbone (Simonyan & Zisserman 2015) as the FCN uses it: 13 conv3x3+ReLU, 5 max-pools.
 
 Layers carry the VGG/Caffe names (conv1_1 ... conv5_3) so ImageNet weights map one to one
-(`weights.py`). Two geometries (DESIGN.md §4):
+(`weights.py`). Two geometries (docs/model.md, "Modes and sizes"):
   'caffe'  the released FCN deploy net: conv1_1 padded by 100, Caffe's ceil-mode max pooling
            (the last window is clipped at the border), so any input size >= 1 works;
   'same'   SAME padding and floor pooling (the usual TF/PyTorch VGG), input >= 32 px.

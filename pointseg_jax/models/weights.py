@@ -1,7 +1,8 @@
 """VGG16 ImageNet weights -> FCN params (.npz), and loading such a file into the model.
 
     python -m pointseg_jax.models.weights convert --from=keras vgg16.h5 --out=fcn32s_init.npz
-    python -m pointseg_jax.models.weights convert --from=torchvision vgg16-397923af.pth --out=init.npz
+    python -m pointseg_jax.models.weights convert --from=torchvision vgg16-397923af.pth \
+        --out=init.npz
     python -m pointseg_jax.models.weights info init.npz
 
 The first argument is the command: `convert SRC` (flags --from, --out, --num_classes,
@@ -24,7 +25,8 @@ Sources and how each is made to see our input (BGR, 0..255 minus the Caffe VGG m
 Only VGG16 converts: a file with conv layers VGG16 does not have (VGG19's conv3_4, conv4_4,
 conv5_4, another VGG's layout) is refused rather than silently cut down to VGG16.
 The 21-way `score_fr` follows the authors (docs/model.md, "The classifier init"): background row
-zero, rows 1..20 = ImageNet fc8 rows `PASCAL_FROM_ILSVRC`. Without fc8 (or for num_classes != 21) it starts at zero,
+zero, rows 1..20 = ImageNet fc8 rows `PASCAL_FROM_ILSVRC`.
+Without fc8 (or for num_classes != 21) it starts at zero,
 the FCN authors' choice for full supervision, and the converter says so.
 
 The output .npz maps flattened param paths ('fc6/kernel', ...) to arrays, plus '_meta' (JSON).
@@ -295,7 +297,8 @@ def _torch_file(path: str) -> dict[str, np.ndarray]:
 def read_torchvision(path: str) -> Vgg:
   """A torchvision VGG16 state dict (.pth/.pt or .npz with its keys) -> Vgg in our layout."""
   if path.endswith(".npz"):
-    sd = read_npz_arrays(path, "an .npz of a torchvision vgg16 state dict ('features.0.weight', ...)")
+    sd = read_npz_arrays(
+        path, "an .npz of a torchvision vgg16 state dict ('features.0.weight', ...)")
   else:
     sd = _torch_file(path)
   if any(k.startswith("features.1.") for k in sd):
@@ -328,7 +331,8 @@ def read_torchvision(path: str) -> Vgg:
 
 def _check_torchvision_layout(sd: Mapping[str, Any], path: str) -> None:
   """Refuse layers a torchvision vgg16 does not have (vgg19/vgg11/vgg13 put convs elsewhere)."""
-  known = {f"{'classifier' if n in FC_NAMES else 'features'}.{i}" for n, i in TORCHVISION_INDEX.items()}
+  known = {f"{'classifier' if n in FC_NAMES else 'features'}.{i}"
+           for n, i in TORCHVISION_INDEX.items()}
   unknown = sorted({k.rsplit(".", 1)[0] for k in sd
                     if re.fullmatch(r"(features|classifier)\.\d+\.(weight|bias)", k)} - known,
                    key=lambda k: (k.split(".")[0], int(k.split(".")[1])))

@@ -20,8 +20,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
   flags.DEFINE_string("release_dir", None, "Objectness v2.2 folder holding Data/params.mat.",
                       flag_values=flag_values)
-  flags.DEFINE_string("out", str(pathlib.Path(model_lib.__file__).with_name(model_lib.DEFAULT_MODEL)),
-                      "Model .npz to write (default: the packaged one).", flag_values=flag_values)
+  packaged = pathlib.Path(model_lib.__file__).with_name(model_lib.DEFAULT_MODEL)
+  flags.DEFINE_string("out", str(packaged), "Model .npz to write (default: the packaged one).",
+                      flag_values=flag_values)
   flags.mark_flags_as_required(["release_dir"], flag_values=flag_values)
 
 

@@ -71,8 +71,9 @@ def load_boxes(images_dir, boxes_file=None) -> dict:
     except (TypeError, ValueError):
       b = np.zeros((0, 0), np.int64)   # not a rectangular list of integers: reported below
     if b.ndim != 2 or b.shape[-1] != 4 or (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
-      raise errors.DataError(f"{boxes_file}: boxes of {name!r} must be [[x1, y1, x2, y2], ...] with "
-                       "x2 >= x1 and y2 >= y1")
+      raise errors.DataError(
+          f"{boxes_file}: boxes of {name!r} must be [[x1, y1, x2, y2], ...] with "
+          "x2 >= x1 and y2 >= y1")
     out[name] = b
   return out
 
