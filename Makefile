@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-# tcmalloc makes JAX on CPU 1.2-2.5x faster (../shared/reference/stack_probe.md); used when installed
+# tcmalloc makes JAX on CPU 1.2-2.5x faster (docs/cpu_convolutions.md); used when installed
 # (`apt-get install libtcmalloc-minimal4`).
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
 RUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)TF_CPP_MIN_LOG_LEVEL=2

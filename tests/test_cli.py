@@ -16,7 +16,8 @@ CLI_MODULES = (
     "pointseg_jax.data.voc2012_points.__main__",
 )
 # Programs whose flags are defined at import (the trainer and the demo share them).
-IMPORT_TIME_FLAGS = ("pointseg_jax.main", "pointseg_jax.demo", "pointseg_jax.objectness.__main__")
+IMPORT_TIME_FLAGS = ("pointseg_jax.main", "pointseg_jax.experiments.demo",
+                     "pointseg_jax.objectness.__main__")
 
 
 def test_cli_modules_import_together_and_define_no_flags_on_import():

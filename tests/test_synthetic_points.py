@@ -9,11 +9,13 @@ import pytest
 import tensorflow_datasets as tfds
 
 from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import errors
 from pointseg_jax import objectness
 from pointseg_jax.data import features as features_lib
 from pointseg_jax.data import prepare
 from pointseg_jax.data.synthetic_points import SyntheticPoints, SyntheticPointsConfig
 from pointseg_jax.data.synthetic_points import synthetic_points as sp
+from pointseg_jax.objectness import precompute
 
 POINT_FIELDS = ("clicks", "random_clicks", "background_clicks", "squiggles")
 
@@ -199,3 +201,17 @@ def test_stats_cli_prints_the_table_and_refuses_no_source(tmp_path, run_cli):
   proc = run_cli("pointseg_jax.data.synthetic_points.stats")
   assert proc.returncode == 1 and "give at least one of --dataset, --scenes, --voc_samples" in (
       proc.stderr), proc.stderr[-2000:]
+
+
+def test_precompute_reads_a_prepared_tfds_split_and_refuses_an_unprepared_one(tiny, tmp_path):
+  builder, examples = tiny
+  out = tmp_path / "maps"
+  res = precompute.run(out, tfds_name="synthetic_points/tiny", split="val[:2]",
+                       data_dir=os.fspath(builder.data_dir_root), workers=1, progress=False)
+  assert res == {"done": 2, "skipped": 0, "failed": {}}
+  written = sorted(p.stem for p in out.glob("*.png"))   # one map per example id of the split
+  assert len(written) == 2 and set(written) <= set(examples["val"]), written
+  with pytest.raises(errors.MissingInputError, match="not prepared"):
+    precompute.run(tmp_path / "maps2", tfds_name="synthetic_points/tiny",
+                   data_dir=str(tmp_path / "empty"), workers=1, progress=False)
+  assert not (tmp_path / "maps2").exists()

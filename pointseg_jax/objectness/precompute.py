@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax.data.prepare import get_builder
 from pointseg_jax.objectness import pipeline
 
 FLAGS = flags.FLAGS
@@ -83,8 +84,7 @@ def _tfds_examples(name, split, data_dir):
   # TensorFlow is imported only in --tfds mode: the spawned workers import this module too, and
   # TensorFlow would add seconds and hundreds of MB to each of them.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from pointseg_jax.data import prepare  # pylint: disable=g-import-not-at-top
-  builder = prepare.get_builder(name, data_dir)
+  builder = get_builder(name, data_dir)
   if not builder.is_prepared():
     raise errors.MissingInputError(
         f"--tfds {name} is not prepared in {builder.data_dir_root}; build it first "

@@ -2,6 +2,8 @@
 
 (`tfds build` needs apache_beam, which the pinned stack does not install; this is the same call.)
 """
+import os
+
 from absl import app
 from absl import flags
 import tensorflow_datasets as tfds
@@ -24,9 +26,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  builder = Voc2012Points(data_dir=FLAGS.data_dir)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=FLAGS.manual_dir))
+  # `--manual_dir=~/x`: the shell leaves a `~` after `=` alone.
+  data_dir = os.path.expanduser(FLAGS.data_dir) if FLAGS.data_dir else None
+  builder = Voc2012Points(data_dir=data_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=os.path.expanduser(FLAGS.manual_dir)))
   print(builder.info.splits)
   print(f"written to {builder.data_dir}")
 
