@@ -25,9 +25,8 @@ Sources and how each is made to see our input (BGR, 0..255 minus the Caffe VGG m
 Only VGG16 converts: a file with conv layers VGG16 does not have (VGG19's conv3_4, conv4_4,
 conv5_4, another VGG's layout) is refused rather than silently cut down to VGG16.
 The 21-way `score_fr` follows the authors (docs/model.md, "The classifier init"): background row
-zero, rows 1..20 = ImageNet fc8 rows `PASCAL_FROM_ILSVRC`.
-Without fc8 (or for num_classes != 21) it starts at zero,
-the FCN authors' choice for full supervision, and the converter says so.
+zero, rows 1..20 = ImageNet fc8 rows `PASCAL_FROM_ILSVRC`. Without fc8 (or for num_classes != 21)
+it starts at zero, the FCN authors' choice for full supervision, and the converter says so.
 
 The output .npz maps flattened param paths ('fc6/kernel', ...) to arrays, plus '_meta' (JSON).
 `load_params(path, model_or_params)` reads it back, checking every leaf. Every .npz is read with
@@ -39,7 +38,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from typing import Any, Callable, Mapping
 
@@ -490,7 +488,7 @@ def _score_fr(fc8, n_in, num_classes, score, where) -> dict[str, np.ndarray]:
     reason = f"fc8 kernel is {fc8['kernel'].shape}, not [{n_in}, 1000]"
   if reason:
     logging.warning("%sscore_fr initialised to zeros: %s (FCN's init for full supervision).",
-                where, reason)
+                    where, reason)
   else:
     rows = list(PASCAL_FROM_ILSVRC)
     kernel[0, 0, :, 1:] = fc8["kernel"][:, rows]
@@ -533,15 +531,17 @@ def npz_path(path: str) -> str:
 def save_npz(path: str, flat: Mapping[str, np.ndarray], **meta: Any) -> str:
   """Write params + '_meta' (JSON) atomically (temp file + rename); returns the path written."""
   path = npz_path(os.path.expanduser(path))
-  folder = os.path.dirname(path) or "."
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".tmp-", dir=folder)
+  folder, name = os.path.split(path)
+  if folder:
+    os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
   try:
-    with os.fdopen(fd, "wb") as f:
+    with open(tmp, "wb") as f:
       np.savez(f, **flat, **{META_KEY: np.asarray(json.dumps(meta))})
     os.replace(tmp, path)
   except BaseException:
-    os.unlink(tmp)
+    if os.path.exists(tmp):
+      os.unlink(tmp)
     raise
   return path
 
