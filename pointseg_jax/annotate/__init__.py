@@ -1,0 +1,11 @@
+"""The paper's crowd click-annotation tool (Bearman et al. 2016, §3 and Fig. 3), with its gold-image
+quality control: `python -m pointseg_jax.annotate serve --images DIR --gold FILE --db FILE`.
+
+  db.py      the project in SQLite: tasks, annotators, idempotent answers, gold check on finish
+  qc.py      gold boxes and the paper's acceptance rule (>= 8 of 10 gold images right)
+  server.py  the HTTP server (standard library) and its security rules
+  report.py  seconds per image per task type next to the paper's numbers
+  export.py  accepted clicks -> click JSON (the format the data builders read)
+  static/    the page: vanilla HTML/CSS/JS served from the package, works offline
+See docs/annotate.md.
+"""

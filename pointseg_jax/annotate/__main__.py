@@ -1,0 +1,166 @@
+r"""The click-annotation tool (docs/annotate.md).
+
+  python -m pointseg_jax.annotate serve --images DIR --gold gold.json --db project.db
+      create the project on first use (tasks of 50 images, 10 of them gold), print each new
+      annotator's link and serve the page (http://127.0.0.1:8000 by default)
+  python -m pointseg_jax.annotate add-annotator --db project.db --name alice
+  python -m pointseg_jax.annotate report --db project.db        seconds per image vs the paper
+  python -m pointseg_jax.annotate export --db project.db --output clicks.json
+  python -m pointseg_jax.annotate gold --masks VOC2012/SegmentationClass \
+      --instances VOC2012/SegmentationObject --ids_file val.txt --num 50 --output gold.json
+"""
+import json
+import os
+import socket
+
+from absl import flags
+from absl import logging
+
+from pointseg_jax import CLASS_NAMES
+from pointseg_jax import cli
+from pointseg_jax import errors
+from pointseg_jax.annotate import db
+from pointseg_jax.annotate import export as export_lib
+from pointseg_jax.annotate import qc
+from pointseg_jax.annotate import report as report_lib
+from pointseg_jax.annotate import server as server_lib
+from pointseg_jax.data import formats as labels
+
+COMMANDS = ("serve", "add-annotator", "report", "export", "gold")
+FLAGS = flags.FLAGS
+flags.DEFINE_string("db", None, "Project database (SQLite file); serve creates it on first use.")
+flags.DEFINE_string("images", None, "serve: folder of the images to annotate (and the gold images).")
+flags.DEFINE_string("gold", None, "serve: gold file, JSON {image: [{cls, box}]} (docs/annotate.md).")
+flags.DEFINE_list("classes", list(CLASS_NAMES[1:]), "serve: target classes (VOC names or ids).")
+flags.DEFINE_list("task_types", ["1point"], "serve: task kinds, of 1point, allpoints.")
+flags.DEFINE_integer("task_size", 50, "serve: images per task, gold included (paper: 50).")
+flags.DEFINE_integer("gold_per_task", 10, "serve: gold images per task (paper: 10).")
+flags.DEFINE_integer("min_gold_right", 8, "serve: gold images that must be right (paper: 8).")
+flags.DEFINE_integer("redundancy", 1, "serve: annotators who must pass each task.")
+flags.DEFINE_integer("seed", 0, "serve: seed of the gold planting and image order.")
+flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (0.0.0.0: every interface).")
+flags.DEFINE_integer("port", 8000, "serve: port (0: any free port).")
+flags.DEFINE_multi_string("add_annotator", [], "serve: create this annotator and print its link.")
+flags.DEFINE_string("name", None, "add-annotator: the annotator's name.")
+flags.DEFINE_bool("include_rejected", False, "report: also time the tasks that failed QC.")
+flags.DEFINE_string("json", None, "report: also write the numbers to this JSON file.")
+flags.DEFINE_string("output", None, "export / gold: file to write.")
+flags.DEFINE_bool("include_gold", False, "export: also export the answers on gold images.")
+flags.DEFINE_string("masks", None, "gold: folder of VOC class PNGs (SegmentationClass).")
+flags.DEFINE_string("instances", None, "gold: folder of VOC instance PNGs (SegmentationObject).")
+flags.DEFINE_string("ids_file", None, "gold: text file of image ids, one a line (default: all masks).")
+flags.DEFINE_integer("num", None, "gold: use the first NUM ids only.")
+
+# serve flags that only matter when the project is created.
+CREATE_FLAGS = ("images", "gold", "classes", "task_types", "task_size", "gold_per_task",
+                "min_gold_right", "redundancy", "seed")
+
+
+def _require(*names: str) -> None:
+  missing = [f"--{n}" for n in names if FLAGS[n].value is None]
+  if missing:
+    raise errors.ConfigError(f"{' and '.join(missing)} required")
+
+
+def _config() -> db.Config:
+  return db.Config(
+      images_dir=FLAGS.images,
+      classes=tuple(qc.class_id(int(c) if c.isdigit() else c, source="--classes")
+                    for c in FLAGS.classes),
+      kinds=tuple(k.lower() for k in FLAGS.task_types), task_size=FLAGS.task_size,
+      gold_per_task=FLAGS.gold_per_task, min_gold_right=FLAGS.min_gold_right,
+      redundancy=FLAGS.redundancy, seed=FLAGS.seed)
+
+
+def open_or_create() -> db.Store:
+  _require("db")
+  if os.path.exists(FLAGS.db):
+    store = db.Store(FLAGS.db)
+    given = [f"--{n}" for n in CREATE_FLAGS if FLAGS[n].present and n != "images"]
+    if FLAGS.images and os.path.realpath(FLAGS.images) != store.config.images_dir:
+      raise errors.ConfigError(f"{FLAGS.db} serves {store.config.images_dir}, not {FLAGS.images}; "
+                               "use a new --db for another folder")
+    if given:
+      logging.warning("%s exists: %s only apply when a project is created; ignored", FLAGS.db,
+                      ", ".join(given))
+    return store
+  _require("images", "gold")
+  return db.create(FLAGS.db, _config(), FLAGS.gold)
+
+
+def serve() -> None:
+  store = open_or_create()
+  names = list(FLAGS.add_annotator)
+  if not names and not store.annotator_names():
+    names = ["annotator-1"]
+  tokens = {n: store.add_annotator(n) for n in names}
+  httpd = server_lib.make_server(store, FLAGS.host, FLAGS.port)
+  host = socket.gethostname() if FLAGS.host in ("0.0.0.0", "::", "") else FLAGS.host
+  base = f"http://{host}:{httpd.server_address[1]}/"
+  print(f"serving {store.config.images_dir} on {base}", flush=True)
+  for name, token in tokens.items():
+    print(f"annotator {name}: {base}#token={token}", flush=True)
+  try:
+    httpd.serve_forever()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    httpd.server_close()
+    store.close()
+
+
+def add_annotator() -> None:
+  _require("db", "name")
+  token = db.Store(FLAGS.db).add_annotator(FLAGS.name)
+  print(f"annotator {FLAGS.name}: token {token}  (page: http://HOST:PORT/#token={token})")
+
+
+def report() -> None:
+  _require("db")
+  numbers = report_lib.compute(db.Store(FLAGS.db), include_rejected=FLAGS.include_rejected)
+  print(report_lib.format_report(numbers))
+  if FLAGS.json:
+    with open(FLAGS.json, "w", encoding="utf-8") as f:
+      json.dump(numbers, f, indent=1)
+
+
+def export() -> None:
+  _require("db", "output")
+  counts = export_lib.export(db.Store(FLAGS.db), FLAGS.output, include_gold=FLAGS.include_gold)
+  print(f"{counts['clicks']} clicks on {counts['images']} images -> {FLAGS.output}")
+
+
+def gold() -> None:
+  _require("masks", "output")
+  if not os.path.isdir(FLAGS.masks):
+    raise errors.MissingInputError(f"--masks {FLAGS.masks}: folder not found")
+  if FLAGS.ids_file:
+    if not os.path.isfile(FLAGS.ids_file):
+      raise errors.MissingInputError(f"--ids_file {FLAGS.ids_file}: file not found")
+    with open(FLAGS.ids_file, encoding="utf-8") as f:
+      ids = [line.strip() for line in f if line.strip()]
+  else:
+    ids = sorted(os.path.splitext(n)[0] for n in os.listdir(FLAGS.masks) if n.endswith(".png"))
+  ids = ids[:FLAGS.num] if FLAGS.num else ids
+  out = {}
+  for image in ids:
+    mask = labels.read_label_png(os.path.join(FLAGS.masks, image + ".png"))
+    inst = None
+    if FLAGS.instances:
+      inst = labels.read_label_png(os.path.join(FLAGS.instances, image + ".png"), what="instance")
+    out[image] = qc.gold_from_masks(mask, inst)
+  with open(FLAGS.output, "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=1)
+  print(f"{sum(len(v) for v in out.values())} boxes on {len(out)} gold images -> {FLAGS.output}")
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise errors.ConfigError(f"usage: python -m pointseg_jax.annotate {{{'|'.join(COMMANDS)}}} "
+                             f"[flags]; got {argv[1:]}")
+  {"serve": serve, "add-annotator": add_annotator, "report": report, "export": export,
+   "gold": gold}[argv[1]]()
+
+
+if __name__ == "__main__":
+  cli.run(main)
