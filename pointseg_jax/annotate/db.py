@@ -216,10 +216,14 @@ class Store:
   def __init__(self, path: str):
     self.path = path
     self._pool: queue.LifoQueue = queue.LifoQueue()
+    not_project = errors.MissingInputError(
+        f"{path}: not an annotation project; create one with "
+        "`python -m pointseg_jax.annotate serve --images DIR --gold FILE --db FILE`")
+    if not os.path.isfile(path):
+      raise not_project
     with self._conn() as conn:
       if not _table_exists(conn, "meta"):
-        raise errors.MissingInputError(f"{path}: not an annotation project; create one with "
-                                       "`python -m pointseg_jax.annotate serve --images DIR --db FILE`")
+        raise not_project
       meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
       raise errors.DataError(f"{path}: schema version {meta.get('schema_version')} is not "

@@ -28,7 +28,6 @@ import numpy as np
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
-from pointseg_jax.data import clicks as clicks_lib
 
 KINDS = ("1point", "allpoints")
 
@@ -112,6 +111,8 @@ def read_gold(path: str, sizes: Mapping[str, tuple[int, int]]) -> dict[str, list
 
 def gold_from_masks(mask: np.ndarray, instance_mask: np.ndarray | None) -> list[dict]:
   """Gold-file entries (tight boxes per instance) of one VOC class mask (+ instance mask)."""
+  # Imported here: clicks pulls in scipy (~1 s), which the server and every other command skip.
+  from pointseg_jax.data import clicks as clicks_lib  # pylint: disable=g-import-not-at-top
   boxes = clicks_lib.boxes(clicks_lib.find_instances(mask, instance_mask))
   return [{"cls": CLASS_NAMES[int(c)], "box": [int(x0), int(y0), int(x1), int(y1)]}
           for x0, y0, x1, y1, c in zip(boxes["xmin"], boxes["ymin"], boxes["xmax"], boxes["ymax"],

@@ -55,22 +55,28 @@ def static_files() -> dict[str, tuple[bytes, str]]:
 class Handler(http.server.BaseHTTPRequestHandler):
   protocol_version = "HTTP/1.1"     # keep-alive; every response sets Content-Length
   server_version = "pointseg-annotate"
-  sys_version = ""
   timeout = 30                      # seconds a connection may idle mid-request (slow clients)
   server: "AnnotationServer"
 
   # -- plumbing ---------------------------------------------------------------------------------
 
+  def version_string(self) -> str:   # no Python version in the Server header
+    return self.server_version
+
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
     log.debug("%s %s", self.address_string(), format % args)
 
   def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+    if self.command == "POST" and not self._consumed:
+      self.close_connection = True   # an unread body would be taken for the next request
     self.send_response(status)
     self.send_header("Content-Type", ctype)
     self.send_header("Content-Length", str(len(body)))
     self.send_header("Cache-Control", "no-store")
     for k, v in {**SECURITY_HEADERS, **(extra or {})}.items():
       self.send_header(k, v)
+    if self.close_connection:
+      self.send_header("Connection", "close")
     self.end_headers()
     self.wfile.write(body)
 
@@ -100,9 +106,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
       self.close_connection = True
       raise _HttpError(411, "Content-Length required")
     if int(length) > MAX_BODY:
-      self.close_connection = True   # the body stays unread: drop the connection after answering
+      if int(length) <= 16 * MAX_BODY:   # read it away so the client sees the answer, not a reset
+        self.rfile.read(int(length))
+      self.close_connection = True
       raise _HttpError(413, f"request body over {MAX_BODY} bytes")
     data = self.rfile.read(int(length))
+    self._consumed = True
     if self.headers.get_content_type() != "application/json":
       raise _HttpError(415, "Content-Type must be application/json")
     try:
@@ -131,6 +140,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     self._dispatch(self._get)
 
   def do_POST(self):  # pylint: disable=invalid-name
+    self._consumed = False
     self._dispatch(self._post)
 
   def _get(self) -> None:

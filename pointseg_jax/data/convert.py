@@ -1,0 +1,618 @@
+r"""Point annotations from/to the tools people annotate with: Label Studio, CVAT, labelme.
+
+  python -m pointseg_jax.data.convert --from labelstudio --input export.json --output clicks.json
+  python -m pointseg_jax.data.convert --from cvat --input annotations.xml --output clicks.json
+  python -m pointseg_jax.data.convert --from labelme --input labelme_dir --output clicks.json
+  python -m pointseg_jax.data.convert --to labelstudio --input clicks.json --images DIR --output ls.json
+  python -m pointseg_jax.data.convert --to cvat --input clicks.json --images DIR --output annotations.xml
+  python -m pointseg_jax.data.convert --to labelme --input clicks.json --images DIR --output labelme_dir
+
+"ours" is the click JSON of docs/clicks.md (extended format). The formats (docs/annotate.md,
+"Converters"):
+  Label Studio  JSON export (list of tasks); KeyPointLabels results with x, y in percent of
+                original_width / original_height; each annotation of a task is one annotator
+                (0, 1, ...); Choices results are image tags.
+  CVAT          "CVAT for images 1.1" XML (or the export zip holding annotations.xml); `<points>`
+                shapes, each point a click; `<tag>` elements are image tags.
+  labelme       one JSON per image; shapes with shape_type "point"; image flags are image tags.
+Coordinates are pixels with (0, 0) at the top-left corner of the image in all four formats (ours:
+float pixels, a click on pixel (r, c) has floor(y) = r, floor(x) = c). Ranks are the click order per
+(annotator, class) unless a click carries its own; rank, annotator and time_ms travel in the slot
+each tool keeps for extra data (Label Studio region meta text, CVAT shape attributes, labelme extra
+shape keys), so ours -> tool -> ours gives the same clicks back exactly. Every image in a tool's
+export counts as annotated: one without points becomes an empty list (no class present). A tag
+for a class without a click cannot be stored in the click JSON: such tags are counted and logged.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import os
+import re
+import urllib.parse
+import xml.etree.ElementTree as ET
+import zipfile
+from typing import Mapping
+
+import numpy as np
+from absl import flags
+from PIL import Image
+
+from pointseg_jax import CLASS_NAMES
+from pointseg_jax import cli
+from pointseg_jax import errors
+from pointseg_jax.data import formats as click_json
+
+log = logging.getLogger(__name__)
+
+TOOLS = ("labelstudio", "cvat", "labelme")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+EXTRA_KEYS = ("annotator", "rank", "time_ms")   # what travels in each tool's extra-data slot
+# Other spellings of the VOC classes (COCO / everyday names); anything else needs --label_map.
+ALIASES = {"airplane": "aeroplane", "plane": "aeroplane", "bike": "bicycle",
+           "motorcycle": "motorbike", "couch": "sofa", "tv": "tvmonitor", "monitor": "tvmonitor",
+           "table": "diningtable", "plant": "pottedplant"}
+LABELME_VERSION = "5.5.0"
+
+Rows = dict[str, list[dict]]   # image id -> clicks {x, y, cls, rank, annotator[, time_ms]}
+
+
+def _norm(label: str) -> str:
+  return re.sub(r"[^a-z0-9]", "", label.lower())
+
+
+class Labels:
+  """Tool label -> VOC class id: the VOC names in any case/spacing, a few aliases, --label_map."""
+
+  def __init__(self, label_map: Mapping[str, str] | None = None):
+    self.table = {_norm(n): i for i, n in enumerate(CLASS_NAMES) if i}
+    self.table.update({_norm(a): CLASS_NAMES.index(n) for a, n in ALIASES.items()})
+    for tool_label, target in (label_map or {}).items():
+      key = _norm(target)
+      if key not in self.table and not (target.isdigit() and 1 <= int(target) < len(CLASS_NAMES)):
+        raise errors.ConfigError(f"--label_map {tool_label}={target}: {target!r} is not a VOC class "
+                                 f"(one of {list(CLASS_NAMES[1:])} or 1..20)")
+      self.table[_norm(tool_label)] = int(target) if target.isdigit() else self.table[key]
+
+  def cls(self, label, *, source: str) -> int:
+    if isinstance(label, str) and _norm(label) in self.table:
+      return self.table[_norm(label)]
+    raise errors.DataError(f"{source}: label {label!r} is not a PASCAL VOC class; name it one of "
+                           f"{list(CLASS_NAMES[1:])} or map it with --label_map {label}=<voc name>")
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared helpers.
+
+
+def image_id_of(path: str) -> str:
+  """'s3://b/x/2007_000001.jpg', 'C:\\x\\2007_000001.jpg' -> '2007_000001'."""
+  return os.path.splitext(path.replace("\\", "/").rsplit("/", 1)[-1])[0]
+
+
+def _number(v, *, source: str, what: str, integer: bool = False):
+  if isinstance(v, str):
+    try:
+      v = int(v) if integer else float(v)
+    except ValueError:
+      raise errors.DataError(f"{source}: {what} {v!r} is not a number") from None
+  if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    raise errors.DataError(f"{source}: {what} {v!r} is not a finite number")
+  if integer and float(v) != int(v):
+    raise errors.DataError(f"{source}: {what} {v!r} must be an integer")
+  return int(v) if integer else float(v)
+
+
+def _px(v: float) -> float:
+  """A coordinate as stored (float32, like the click JSON), so rows compare exactly."""
+  return float(np.float32(v))
+
+
+def _f32(v: float) -> float:
+  """The float32 a coordinate is stored as, written with the fewest digits that give it back."""
+  return float(np.format_float_positional(np.float32(v), trim="-"))
+
+
+class _Ranker:
+  """Rank = click order per (image, annotator, class) unless the click names its own."""
+
+  def __init__(self):
+    self.count = collections.Counter()
+
+  def __call__(self, image: str, annotator: int, cls: int, explicit: int | None) -> int:
+    self.count[(image, annotator, cls)] += 1
+    return explicit if explicit is not None else self.count[(image, annotator, cls)]
+
+
+class _Report:
+  """What a reader left out or could not store: logged once with counts, never silent."""
+
+  def __init__(self, source: str):
+    self.source = source
+    self.ignored = collections.Counter()          # shape / result type -> count
+    self.tag_only = []                            # (image, class) tagged present without a click
+    self.outside = []                             # image ids with clicks outside the image
+
+  def log(self) -> None:
+    if self.ignored:
+      log.warning("%s: ignored %s (only points and image tags are read)", self.source,
+                  ", ".join(f"{n} {k}" for k, n in sorted(self.ignored.items())))
+    if self.tag_only:
+      log.warning("%s: %d image tags name a class without a click; the click JSON cannot hold "
+                  "them (e.g. %s)", self.source, len(self.tag_only),
+                  ", ".join(f"{i}:{CLASS_NAMES[c]}" for i, c in self.tag_only[:10]))
+    if self.outside:
+      log.warning("%s: clicks outside their image in %d images (the dataset builder clips or "
+                  "drops them and says so): %s", self.source, len(self.outside),
+                  ", ".join(sorted(set(self.outside))[:20]))
+
+
+def _finish(rows: Rows, tags: Mapping[str, set], sizes: Mapping[str, tuple[int, int]],
+            report: _Report) -> Rows:
+  for image, classes in tags.items():
+    clicked = {r["cls"] for r in rows.get(image, [])}
+    report.tag_only += [(image, c) for c in sorted(classes - clicked)]
+  for image, clicks in rows.items():
+    h, w = sizes.get(image, (math.inf, math.inf))
+    if any(not (0 <= r["x"] <= w and 0 <= r["y"] <= h) for r in clicks):
+      report.outside.append(image)
+  report.log()
+  return {k: rows[k] for k in sorted(rows)}
+
+
+def _add_image(rows: Rows, image: str, source: str) -> None:
+  if image in rows:
+    raise errors.DataError(f"{source}: image {image!r} appears twice; merge its annotations in the "
+                           "tool or rename one image")
+  rows[image] = []
+
+
+def _extras(values: Mapping, *, source: str) -> dict:
+  return {k: _number(values[k], source=source, what=k, integer=True)
+          for k in EXTRA_KEYS if values.get(k) is not None}
+
+
+# ------------------------------------------------------------------------------------------------
+# Ours.
+
+
+def read_ours(path: str) -> Rows:
+  """Rows of a click JSON file (annotator 0 where the file names none)."""
+  arrays = click_json.load_clicks(path)
+  rows = {}
+  for image in sorted(arrays):
+    c = arrays[image]
+    rows[image] = []
+    for i in range(len(c["x"])):
+      row = {"x": float(c["x"][i]), "y": float(c["y"][i]), "cls": int(c["cls"][i]),
+             "rank": int(c["rank"][i]), "annotator": int(c["annotator"][i])}
+      if "time_ms" in c and int(c["time_ms"][i]) >= 0:
+        row["time_ms"] = int(c["time_ms"][i])
+      rows[image].append(row)
+  return rows
+
+
+def to_arrays(rows: Rows) -> dict[str, dict[str, np.ndarray]]:
+  """Rows -> the clicks arrays `write_click_json` writes (time_ms -1 where a click has none)."""
+  out = {}
+  for image, clicks in rows.items():
+    out[image] = {"y": np.array([r["y"] for r in clicks], np.float32),
+                  "x": np.array([r["x"] for r in clicks], np.float32),
+                  "cls": np.array([r["cls"] for r in clicks], np.int32),
+                  "rank": np.array([r["rank"] for r in clicks], np.int32),
+                  "annotator": np.array([r["annotator"] for r in clicks], np.int32)}
+    if any("time_ms" in r for r in clicks):
+      out[image]["time_ms"] = np.array([r.get("time_ms", -1) for r in clicks], np.int32)
+  return out
+
+
+def write_ours(path: str, rows: Rows) -> None:
+  click_json.write_click_json(path, to_arrays(rows))
+
+
+def image_files(images_dir: str, ids) -> dict[str, tuple[str, int, int]]:
+  """{image id: (file name, height, width)} for `ids`, from the files in `images_dir`."""
+  if not os.path.isdir(images_dir):
+    raise errors.MissingInputError(f"--images {images_dir}: folder not found (the tool formats "
+                                   "need each image's file name and size)")
+  by_id = {}
+  for name in sorted(os.listdir(images_dir)):
+    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+      by_id.setdefault(os.path.splitext(name)[0], name)
+  out, missing = {}, []
+  for image in ids:
+    if image not in by_id:
+      missing.append(image)
+      continue
+    try:
+      with Image.open(os.path.join(images_dir, by_id[image])) as im:
+        w, h = im.size
+    except (OSError, SyntaxError, ValueError) as e:
+      raise errors.DataError(f"{os.path.join(images_dir, by_id[image])}: unreadable image ({e})") from e
+    out[image] = (by_id[image], h, w)
+  if missing:
+    raise errors.MissingInputError(f"--images {images_dir}: no image file for {len(missing)} ids of "
+                                   f"the click file, e.g. {missing[:5]}")
+  return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Label Studio.
+
+
+def _ls_image_id(url: str) -> str:
+  parsed = urllib.parse.urlparse(url)
+  query = urllib.parse.parse_qs(parsed.query)
+  path = query["d"][0] if "d" in query else urllib.parse.unquote(parsed.path)
+  image = image_id_of(path)
+  # Files uploaded to Label Studio are stored as /data/upload/<project>/<8 hex>-<original name>.
+  if "/data/upload/" in parsed.path and re.match(r"^[0-9a-f]{8}-.", image):
+    image = image[9:]
+  return image
+
+
+def read_labelstudio(path: str, labels: Labels, *, image_key: str = "image") -> Rows:
+  data = _load_json(path)
+  if isinstance(data, dict):
+    data = [data]
+  if not isinstance(data, list):
+    raise errors.DataError(f"{path}: expected Label Studio's JSON export (a list of tasks)")
+  rows: Rows = {}
+  sizes, tags = {}, collections.defaultdict(set)
+  report, rank = _Report(path), _Ranker()
+  for n, task in enumerate(data):
+    where = f"{path}: task {task.get('id', n) if isinstance(task, dict) else n}"
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+      raise errors.DataError(f"{where}: a task must be an object with a 'data' object (use the "
+                             "'JSON' export, not 'JSON_MIN' or CSV)")
+    url = task["data"].get(image_key)
+    if not isinstance(url, str):
+      raise errors.DataError(f"{where}: data has no image URL under {image_key!r} (keys "
+                             f"{sorted(task['data'])}); pass --labelstudio_image_key")
+    image = _ls_image_id(url)
+    _add_image(rows, image, path)
+    annotations = task.get("annotations", task.get("completions", []))
+    annotator = 0
+    for ann in annotations:
+      if ann.get("was_cancelled"):
+        report.ignored["cancelled annotations"] += 1
+        continue
+      for res in ann.get("result", []):
+        kind = res.get("type")
+        if kind == "choices":
+          tags[image] |= {labels.cls(c, source=where) for c in res["value"].get("choices", [])}
+          continue
+        if kind != "keypointlabels":
+          report.ignored[f"{kind} results"] += 1
+          continue
+        value = res.get("value", {})
+        names = value.get("keypointlabels", [])
+        if len(names) != 1:
+          raise errors.DataError(f"{where}: a keypoint has labels {names}; give each point one class")
+        w = _number(res.get("original_width"), source=where, what="original_width", integer=True)
+        h = _number(res.get("original_height"), source=where, what="original_height", integer=True)
+        if res.get("image_rotation", 0):
+          raise errors.DataError(f"{where}: image_rotation {res['image_rotation']} is not supported; "
+                                 "annotate unrotated images")
+        sizes[image] = (h, w)
+        extras = _meta_extras(res.get("meta"), source=where)
+        cls = labels.cls(names[0], source=where)
+        rows[image].append({
+            "x": _px(_number(value.get("x"), source=where, what="x") * w / 100),
+            "y": _px(_number(value.get("y"), source=where, what="y") * h / 100), "cls": cls,
+            "rank": rank(image, annotator, cls, extras.get("rank")), "annotator": annotator,
+            **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
+      annotator += 1
+  return _finish(rows, tags, sizes, report)
+
+
+def _meta_extras(meta, *, source: str) -> dict:
+  """rank / time_ms from a region's meta text 'rank=2 time_ms=2410' (what write_labelstudio puts)."""
+  if not isinstance(meta, dict):
+    return {}
+  found = {}
+  for line in meta.get("text", []):
+    for key, value in re.findall(r"\b(rank|time_ms)=(\S+)", str(line)):
+      found[key] = value
+  return _extras(found, source=source)
+
+
+def write_labelstudio(path: str, rows: Rows, images: Mapping[str, tuple[str, int, int]], *,
+                      url_prefix: str = "") -> None:
+  tasks = []
+  for n, image in enumerate(sorted(rows), start=1):
+    name, h, w = images[image]
+    by_annotator = collections.defaultdict(list)
+    for r in rows[image]:
+      by_annotator[r["annotator"]].append(r)
+    annotations = []
+    for a in range(max(by_annotator, default=0) + 1):
+      result = []
+      for k, r in enumerate(by_annotator.get(a, [])):
+        meta = f"rank={r['rank']}" + (f" time_ms={r['time_ms']}" if "time_ms" in r else "")
+        result.append({"id": f"i{n}a{a}p{k}", "type": "keypointlabels", "from_name": "point",
+                       "to_name": "image", "original_width": w, "original_height": h,
+                       "image_rotation": 0,
+                       "value": {"x": r["x"] / w * 100, "y": r["y"] / h * 100, "width": 0.5,
+                                 "keypointlabels": [CLASS_NAMES[r["cls"]]]},
+                       "meta": {"text": [meta]}})
+      present = sorted({r["cls"] for r in by_annotator.get(a, [])})
+      if present:
+        result.append({"id": f"i{n}a{a}tags", "type": "choices", "from_name": "classes",
+                       "to_name": "image", "value": {"choices": [CLASS_NAMES[c] for c in present]}})
+      annotations.append({"result": result, "was_cancelled": False, "ground_truth": False})
+    tasks.append({"id": n, "data": {"image": url_prefix + name}, "annotations": annotations})
+  _write_text(path, json.dumps(tasks, indent=1))
+
+
+def labelstudio_config() -> str:
+  """The labeling config (XML) that matches what write_labelstudio writes and read_labelstudio reads."""
+  labels = "\n".join(f'    <Label value="{n}"/>' for n in CLASS_NAMES[1:])
+  choices = "\n".join(f'    <Choice value="{n}"/>' for n in CLASS_NAMES[1:])
+  return (f'<View>\n  <Image name="image" value="$image"/>\n'
+          f'  <KeyPointLabels name="point" toName="image">\n{labels}\n  </KeyPointLabels>\n'
+          f'  <Choices name="classes" toName="image" choice="multiple">\n{choices}\n  </Choices>\n'
+          f'</View>\n')
+
+
+# ------------------------------------------------------------------------------------------------
+# CVAT for images 1.1.
+
+
+def _cvat_root(path: str) -> ET.Element:
+  if not os.path.isfile(path):
+    raise errors.MissingInputError(f"{path}: file not found")
+  if path.lower().endswith(".zip"):
+    with zipfile.ZipFile(path) as z:
+      if "annotations.xml" not in z.namelist():
+        raise errors.DataError(f"{path}: the zip holds no annotations.xml (export as 'CVAT for "
+                               "images 1.1')")
+      text = z.read("annotations.xml")
+  else:
+    with open(path, "rb") as f:
+      text = f.read()
+  if b"<!DOCTYPE" in text or b"<!ENTITY" in text:
+    raise errors.DataError(f"{path}: XML with a DOCTYPE or entities is refused (CVAT writes none)")
+  try:
+    root = ET.fromstring(text)
+  except ET.ParseError as e:
+    raise errors.DataError(f"{path}: malformed XML ({e})") from e
+  if root.tag != "annotations":
+    raise errors.DataError(f"{path}: root element is <{root.tag}>, expected <annotations> (CVAT XML)")
+  if root.find("track") is not None:
+    raise errors.DataError(f"{path}: this is a 'CVAT for video' export; export as 'CVAT for images 1.1'")
+  return root
+
+
+def read_cvat(path: str, labels: Labels) -> Rows:
+  root = _cvat_root(path)
+  rows: Rows = {}
+  sizes, tags = {}, collections.defaultdict(set)
+  report, rank = _Report(path), _Ranker()
+  for el in root.iter("image"):
+    image = image_id_of(el.get("name", ""))
+    where = f"{path}: image {el.get('name')!r}"
+    if not image:
+      raise errors.DataError(f"{path}: an <image> has no name")
+    _add_image(rows, image, path)
+    sizes[image] = (_number(el.get("height"), source=where, what="height", integer=True),
+                    _number(el.get("width"), source=where, what="width", integer=True))
+    for shape in el:
+      if shape.tag == "tag":
+        tags[image].add(labels.cls(shape.get("label"), source=where))
+        continue
+      if shape.tag != "points":
+        report.ignored[f"<{shape.tag}> shapes"] += 1
+        continue
+      cls = labels.cls(shape.get("label"), source=where)
+      extras = _extras({a.get("name"): a.text for a in shape.findall("attribute")}, source=where)
+      annotator = extras.get("annotator", 0)
+      points = [p for p in (shape.get("points") or "").split(";") if p.strip()]
+      if len(points) > 1 and ("rank" in extras or "time_ms" in extras):
+        raise errors.DataError(f"{where}: a <points> shape with several points cannot carry one "
+                               "rank / time_ms attribute; use one shape per point")
+      for p in points:
+        xy = p.split(",")
+        if len(xy) != 2:
+          raise errors.DataError(f"{where}: points {shape.get('points')!r} must be 'x,y;x,y;...'")
+        rows[image].append({
+            "x": _px(_number(xy[0], source=where, what="x")),
+            "y": _px(_number(xy[1], source=where, what="y")),
+            "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")),
+            "annotator": annotator,
+            **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
+  return _finish(rows, tags, sizes, report)
+
+
+def write_cvat(path: str, rows: Rows, images: Mapping[str, tuple[str, int, int]]) -> None:
+  root = ET.Element("annotations")
+  ET.SubElement(root, "version").text = "1.1"
+  task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+  ET.SubElement(task, "name").text = "pointseg_jax clicks"
+  ET.SubElement(task, "size").text = str(len(rows))
+  ET.SubElement(task, "mode").text = "annotation"
+  labels_el = ET.SubElement(task, "labels")
+  for name in CLASS_NAMES[1:]:
+    label = ET.SubElement(labels_el, "label")
+    ET.SubElement(label, "name").text = name
+    ET.SubElement(label, "type").text = "any"
+    attrs = ET.SubElement(label, "attributes")
+    for attr in EXTRA_KEYS:
+      a = ET.SubElement(attrs, "attribute")
+      ET.SubElement(a, "name").text = attr
+      ET.SubElement(a, "mutable").text = "False"
+      ET.SubElement(a, "input_type").text = "number"
+      ET.SubElement(a, "default_value").text = "1" if attr == "rank" else "0"
+      ET.SubElement(a, "values").text = "0\n100000000\n1"
+  for n, image in enumerate(sorted(rows)):
+    name, h, w = images[image]
+    el = ET.SubElement(root, "image", id=str(n), name=name, width=str(w), height=str(h))
+    for r in rows[image]:
+      shape = ET.SubElement(el, "points", label=CLASS_NAMES[r["cls"]], source="manual",
+                            occluded="0", points=f"{_f32(r['x'])!r},{_f32(r['y'])!r}", z_order="0")
+      for attr in EXTRA_KEYS:
+        if attr in r:
+          ET.SubElement(shape, "attribute", name=attr).text = str(r[attr])
+    for cls in sorted({r["cls"] for r in rows[image]}):
+      ET.SubElement(el, "tag", label=CLASS_NAMES[cls], source="manual")
+  ET.indent(root)
+  _write_text(path, '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# labelme.
+
+
+def read_labelme(path: str, labels: Labels) -> Rows:
+  if os.path.isdir(path):
+    files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(".json"))
+    if not files:
+      raise errors.DataError(f"{path}: no labelme .json files in this folder")
+  else:
+    files = [path]
+  rows: Rows = {}
+  sizes, tags = {}, collections.defaultdict(set)
+  report, rank = _Report(path), _Ranker()
+  for file in files:
+    data = _load_json(file)
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+      raise errors.DataError(f"{file}: not a labelme file (an object with a 'shapes' list)")
+    image = image_id_of(data.get("imagePath") or file)
+    _add_image(rows, image, file)
+    if data.get("imageHeight") is not None and data.get("imageWidth") is not None:
+      sizes[image] = (_number(data["imageHeight"], source=file, what="imageHeight", integer=True),
+                      _number(data["imageWidth"], source=file, what="imageWidth", integer=True))
+    flags_ = data.get("flags") or {}
+    if not isinstance(flags_, dict):
+      raise errors.DataError(f"{file}: flags must be an object {{name: true/false}}")
+    tags[image] |= {labels.cls(k, source=file) for k, v in flags_.items() if v is True}
+    for shape in data["shapes"]:
+      if not isinstance(shape, dict):
+        raise errors.DataError(f"{file}: every shape must be an object")
+      if shape.get("shape_type", "polygon") != "point":
+        report.ignored[f"{shape.get('shape_type', 'polygon')} shapes"] += 1
+        continue
+      pts = shape.get("points")
+      if not isinstance(pts, list) or len(pts) != 1 or not isinstance(pts[0], list) or len(pts[0]) != 2:
+        raise errors.DataError(f"{file}: a point shape needs points [[x, y]], got {pts!r}")
+      cls = labels.cls(shape.get("label"), source=file)
+      extras = _extras(shape, source=file)
+      annotator = extras.get("annotator", 0)
+      rows[image].append({
+          "x": _px(_number(pts[0][0], source=file, what="x")),
+          "y": _px(_number(pts[0][1], source=file, what="y")),
+          "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")), "annotator": annotator,
+          **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
+  return _finish(rows, tags, sizes, report)
+
+
+def write_labelme(out_dir: str, rows: Rows, images: Mapping[str, tuple[str, int, int]],
+                  images_dir: str) -> None:
+  os.makedirs(out_dir, exist_ok=True)
+  for image in sorted(rows):
+    name, h, w = images[image]
+    present = {r["cls"] for r in rows[image]}
+    shapes = [{"label": CLASS_NAMES[r["cls"]], "points": [[_f32(r["x"]), _f32(r["y"])]],
+               "group_id": None, "description": "", "shape_type": "point", "flags": {},
+               "mask": None, **{k: r[k] for k in EXTRA_KEYS if k in r}} for r in rows[image]]
+    data = {"version": LABELME_VERSION,
+            "flags": {n: i in present for i, n in enumerate(CLASS_NAMES) if i},
+            "shapes": shapes,
+            "imagePath": os.path.relpath(os.path.join(images_dir, name), out_dir),
+            "imageData": None, "imageHeight": h, "imageWidth": w}
+    _write_text(os.path.join(out_dir, image + ".json"), json.dumps(data, indent=1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Files and the command line.
+
+
+def _load_json(path: str):
+  if not os.path.isfile(path):
+    raise errors.MissingInputError(f"{path}: file not found")
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.DataError(f"{path}: malformed JSON ({e})") from e
+
+
+def _write_text(path: str, text: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def read_tool(tool: str, path: str, labels: Labels | None = None, **kwargs) -> Rows:
+  labels = labels or Labels()
+  readers = {"labelstudio": read_labelstudio, "cvat": read_cvat, "labelme": read_labelme}
+  return readers[tool](path, labels, **kwargs)
+
+
+def write_tool(tool: str, path: str, rows: Rows, images_dir: str, **kwargs) -> None:
+  images = image_files(images_dir, rows)
+  if tool == "labelstudio":
+    write_labelstudio(path, rows, images, **kwargs)
+  elif tool == "cvat":
+    write_cvat(path, rows, images)
+  else:
+    write_labelme(path, rows, images, images_dir)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags. Defined when run as a program only: tests and notebooks import this
+  module for its readers and writers, next to other tools whose flags share these names."""
+  flags.DEFINE_enum("from", None, TOOLS, "Convert this tool's export to our click JSON.")
+  flags.DEFINE_enum("to", None, TOOLS, "Convert our click JSON to this tool's format.")
+  flags.DEFINE_string("input", None, "File (or labelme folder) to convert.")
+  flags.DEFINE_string("output", None, "File (or labelme folder) to write.")
+  flags.DEFINE_string("images", None, "--to: folder of the images (file names and sizes).")
+  flags.DEFINE_list("label_map", [], "Tool label -> VOC class, e.g. kitty=cat,sofa_chair=sofa.")
+  flags.DEFINE_string("image_url_prefix", "", "--to labelstudio: prefix of each task's image URL, "
+                      "e.g. /data/local-files/?d=voc/JPEGImages/")
+  flags.DEFINE_string("labelstudio_image_key", "image", "--from labelstudio: task data key of the image.")
+  flags.DEFINE_bool("print_labelstudio_config", False, "Print the Label Studio labeling config and exit.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise errors.ConfigError(f"unexpected arguments {argv[1:]}")
+  if FLAGS.print_labelstudio_config:
+    print(labelstudio_config(), end="")
+    return
+  src, dst = FLAGS["from"].value, FLAGS.to
+  if (src is None) == (dst is None):
+    raise errors.ConfigError("give exactly one of --from TOOL (tool -> click JSON) or --to TOOL "
+                             f"(click JSON -> tool), TOOL one of {list(TOOLS)}")
+  if not FLAGS.input or not FLAGS.output:
+    raise errors.ConfigError("--input and --output are required")
+  label_map = {}
+  for item in FLAGS.label_map:
+    if "=" not in item:
+      raise errors.ConfigError(f"--label_map {item!r}: use tool_label=voc_name")
+    k, v = item.split("=", 1)
+    label_map[k.strip()] = v.strip()
+  if src:
+    kwargs = {"image_key": FLAGS.labelstudio_image_key} if src == "labelstudio" else {}
+    rows = read_tool(src, FLAGS.input, Labels(label_map), **kwargs)
+    write_ours(FLAGS.output, rows)
+  else:
+    if not FLAGS.images:
+      raise errors.ConfigError(f"--to {dst} needs --images DIR (each image's file name and size)")
+    rows = read_ours(FLAGS.input)
+    kwargs = {"url_prefix": FLAGS.image_url_prefix} if dst == "labelstudio" else {}
+    write_tool(dst, FLAGS.output, rows, FLAGS.images, **kwargs)
+  n = sum(len(v) for v in rows.values())
+  print(f"{n} clicks on {len(rows)} images: {FLAGS.input} -> {FLAGS.output}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)
