@@ -147,6 +147,7 @@
   async function showImage(pos) {
     S.busy = true;
     S.pos = pos;
+    delete $("marks").dataset.ready;
     const prev = S.answers.get(pos);
     S.clicks = prev && !prev.absent ? prev.clicks.map((c) => ({ x: c.x, y: c.y, t: c.t })) : [];
     const task = S.task;
