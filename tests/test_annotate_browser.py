@@ -251,44 +251,51 @@ def test_browser_to_dataset_to_training(browser, tmp_path):
 
 
 def screenshot(path: str) -> None:
-  """An AllPoints task on two synthetic scenes (procedural, no licence attached), 2 clicks placed."""
+  """An AllPoints task on a synthetic scene (procedural, no licence attached), every instance of the
+  target class clicked (deepest pixel of each), as an annotator would before pressing Enter."""
   import tempfile
   from PIL import Image
+  from scipy import ndimage
   from pointseg_jax.data.synthetic_points import scenes
+  for seed in range(100):                       # a scene with >= 2 instances of one class
+    scene = scenes.render_scene(np.random.default_rng(seed), 300, 400)
+    inst, mask = scene["instance_mask"], scene["mask"]
+    ids = [k for k in np.unique(inst) if 0 < k < 255]
+    by_class = {}
+    for k in ids:
+      vals = mask[inst == k]
+      vals = vals[(vals >= 1) & (vals <= 20)]
+      if vals.size > 300:
+        by_class.setdefault(int(np.bincount(vals).argmax()), []).append(k)
+    cls = next((c for c, ks in by_class.items() if len(ks) >= 2), None)
+    if cls is not None:
+      break
   with tempfile.TemporaryDirectory() as d:
     images = os.path.join(d, "images")
     os.makedirs(images)
-    rng = np.random.default_rng(3)
-    gold = {}
-    for i in range(4):
-      scene = scenes.render_scene(rng, 300, 400)
-      Image.fromarray(scene["image"]).save(os.path.join(images, f"scene_{i}.jpg"), quality=92)
-      if i >= 2:
-        gold[f"scene_{i}"] = []
+    Image.fromarray(scene["image"]).save(os.path.join(images, "scene.jpg"), quality=92)
+    other = scenes.render_scene(np.random.default_rng(1000), 300, 400)["image"]
+    Image.fromarray(other).save(os.path.join(images, "gold.jpg"), quality=92)
     with open(os.path.join(d, "gold.json"), "w") as f:
-      json.dump(gold, f)
-    first = scenes.render_scene(np.random.default_rng(3), 300, 400)
-    classes = [c for c in np.unique(first["mask"]) if 1 <= c <= 20]
+      json.dump({"gold": []}, f)
     store = db.create(os.path.join(d, "p.db"), db.Config(
-        images_dir=images, classes=(int(classes[0]),), kinds=("allpoints",), task_size=3,
-        gold_per_task=1, min_gold_right=1), os.path.join(d, "gold.json"))
+        images_dir=images, classes=(cls,), kinds=("allpoints",), task_size=2, gold_per_task=1,
+        min_gold_right=1), os.path.join(d, "gold.json"))
     token = store.add_annotator("alice")
     with serving(store) as port, sync_api.sync_playwright() as p:
       b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
       page = open_page(b, port, token, viewport=(760, 520))
       ready = wait_next(page, None)
-      name = task_images(store, int(ready.split(":")[0]))[0]
-      scene_mask = first["instance_mask"] if name == "scene_0.jpg" else None
-      if scene_mask is not None:
-        for k in [k for k in np.unique(scene_mask) if 0 < k < 255][:2]:
-          ys, xs = np.nonzero(scene_mask == k)
-          click_image(page, xs.mean(), ys.mean())
-      else:
-        click_image(page, 120, 150)
-        click_image(page, 260, 120)
+      if task_images(store, int(ready.split(":")[0]))[0] == "gold.jpg":
+        page.keyboard.press("n")
+        ready = wait_next(page, ready)
+      for k in by_class[cls]:
+        depth = ndimage.distance_transform_edt(inst == k)
+        y, x = np.unravel_index(np.argmax(depth), depth.shape)
+        click_image(page, x + 0.5, y + 0.5)
       page.screenshot(path=path)
       b.close()
-    print(f"{CLASS_NAMES[int(classes[0])]}: wrote {path}")
+  print(f"{CLASS_NAMES[cls]} x {len(by_class[cls])}: wrote {path}")
 
 
 if __name__ == "__main__":
