@@ -17,7 +17,7 @@ from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export
 from pointseg_jax.annotate import qc
 from pointseg_jax.annotate import report
-from pointseg_jax.data import formats as click_json
+from pointseg_jax.data import click_json
 
 from annotate_util import DOG, GOLD, PERSON, Client, make_images, make_store, right_answer
 from annotate_util import serving, task_images, wrong_answer

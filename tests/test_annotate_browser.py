@@ -17,7 +17,7 @@ import pytest
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export
-from pointseg_jax.data import formats as click_json
+from pointseg_jax.data import click_json
 
 from annotate_util import DOG, GOLD, H, W, make_store, right_answer, serving, task_images
 from annotate_util import wrong_answer

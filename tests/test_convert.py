@@ -13,7 +13,7 @@ from PIL import Image
 
 from pointseg_jax import errors
 from pointseg_jax.data import convert
-from pointseg_jax.data import formats as click_json
+from pointseg_jax.data import click_json
 
 DOG, PERSON, AEROPLANE, CAT = 12, 15, 1, 8
 

@@ -19,12 +19,12 @@ from absl import logging
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax import labels
 from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export as export_lib
 from pointseg_jax.annotate import qc
 from pointseg_jax.annotate import report as report_lib
 from pointseg_jax.annotate import server as server_lib
-from pointseg_jax.data import formats as labels
 
 COMMANDS = ("serve", "add-annotator", "report", "export", "gold")
 FLAGS = flags.FLAGS

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 import os
 import queue
@@ -26,6 +25,7 @@ import sqlite3
 import time
 from typing import Iterator, Mapping, Sequence
 
+from absl import logging
 import numpy as np
 from PIL import Image
 
@@ -33,7 +33,6 @@ from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
 from pointseg_jax.annotate import qc
 
-log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
@@ -164,9 +163,9 @@ def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
     stems[stem] = entry.name
     sizes[entry.name] = (h, w)
   if bad:
-    log.warning("%s: %d unreadable images left out: %s", images_dir, len(bad), ", ".join(bad[:20]))
+    logging.warning("%s: %d unreadable images left out: %s", images_dir, len(bad), ", ".join(bad[:20]))
   if outside:
-    log.warning("%s: %d links to files outside the folder left out: %s", images_dir, len(outside),
+    logging.warning("%s: %d links to files outside the folder left out: %s", images_dir, len(outside),
                 ", ".join(outside[:20]))
   if not sizes:
     raise errors.DataError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_TYPES))}) found")
@@ -198,7 +197,7 @@ def plan_tasks(names: Sequence[str], gold: Mapping[str, Sequence[qc.Box]], confi
       n_present = min(len(present), max(config.gold_per_task - len(absent),
                                         (config.gold_per_task + 1) // 2))
       if kind == config.kinds[0] and n_present == 0:
-        log.warning("class %s: no gold image contains it, so the gold check cannot catch an "
+        logging.warning("class %s: no gold image contains it, so the gold check cannot catch an "
                     "annotator who answers 'not present' everywhere; add gold images with it",
                     CLASS_NAMES[cls])
       for k in range(0, len(work), per):
@@ -495,7 +494,7 @@ def create(path: str, config: Config, gold_path: str) -> Store:
     if os.path.exists(tmp + suffix):
       os.remove(tmp + suffix)
   os.replace(tmp, path)
-  log.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
+  logging.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
            len(tasks), config.task_size)
   return Store(path)
 

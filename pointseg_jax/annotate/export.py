@@ -11,14 +11,12 @@ accepted tasks are exported.
 from __future__ import annotations
 
 import collections
-import logging
 
+from absl import logging
 import numpy as np
 
 from pointseg_jax.annotate import db
-from pointseg_jax.data import formats as click_json
-
-log = logging.getLogger(__name__)
+from pointseg_jax.data import click_json
 
 
 def collect(store: db.Store, *, include_gold: bool = False) -> dict[str, dict[str, np.ndarray]]:
@@ -44,23 +42,17 @@ def collect(store: db.Store, *, include_gold: bool = False) -> dict[str, dict[st
     slots[(image, cls)] += 1
     classes[image].add(cls)
     for rank, (x, y, t) in enumerate(clicks[(aid, pos)], start=1):
-      rows[image].append((annotator, cls, rank, x, y, t))
+      rows[image].append({"x": x, "y": y, "cls": cls, "rank": rank, "annotator": annotator,
+                          "time_ms": t})
   asked = set(store.config.classes)
   partial = sorted(i for i, c in classes.items() if c != asked)
   if partial:
-    log.warning("%d images have accepted answers for only some of the %d classes of the project "
+    logging.warning("%d images have accepted answers for only some of the %d classes of the project "
                 "(a class without clicks reads as absent): %s", len(partial), len(asked),
                 ", ".join(partial[:20]) + (" ..." if len(partial) > 20 else ""))
-  out = {}
-  for image in sorted(classes):
-    r = sorted(rows[image], key=lambda row: row[:3])
-    out[image] = {"y": np.array([v[4] for v in r], np.float32),
-                  "x": np.array([v[3] for v in r], np.float32),
-                  "cls": np.array([v[1] for v in r], np.int32),
-                  "rank": np.array([v[2] for v in r], np.int32),
-                  "annotator": np.array([v[0] for v in r], np.int32),
-                  "time_ms": np.array([v[5] for v in r], np.int32)}
-  return out
+  return {image: click_json.rows_to_arrays(
+      sorted(rows[image], key=lambda r: (r["annotator"], r["cls"], r["rank"])))
+          for image in sorted(classes)}
 
 
 def export(store: db.Store, path: str, *, include_gold: bool = False) -> dict[str, int]:

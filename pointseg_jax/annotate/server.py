@@ -19,15 +19,15 @@ from __future__ import annotations
 import http.server
 import importlib.resources
 import json
-import logging
 import os
 import socket
 import sqlite3
 import urllib.parse
 
+from absl import logging
+
 from pointseg_jax.annotate import db
 
-log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024          # bytes of one request body (an answer with 100 clicks is ~5 KB)
 MAX_TOKEN = 128
@@ -64,7 +64,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     return self.server_version
 
   def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-    log.debug("%s %s", self.address_string(), format % args)
+    logging.debug("%s %s", self.address_string(), format % args)
 
   def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
     if self.command == "POST" and not self._consumed:
@@ -85,9 +85,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
   def _error(self, status: int, message: str, extra: dict | None = None) -> None:
     if status >= 500:
-      log.error("%s %s -> %d %s", self.command, self.path.split("?")[0], status, message)
+      logging.error("%s %s -> %d %s", self.command, self.path.split("?")[0], status, message)
     else:
-      log.info("%s %s -> %d %s", self.command, self.path.split("?")[0], status, message)
+      logging.info("%s %s -> %d %s", self.command, self.path.split("?")[0], status, message)
     self._json(status, {"error": message}, extra)
 
   def _annotator(self) -> int | None:
@@ -131,7 +131,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     except (BrokenPipeError, ConnectionResetError, socket.timeout):
       self.close_connection = True
     except Exception:  # pylint: disable=broad-except
-      log.exception("internal error on %s %s", self.command, self.path.split("?")[0])
+      logging.exception("internal error on %s %s", self.command, self.path.split("?")[0])
       self._error(500, "internal error (logged on the server)")
 
   # -- routes -----------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class AnnotationServer(http.server.ThreadingHTTPServer):
     super().__init__(address, Handler)
 
   def handle_error(self, request, client_address):
-    log.debug("connection error from %s", client_address, exc_info=True)
+    logging.debug("connection error from %s", client_address, exc_info=True)
 
 
 def make_server(store: db.Store, host: str = "127.0.0.1", port: int = 8000) -> AnnotationServer:

@@ -131,7 +131,7 @@ def empty_clicks() -> dict[str, np.ndarray]:
           "annotator": np.zeros(0, np.int32)}
 
 
-def _to_arrays(rows: list[dict]) -> dict[str, np.ndarray]:
+def rows_to_arrays(rows: list[dict]) -> dict[str, np.ndarray]:
   """Checked clicks (each with "annotator") -> clicks dict; "time_ms" = -1 where a click has none."""
   if not rows:
     return empty_clicks()
@@ -198,7 +198,7 @@ def load_clicks(main_path: str | os.PathLike | None = None,
                       "(given to annotator 1) in %d images: %s", os.fspath(supp_path),
                       sum(orphans.values()), len(ids),
                       ", ".join(ids[:_LOG_IDS]) + (" ..." if len(ids) > _LOG_IDS else ""))
-  return {key: _to_arrays(r) for key, r in rows.items()}
+  return {key: rows_to_arrays(r) for key, r in rows.items()}
 
 
 def _click_rows(clicks: Mapping[str, np.ndarray], *, source: str, image_id: Any,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import math
 import os
 import re
@@ -38,14 +37,14 @@ from typing import Mapping
 
 import numpy as np
 from absl import flags
+from absl import logging
 from PIL import Image
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import errors
-from pointseg_jax.data import formats as click_json
+from pointseg_jax.data import click_json
 
-log = logging.getLogger(__name__)
 
 TOOLS = ("labelstudio", "cvat", "labelme")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -137,14 +136,14 @@ class _Report:
 
   def log(self) -> None:
     if self.ignored:
-      log.warning("%s: ignored %s (only points and image tags are read)", self.source,
+      logging.warning("%s: ignored %s (only points and image tags are read)", self.source,
                   ", ".join(f"{n} {k}" for k, n in sorted(self.ignored.items())))
     if self.tag_only:
-      log.warning("%s: %d image tags name a class without a click; the click JSON cannot hold "
+      logging.warning("%s: %d image tags name a class without a click; the click JSON cannot hold "
                   "them (e.g. %s)", self.source, len(self.tag_only),
                   ", ".join(f"{i}:{CLASS_NAMES[c]}" for i, c in self.tag_only[:10]))
     if self.outside:
-      log.warning("%s: clicks outside their image in %d images (the dataset builder clips or "
+      logging.warning("%s: clicks outside their image in %d images (the dataset builder clips or "
                   "drops them and says so): %s", self.source, len(self.outside),
                   ", ".join(sorted(set(self.outside))[:20]))
 
@@ -179,33 +178,19 @@ def _extras(values: Mapping, *, source: str) -> dict:
 
 
 def read_ours(path: str) -> Rows:
-  """Rows of a click JSON file (annotator 0 where the file names none)."""
-  arrays = click_json.load_clicks(path)
+  """Rows of a click JSON file, checked by `click_json` (annotator 0 where the file names none)."""
   rows = {}
-  for image in sorted(arrays):
-    c = arrays[image]
-    rows[image] = []
-    for i in range(len(c["x"])):
-      row = {"x": float(c["x"][i]), "y": float(c["y"][i]), "cls": int(c["cls"][i]),
-             "rank": int(c["rank"][i]), "annotator": int(c["annotator"][i])}
-      if "time_ms" in c and int(c["time_ms"][i]) >= 0:
-        row["time_ms"] = int(c["time_ms"][i])
-      rows[image].append(row)
+  for image, clicks in sorted(click_json.read_click_json(path).items()):
+    rows[image] = [{"x": _px(c["x"]), "y": _px(c["y"]), "cls": c["cls"], "rank": c["rank"],
+                    "annotator": c.get("annotator", 0),
+                    **({"time_ms": c["time_ms"]} if c.get("time_ms") is not None else {})}
+                   for c in clicks]
   return rows
 
 
 def to_arrays(rows: Rows) -> dict[str, dict[str, np.ndarray]]:
-  """Rows -> the clicks arrays `write_click_json` writes (time_ms -1 where a click has none)."""
-  out = {}
-  for image, clicks in rows.items():
-    out[image] = {"y": np.array([r["y"] for r in clicks], np.float32),
-                  "x": np.array([r["x"] for r in clicks], np.float32),
-                  "cls": np.array([r["cls"] for r in clicks], np.int32),
-                  "rank": np.array([r["rank"] for r in clicks], np.int32),
-                  "annotator": np.array([r["annotator"] for r in clicks], np.int32)}
-    if any("time_ms" in r for r in clicks):
-      out[image]["time_ms"] = np.array([r.get("time_ms", -1) for r in clicks], np.int32)
-  return out
+  """Rows -> the clicks arrays `click_json.write_click_json` writes."""
+  return {image: click_json.rows_to_arrays(clicks) for image, clicks in rows.items()}
 
 
 def write_ours(path: str, rows: Rows) -> None:
