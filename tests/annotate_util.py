@@ -54,7 +54,8 @@ def make_store(root, **config) -> db.Store:
 def serving(store: db.Store):
   """The server on a free localhost port, in a thread; yields its port."""
   httpd = server_lib.make_server(store, "127.0.0.1", 0)
-  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+  thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                            daemon=True)
   thread.start()
   try:
     yield httpd.server_address[1]
