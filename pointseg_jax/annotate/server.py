@@ -195,7 +195,7 @@ def _query_ints(query: str, names: tuple[str, ...]) -> dict[str, int]:
   out = {}
   for name in names:
     values = params.get(name, [])
-    if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 12:
+    if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()) or len(values[0]) > 12:
       raise _HttpError(400, f"query parameter {name} must be one non-negative integer")
     out[name] = int(values[0])
   return out
