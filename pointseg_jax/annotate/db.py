@@ -166,7 +166,7 @@ def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
     logging.warning("%s: %d unreadable images left out: %s", images_dir, len(bad), ", ".join(bad[:20]))
   if outside:
     logging.warning("%s: %d links to files outside the folder left out: %s", images_dir, len(outside),
-                ", ".join(outside[:20]))
+                    ", ".join(outside[:20]))
   if not sizes:
     raise errors.DataError(f"{images_dir}: no images ({', '.join(sorted(IMAGE_TYPES))}) found")
   return sizes
@@ -198,8 +198,8 @@ def plan_tasks(names: Sequence[str], gold: Mapping[str, Sequence[qc.Box]], confi
                                         (config.gold_per_task + 1) // 2))
       if kind == config.kinds[0] and n_present == 0:
         logging.warning("class %s: no gold image contains it, so the gold check cannot catch an "
-                    "annotator who answers 'not present' everywhere; add gold images with it",
-                    CLASS_NAMES[cls])
+                        "annotator who answers 'not present' everywhere; add gold images with it",
+                        CLASS_NAMES[cls])
       for k in range(0, len(work), per):
         rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls, k])
         chosen = (list(rng.choice(present, n_present, replace=False)) +
@@ -249,10 +249,11 @@ class Store:
       conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
       try:
         yield conn
+        conn.execute("COMMIT")
       except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:   # also when COMMIT itself failed: the pooled connection stays usable
+          conn.execute("ROLLBACK")
         raise
-      conn.execute("COMMIT")
 
   def close(self) -> None:
     while True:
@@ -468,8 +469,11 @@ def create(path: str, config: Config, gold_path: str) -> Store:
   tmp = path + ".creating"
   if os.path.exists(tmp):
     os.remove(tmp)
-  conn = connect(tmp)
+  # A rollback journal (not WAL) while creating: the finished file is then complete on its own and
+  # can be renamed into place; Store opens it in WAL mode.
+  conn = sqlite3.connect(tmp, isolation_level=None)
   try:
+    conn.execute("PRAGMA synchronous = FULL")
     conn.executescript(_SCHEMA)   # the file only becomes `path` (os.replace) once complete
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
@@ -490,12 +494,9 @@ def create(path: str, config: Config, gold_path: str) -> Store:
     conn.execute("COMMIT")
   finally:
     conn.close()
-  for suffix in ("-wal", "-shm"):
-    if os.path.exists(tmp + suffix):
-      os.remove(tmp + suffix)
   os.replace(tmp, path)
   logging.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
-           len(tasks), config.task_size)
+               len(tasks), config.task_size)
   return Store(path)
 
 

@@ -48,8 +48,8 @@ def collect(store: db.Store, *, include_gold: bool = False) -> dict[str, dict[st
   partial = sorted(i for i, c in classes.items() if c != asked)
   if partial:
     logging.warning("%d images have accepted answers for only some of the %d classes of the project "
-                "(a class without clicks reads as absent): %s", len(partial), len(asked),
-                ", ".join(partial[:20]) + (" ..." if len(partial) > 20 else ""))
+                    "(a class without clicks reads as absent): %s", len(partial), len(asked),
+                    ", ".join(partial[:20]) + (" ..." if len(partial) > 20 else ""))
   return {image: click_json.rows_to_arrays(
       sorted(rows[image], key=lambda r: (r["annotator"], r["cls"], r["rank"])))
           for image in sorted(classes)}

@@ -137,15 +137,15 @@ class _Report:
   def log(self) -> None:
     if self.ignored:
       logging.warning("%s: ignored %s (only points and image tags are read)", self.source,
-                  ", ".join(f"{n} {k}" for k, n in sorted(self.ignored.items())))
+                      ", ".join(f"{n} {k}" for k, n in sorted(self.ignored.items())))
     if self.tag_only:
       logging.warning("%s: %d image tags name a class without a click; the click JSON cannot hold "
-                  "them (e.g. %s)", self.source, len(self.tag_only),
-                  ", ".join(f"{i}:{CLASS_NAMES[c]}" for i, c in self.tag_only[:10]))
+                      "them (e.g. %s)", self.source, len(self.tag_only),
+                      ", ".join(f"{i}:{CLASS_NAMES[c]}" for i, c in self.tag_only[:10]))
     if self.outside:
       logging.warning("%s: clicks outside their image in %d images (the dataset builder clips or "
-                  "drops them and says so): %s", self.source, len(self.outside),
-                  ", ".join(sorted(set(self.outside))[:20]))
+                      "drops them and says so): %s", self.source, len(self.outside),
+                      ", ".join(sorted(set(self.outside))[:20]))
 
 
 def _finish(rows: Rows, tags: Mapping[str, set], sizes: Mapping[str, tuple[int, int]],
