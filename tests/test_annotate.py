@@ -6,12 +6,10 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
 from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export

@@ -19,7 +19,7 @@ from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export
 from pointseg_jax.data import click_json
 
-from annotate_util import DOG, GOLD, H, W, make_store, right_answer, serving, task_images
+from annotate_util import DOG, H, make_store, right_answer, serving, task_images
 from annotate_util import wrong_answer
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "

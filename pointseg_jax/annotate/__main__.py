@@ -28,28 +28,43 @@ from pointseg_jax.annotate import server as server_lib
 
 COMMANDS = ("serve", "add-annotator", "report", "export", "gold")
 FLAGS = flags.FLAGS
-flags.DEFINE_string("db", None, "Project database (SQLite file); serve creates it on first use.")
-flags.DEFINE_string("images", None, "serve: folder of the images to annotate (and the gold images).")
-flags.DEFINE_string("gold", None, "serve: gold file, JSON {image: [{cls, box}]} (docs/annotate.md).")
-flags.DEFINE_list("classes", list(CLASS_NAMES[1:]), "serve: target classes (VOC names or ids).")
-flags.DEFINE_list("task_types", ["1point"], "serve: task kinds, of 1point, allpoints.")
-flags.DEFINE_integer("task_size", 50, "serve: images per task, gold included (paper: 50).")
-flags.DEFINE_integer("gold_per_task", 10, "serve: gold images per task (paper: 10).")
-flags.DEFINE_integer("min_gold_right", 8, "serve: gold images that must be right (paper: 8).")
-flags.DEFINE_integer("redundancy", 1, "serve: annotators who must pass each task.")
-flags.DEFINE_integer("seed", 0, "serve: seed of the gold planting and image order.")
-flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on (0.0.0.0: every interface).")
-flags.DEFINE_integer("port", 8000, "serve: port (0: any free port).")
-flags.DEFINE_multi_string("add_annotator", [], "serve: create this annotator and print its link.")
-flags.DEFINE_string("name", None, "add-annotator: the annotator's name.")
-flags.DEFINE_bool("include_rejected", False, "report: also time the tasks that failed QC.")
-flags.DEFINE_string("json", None, "report: also write the numbers to this JSON file.")
-flags.DEFINE_string("output", None, "export / gold: file to write.")
-flags.DEFINE_bool("include_gold", False, "export: also export the answers on gold images.")
-flags.DEFINE_string("masks", None, "gold: folder of VOC class PNGs (SegmentationClass).")
-flags.DEFINE_string("instances", None, "gold: folder of VOC instance PNGs (SegmentationObject).")
-flags.DEFINE_string("ids_file", None, "gold: text file of image ids, one a line (default: all masks).")
-flags.DEFINE_integer("num", None, "gold: use the first NUM ids only.")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("db", None,
+                      "Project database (SQLite file); serve creates it on first use.", **fv)
+  flags.DEFINE_string("images", None,
+                      "serve: folder of the images to annotate (and the gold images).", **fv)
+  flags.DEFINE_string("gold", None,
+                      "serve: gold file, JSON {image: [{cls, box}]} (docs/annotate.md).", **fv)
+  flags.DEFINE_list("classes", list(CLASS_NAMES[1:]),
+                    "serve: target classes (VOC names or ids).", **fv)
+  flags.DEFINE_list("task_types", ["1point"], "serve: task kinds, of 1point, allpoints.", **fv)
+  flags.DEFINE_integer("task_size", 50, "serve: images per task, gold included (paper: 50).", **fv)
+  flags.DEFINE_integer("gold_per_task", 10, "serve: gold images per task (paper: 10).", **fv)
+  flags.DEFINE_integer("min_gold_right", 8,
+                       "serve: gold images that must be right (paper: 8).", **fv)
+  flags.DEFINE_integer("redundancy", 1, "serve: annotators who must pass each task.", **fv)
+  flags.DEFINE_integer("seed", 0, "serve: seed of the gold planting and image order.", **fv)
+  flags.DEFINE_string("host", "127.0.0.1",
+                      "serve: address to listen on (0.0.0.0: every interface).", **fv)
+  flags.DEFINE_integer("port", 8000, "serve: port (0: any free port).", **fv)
+  flags.DEFINE_multi_string("add_annotator", [],
+                            "serve: create this annotator and print its link.", **fv)
+  flags.DEFINE_string("name", None, "add-annotator: the annotator's name.", **fv)
+  flags.DEFINE_bool("include_rejected", False, "report: also time the tasks that failed QC.", **fv)
+  flags.DEFINE_string("json", None, "report: also write the numbers to this JSON file.", **fv)
+  flags.DEFINE_string("output", None, "export / gold: file to write.", **fv)
+  flags.DEFINE_bool("include_gold", False, "export: also export the answers on gold images.", **fv)
+  flags.DEFINE_string("masks", None, "gold: folder of VOC class PNGs (SegmentationClass).", **fv)
+  flags.DEFINE_string("instances", None,
+                      "gold: folder of VOC instance PNGs (SegmentationObject).", **fv)
+  flags.DEFINE_string("ids_file", None,
+                      "gold: text file of image ids, one a line (default: all masks).", **fv)
+  flags.DEFINE_integer("num", None, "gold: use the first NUM ids only.", **fv)
+
 
 # serve flags that only matter when the project is created.
 CREATE_FLAGS = ("images", "gold", "classes", "task_types", "task_size", "gold_per_task",
@@ -163,4 +178,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

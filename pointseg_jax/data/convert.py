@@ -551,20 +551,22 @@ def write_tool(tool: str, path: str, rows: Rows, images_dir: str, **kwargs) -> N
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-  """The command's flags. Defined when run as a program only: tests and notebooks import this
-  module for its readers and writers, next to other tools whose flags share these names."""
-  flags.DEFINE_enum("from", None, TOOLS, "Convert this tool's export to our click JSON.")
-  flags.DEFINE_enum("to", None, TOOLS, "Convert our click JSON to this tool's format.")
-  flags.DEFINE_string("input", None, "File (or labelme folder) to convert.")
-  flags.DEFINE_string("output", None, "File (or labelme folder) to write.")
-  flags.DEFINE_string("images", None, "--to: folder of the images (file names and sizes).")
-  flags.DEFINE_list("label_map", [], "Tool label -> VOC class, e.g. kitty=cat,sofa_chair=sofa.")
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global, and
+  tests and notebooks import this module for its readers and writers)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_enum("from", None, TOOLS, "Convert this tool's export to our click JSON.", **fv)
+  flags.DEFINE_enum("to", None, TOOLS, "Convert our click JSON to this tool's format.", **fv)
+  flags.DEFINE_string("input", None, "File (or labelme folder) to convert.", **fv)
+  flags.DEFINE_string("output", None, "File (or labelme folder) to write.", **fv)
+  flags.DEFINE_string("images", None, "--to: folder of the images (file names and sizes).", **fv)
+  flags.DEFINE_list("label_map", [], "Tool label -> VOC class, e.g. kitty=cat,sofa_chair=sofa.", **fv)
   flags.DEFINE_string("image_url_prefix", "", "--to labelstudio: prefix of each task's image URL, "
-                      "e.g. /data/local-files/?d=voc/JPEGImages/")
-  flags.DEFINE_string("labelstudio_image_key", "image", "--from labelstudio: task data key of the image.")
-  flags.DEFINE_bool("print_labelstudio_config", False, "Print the Label Studio labeling config and exit.")
-
+                      "e.g. /data/local-files/?d=voc/JPEGImages/", **fv)
+  flags.DEFINE_string("labelstudio_image_key", "image",
+                      "--from labelstudio: task data key of the image.", **fv)
+  flags.DEFINE_bool("print_labelstudio_config", False,
+                    "Print the Label Studio labeling config and exit.", **fv)
 
 def main(argv):
   if len(argv) > 1:
