@@ -307,3 +307,32 @@ def test_cli_both_directions_and_errors(tmp_path):
   r = _cli("--print_labelstudio_config")
   assert r.returncode == 0 and '<KeyPointLabels name="point" toName="image">' in r.stdout
   assert '<Label value="tvmonitor"/>' in r.stdout and 'choice="multiple"' in r.stdout
+
+
+def test_a_tool_export_feeds_the_dataset_builder(tmp_path):
+  """One conversion command and the voc2012_points builder reads the result: a Label Studio export
+  of clicks on a fabricated VOC tree becomes the builder's click file, every click on its object."""
+  from test_voc2012_points import make_tree
+  from pointseg_jax.data.voc2012_points import voc2012_points as vp
+  root = tmp_path / "manual"
+  root.mkdir()
+  truth, _, _ = make_tree(root)
+  rows = {}
+  for image, (mask, _) in truth.items():      # a person in Label Studio: a click on each object
+    rows[image] = []
+    for cls in sorted(int(c) for c in np.unique(mask) if 1 <= c <= 20):
+      ys, xs = np.nonzero(mask == cls)
+      k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+      rows[image].append({"x": xs[k] + 0.5, "y": ys[k] + 0.5, "cls": cls, "rank": 1, "annotator": 0})
+  images = str(root / "VOCdevkit" / "VOC2012" / "JPEGImages")
+  convert.write_tool("labelstudio", str(tmp_path / "ls.json"), rows, images)
+  (root / vp.SUPP_JSON).unlink()
+  r = _cli("--from=labelstudio", f"--input={tmp_path / 'ls.json'}", f"--output={root / vp.MAIN_JSON}")
+  assert r.returncode == 0, r.stderr
+  clicks = click_json.load_clicks(str(root / vp.MAIN_JSON))
+  src = vp.Sources(str(root))
+  for image, (mask, _) in truth.items():
+    ex = vp.make_example(src, image, clicks, vp.Counts())
+    c = ex["clicks"]
+    assert len(c["x"]) == len(rows[image]) > 0
+    np.testing.assert_array_equal(mask[c["y"].astype(int), c["x"].astype(int)], c["cls"])
