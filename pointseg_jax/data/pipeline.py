@@ -141,7 +141,7 @@ def _open_builder(spec: spec_lib.DataSpec):
     raise errors.DataError(
         f"config.data.dataset = {spec.dataset!r} is not prepared in {builder.data_dir!r}; run "
         f"pointseg_jax.data.prepare({spec.dataset!r}, data_dir={spec.data_dir!r}) first "
-        "(voc2012_points also needs manual_dir)")
+        "(voc2012_points and custom_points also need manual_dir)")
   return builder
 
 

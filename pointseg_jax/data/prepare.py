@@ -4,6 +4,7 @@
     builder = prepare("synthetic_points/default")          # builds once, then reuses
     ds = builder.as_dataset(split="train")
     builder = prepare("voc2012_points", manual_dir="~/data/voc")   # real data, manual download
+    builder = prepare("custom_points", manual_dir="my_data")       # your images + click JSON
 
 `tfds build` itself needs apache_beam, which the pinned stack does not install; this is the same
 `download_and_prepare` call with the package's builders registered and clear errors when the manual
@@ -20,8 +21,11 @@ from pointseg_jax import errors
 BUILDERS = {
     "synthetic_points": "pointseg_jax.data.synthetic_points",
     "voc2012_points": "pointseg_jax.data.voc2012_points",
+    "custom_points": "pointseg_jax.data.custom_points",
 }
 VOC_MARKER = os.path.join("VOCdevkit", "VOC2012")
+# Builders that read a manual_dir -> the entry that must be in it.
+MANUAL_MARKERS = {"voc2012_points": VOC_MARKER, "custom_points": "images"}
 
 
 class NoStdoutBanner:
@@ -64,7 +68,8 @@ def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
   name = builder_name(dataset)
   if name not in BUILDERS:
     raise errors.ConfigError(f"unknown dataset {dataset!r}: expected one of {sorted(BUILDERS)} "
-                     "(e.g. 'synthetic_points/tiny', 'synthetic_points/default', 'voc2012_points')")
+                     "(e.g. 'synthetic_points/tiny', 'synthetic_points/default', 'voc2012_points', "
+                     "'custom_points')")
   importlib.import_module(BUILDERS[name])
   if data_dir is not None:
     data_dir = os.path.expanduser(data_dir)
@@ -79,9 +84,10 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
             manual_dir: str | None = None, num_workers: int | None = None):
   """Builds `dataset` on first use (idempotent) and returns its TFDS builder.
 
-  dataset: 'synthetic_points[/tiny|/default]' (generated here, with a progress bar) or
+  dataset: 'synthetic_points[/tiny|/default]' (generated here, with a progress bar),
     'voc2012_points' (from the manually downloaded archives in `manual_dir`, default
-    `<data_dir>/downloads/manual`, as TFDS does).
+    `<data_dir>/downloads/manual`, as TFDS does) or 'custom_points[/no_objectness]' (your folder
+    `manual_dir`, docs/data_custom.md).
   data_dir: TFDS data dir (None = TFDS default, ~/tensorflow_datasets or $TFDS_DATA_DIR).
   num_workers: processes generating synthetic examples (default: one per core for big splits).
   """
@@ -91,13 +97,23 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
   name = builder_name(dataset)
   kwargs = {"num_workers": num_workers} if name == "synthetic_points" and num_workers else {}
   builder = get_builder(dataset, data_dir, **kwargs)
+  manual = None
+  if name in MANUAL_MARKERS:
+    manual = os.path.expanduser(manual_dir) if manual_dir else os.path.join(
+        os.fspath(builder.data_dir_root), "downloads", "manual")
   if builder.is_prepared():
+    # custom_points: a folder that changed since the build must not be silently ignored.
+    if manual_dir and hasattr(builder, "check_prepared_from"):
+      builder.check_prepared_from(manual)
     logging.info("%s already prepared in %s", dataset, builder.data_dir)
     return builder
   download_config = None
+  if name == "custom_points" and not os.path.isdir(os.path.join(manual, MANUAL_MARKERS[name])):
+    raise errors.MissingInputError(
+        f"custom_points is not prepared in {builder.data_dir_root} and {manual!r} has no "
+        f"images/ folder: pass your folder as manual_dir (config.data.manual_dir)."
+        f"\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
   if name == "voc2012_points":
-    manual = os.path.expanduser(manual_dir) if manual_dir else os.path.join(
-        os.fspath(builder.data_dir_root), "downloads", "manual")
     if not os.path.isdir(os.path.join(manual, VOC_MARKER)):
       raise errors.MissingInputError(
           f"voc2012_points is not prepared in {builder.data_dir_root} and its manual data is not "
@@ -105,6 +121,7 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
           f"get the archives yourself, then call prepare('voc2012_points', manual_dir=DIR)."
           f"\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\nWithout real data, use "
           "'synthetic_points/default' (built here, no download).")
+  if manual is not None:
     download_config = tfds.download.DownloadConfig(manual_dir=manual)
   logging.info("preparing %s in %s (first use; later calls reuse it)", dataset, builder.data_dir)
   builder.download_and_prepare(download_config=download_config)
@@ -112,9 +129,13 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
 
 
 def prepare_spec(spec):
-  """`prepare` for a run's DataSpec: build on first use (synthetic) or say how to get VOC."""
+  """`prepare` for a run's DataSpec: build on first use (synthetic) or say how to get VOC; then
+  the builder's own check of the spec (custom_points: label kinds that need masks)."""
   try:
-    return prepare(spec.dataset, spec.data_dir,
-                   **({"manual_dir": spec.manual_dir} if spec.manual_dir else {}))
+    builder = prepare(spec.dataset, spec.data_dir,
+                      **({"manual_dir": spec.manual_dir} if spec.manual_dir else {}))
+    if hasattr(builder, "check_spec"):
+      builder.check_spec(spec)
+    return builder
   except errors.UserError as e:
     raise type(e)(f"config.data.dataset={spec.dataset!r}: {e}") from e

@@ -101,10 +101,11 @@ def _tfds_jobs(examples, out, opts):
 
 
 def run(out, images=None, tfds_name=None, split=None, data_dir=None, workers=None, seed=0,
-        num_windows=1000, max_side=None, recursive=False, progress=True):
+        num_windows=1000, max_side=None, recursive=False, progress=True, names=None):
   """Compute the missing maps; returns {"done": n, "skipped": n, "failed": {name: error}}.
 
-  The inputs are checked (and listed) before `out` is created.
+  The inputs are checked (and listed) before `out` is created. `names` (with `images`): only the
+  images of these names (the custom_points builder computes maps for the images it uses only).
   """
   out = pathlib.Path(out)
   opts = {"seed": seed, "num_windows": num_windows,
@@ -113,6 +114,9 @@ def run(out, images=None, tfds_name=None, split=None, data_dir=None, workers=Non
     raise errors.ConfigError("give exactly one of --images DIR or --tfds NAME")
   if images is not None:
     listing = list_images(images, recursive)
+    if names is not None:
+      names = set(names)
+      listing = [(n, p) for n, p in listing if n in names]
   else:
     examples = _tfds_examples(tfds_name, split, data_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +136,8 @@ def run(out, images=None, tfds_name=None, split=None, data_dir=None, workers=Non
     total = None
     job_iter = _tfds_jobs(examples, out, opts)
   workers = workers or len(os.sched_getaffinity(0))
+  if total is not None:
+    workers = min(workers, total)   # no pool of idle processes for a handful of maps
   failed, done = {}, 0
   bar = tqdm(total=total, desc="objectness", unit="img", disable=not progress)
   if workers <= 1:

@@ -39,9 +39,9 @@ OBJECTNESS_DIR = "objectness"
 _LOG_IDS = 20
 
 
-def id_seed(image_id: str) -> int:
+def id_seed(image_id: str, dataset: str = "voc2012_points") -> int:
   """Stable 64-bit seed of an image id (SHA-256; Python's hash() changes between runs)."""
-  return int.from_bytes(hashlib.sha256(f"voc2012_points/{image_id}".encode()).digest()[:8], "little")
+  return int.from_bytes(hashlib.sha256(f"{dataset}/{image_id}".encode()).digest()[:8], "little")
 
 
 # ----------------------------------------------------------------------------------------------
