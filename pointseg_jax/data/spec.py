@@ -39,7 +39,7 @@ class DataSpec:
   """Every data field and its default (the configs override what they need)."""
   dataset: str = "synthetic_points/default"   # TFDS name (data/prepare.py BUILDERS + config)
   data_dir: str | None = None      # TFDS data dir (None = TFDS default, ~/tensorflow_datasets)
-  manual_dir: str | None = None    # voc2012_points: the unpacked VOCdevkit / SBD / JSON folder
+  manual_dir: str | None = None    # voc2012_points: VOCdevkit / SBD / JSON; custom_points: your folder
   image_size: tuple[int, int] = (128, 128)   # static (H, W) of every batch
   label_kind: str = "one_point"    # LABEL_KINDS: what sparse_labels holds
   squiggle_radius: float = 5       # stroke half-width, stored-image pixels (paper: 2, 5, 25)
