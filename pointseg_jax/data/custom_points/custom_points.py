@@ -37,8 +37,7 @@ from pointseg_jax.data import click_json
 from pointseg_jax.data import clicks as clicks_lib
 from pointseg_jax.data import features
 from pointseg_jax.data.prepare import NoStdoutBanner
-from pointseg_jax.data.voc2012_points.voc2012_points import id_seed
-from pointseg_jax.data.voc2012_points.voc2012_points import read_image
+from pointseg_jax.data.voc2012_points import voc2012_points as voc
 from pointseg_jax.errors import ConfigError
 from pointseg_jax.errors import DataError
 from pointseg_jax.objectness import precompute
@@ -241,7 +240,7 @@ class Counts:
 def make_example(folder: Folder, p: Plan, image_id: str, counts: Counts) -> dict | None:
   """One example of `features.click_features('jpeg')`, or None for an unreadable image."""
   try:
-    image, h, w, converted = read_image(p.images[image_id])
+    image, h, w, converted = voc.read_image(p.images[image_id])
   except DataError as e:
     counts.unreadable[image_id] = str(e)
     return None
@@ -255,39 +254,16 @@ def make_example(folder: Folder, p: Plan, image_id: str, counts: Counts) -> dict
                       "image's size")
   else:   # no ground truth: all void, no instances (features.py)
     mask, inst = np.full((h, w), 255, np.uint8), None
-  sim = clicks_lib.simulate_annotations(mask, inst, np.random.default_rng(id_seed(image_id, NAME)))
+  sim = clicks_lib.simulate_annotations(mask, inst, np.random.default_rng(voc.id_seed(image_id, NAME)))
   if image_id in p.clicks:
-    clicks, n_clip, n_drop = click_json.clip_clicks(p.clicks[image_id], h, w)
-    if n_clip:
-      counts.clipped[image_id] = n_clip
-    if n_drop:
-      counts.dropped[image_id] = n_drop
-    sim["clicks"] = {k: clicks[k] for k in click_json.CLICK_FIELDS}
+    sim["clicks"] = voc.fit_clicks(p.clicks[image_id], image_id, h, w, counts)
   else:
     counts.masked_without_clicks.append(image_id)
     sim["clicks"] = click_json.empty_clicks()
-  obj_path = folder.path(OBJECTNESS, image_id + ".png")
-  has_obj = os.path.isfile(obj_path)
-  if has_obj:
-    objectness = labels.read_objectness_png(obj_path)
-    if objectness.shape != (h, w):
-      raise DataError(f"{obj_path}: objectness shape {objectness.shape} differs from the image "
-                      f"({h}, {w}); delete it to have it recomputed")
-  else:
-    objectness = np.zeros((h, w), np.uint8)
   classes = (clicks_lib.present_classes(mask) if image_id in p.masked
              else sorted({int(c) for c in sim["clicks"]["cls"]}))
-  return {
-      "id": image_id,
-      "image": image,
-      "mask": mask[..., None],
-      "instance_mask": (inst if inst is not None else np.zeros_like(mask))[..., None],
-      "has_instances": inst is not None,
-      "classes": classes,
-      "objectness": objectness[..., None],
-      "has_objectness": has_obj,
-      **sim,
-  }
+  return voc.example_dict(image_id, image, mask, inst, classes, voc.read_objectness(
+      folder.path(OBJECTNESS, image_id + ".png"), h, w), sim)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -193,6 +193,44 @@ class Counts:
                   split, len(self.converted), ids(self.converted))
 
 
+def fit_clicks(clicks: dict, image_id: str, height: int, width: int, counts) -> dict:
+  """An image's clicks fitted into it (`click_json.clip_clicks`), counted in `counts.clipped` /
+  `counts.dropped` for the log; the `clicks` feature."""
+  fitted, n_clip, n_drop = click_json.clip_clicks(clicks, height, width)
+  if n_clip:
+    counts.clipped[image_id] = n_clip
+  if n_drop:
+    counts.dropped[image_id] = n_drop
+  return {k: fitted[k] for k in click_json.CLICK_FIELDS}
+
+
+def read_objectness(path: str, height: int, width: int) -> tuple[np.ndarray, bool]:
+  """(objectness o [H, W], has_objectness): the map at `path`, or zeros when there is none."""
+  if not os.path.isfile(path):
+    return np.zeros((height, width), np.uint8), False
+  objectness = labels.read_objectness_png(path)
+  if objectness.shape != (height, width):
+    raise DataError(f"{path}: objectness shape {objectness.shape} differs from the image "
+                    f"({height}, {width}); delete it and compute it again")
+  return objectness, True
+
+
+def example_dict(image_id: str, image, mask: np.ndarray, inst: np.ndarray | None, classes,
+                 objectness: tuple[np.ndarray, bool], supervision: dict) -> dict:
+  """The `features.click_features` example; no instance mask -> all 0, `has_instances` False."""
+  return {
+      "id": image_id,
+      "image": image,
+      "mask": mask[..., None],
+      "instance_mask": (inst if inst is not None else np.zeros_like(mask))[..., None],
+      "has_instances": inst is not None,
+      "classes": classes,
+      "objectness": objectness[0][..., None],
+      "has_objectness": objectness[1],
+      **supervision,
+  }
+
+
 def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: Counts) -> dict:
   """One example of `features.click_features('jpeg')` for `image_id`."""
   image, h, w, converted = read_image(src.image_path(image_id))
@@ -205,35 +243,12 @@ def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: 
   sim = clicks_lib.simulate_annotations(mask, inst, np.random.default_rng(id_seed(image_id)))
   if json_clicks is not None:
     if image_id in json_clicks:
-      clicks, n_clip, n_drop = click_json.clip_clicks(json_clicks[image_id], h, w)
-      if n_clip:
-        counts.clipped[image_id] = n_clip
-      if n_drop:
-        counts.dropped[image_id] = n_drop
-      sim["clicks"] = {k: clicks[k] for k in click_json.CLICK_FIELDS}
+      sim["clicks"] = fit_clicks(json_clicks[image_id], image_id, h, w, counts)
     else:
       counts.missing_clicks.append(image_id)
       sim["clicks"] = click_json.empty_clicks()
-  obj_path = src.objectness_path(image_id)
-  has_obj = os.path.isfile(obj_path)
-  if has_obj:
-    objectness = labels.read_objectness_png(obj_path)
-    if objectness.shape != (h, w):
-      raise DataError(f"{obj_path}: objectness shape {objectness.shape} differs from the image "
-                      f"({h}, {w})")
-  else:
-    objectness = np.zeros((h, w), np.uint8)
-  return {
-      "id": image_id,
-      "image": image,
-      "mask": mask[..., None],
-      "instance_mask": (inst if inst is not None else np.zeros_like(mask))[..., None],
-      "has_instances": inst is not None,
-      "classes": clicks_lib.present_classes(mask),
-      "objectness": objectness[..., None],
-      "has_objectness": has_obj,
-      **sim,
-  }
+  return example_dict(image_id, image, mask, inst, clicks_lib.present_classes(mask),
+                      read_objectness(src.objectness_path(image_id), h, w), sim)
 
 
 class Voc2012Points(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
