@@ -33,6 +33,12 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
                   "train (and evaluate), eval (latest checkpoint), predict (PNG panels).")
 flags.DEFINE_integer("num_images", None, "predict: how many val images (default "
                      "config.predict.num_images).")
+flags.DEFINE_string("coordinator_address", None,
+                    "Several processes without a cluster manager: host:port of process 0, with "
+                    "--num_processes and --process_id (and --config.distributed=True). Cloud TPU, "
+                    "SLURM and Open MPI need none of the three.")
+flags.DEFINE_integer("num_processes", None, "See --coordinator_address.")
+flags.DEFINE_integer("process_id", None, "See --coordinator_address.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -57,8 +63,12 @@ def main(argv):
     cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
   config = FLAGS.config
   quiet_orbax_info()
+  explicit = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if config.distributed:
-    jax.distributed.initialize()   # before any device is touched
+    jax.distributed.initialize(*explicit)   # before any device is touched
+  elif any(x is not None for x in explicit):
+    raise app.UsageError("--coordinator_address / --num_processes / --process_id need "
+                         "--config.distributed=True (or the tpu config variant)")
   hide_accelerators_from_tensorflow()
 
   workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
