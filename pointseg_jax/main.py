@@ -20,6 +20,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from pointseg_jax import cli
+from pointseg_jax import errors
 from pointseg_jax import evaluate
 from pointseg_jax import predict
 from pointseg_jax import train
@@ -67,8 +68,8 @@ def main(argv):
   if config.distributed:
     jax.distributed.initialize(*explicit)   # before any device is touched
   elif any(x is not None for x in explicit):
-    raise app.UsageError("--coordinator_address / --num_processes / --process_id need "
-                         "--config.distributed=True (or the tpu config variant)")
+    raise errors.ConfigError("--coordinator_address / --num_processes / --process_id need "
+                             "--config.distributed=True (or the tpu config variant)")
   hide_accelerators_from_tensorflow()
 
   workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))

@@ -5,6 +5,7 @@ import pathlib
 
 import tensorboard.summary as tb_summary  # the TF-free event writer
 
+from pointseg_jax import errors
 from pointseg_jax.evaluate import json_float
 
 
@@ -40,8 +41,23 @@ class MetricWriter:
 
 
 def read_metrics(workdir) -> list[dict]:
-  """The rows of workdir/metrics.jsonl, in order (an empty list before the first log line)."""
+  """The rows of workdir/metrics.jsonl, in order (an empty list before the first log line).
+
+  Each row is {"step": int, "<scalar name>": float or None (non-finite), ...}; the same step can
+  have a train row and an eval row. A line that is not such an object is a DataError naming it.
+  """
   path = pathlib.Path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  rows = []
+  for number, line in enumerate(path.read_text().splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise errors.DataError(f"{path}:{number}: not a JSON object ({e.msg})") from e
+    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+      raise errors.DataError(f"{path}:{number}: expected an object with an integer 'step'")
+    rows.append(row)
+  return rows

@@ -95,3 +95,12 @@ def pixel_accuracy(confusion):
   confusion = np.asarray(confusion, dtype=np.int64)
   total = confusion.sum()
   return float(np.trace(confusion) / total) if total > 0 else float("nan")
+
+
+def row_normalized(confusion):
+  """Each row of a confusion matrix divided by its sum: the fraction of a true class's pixels
+  predicted as each class (float64 [C, C]; NaN rows for classes with no pixel)."""
+  confusion = np.asarray(confusion, dtype=np.float64)
+  totals = confusion.sum(axis=1, keepdims=True)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(totals > 0, confusion / np.maximum(totals, 1), np.nan)

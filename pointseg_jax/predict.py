@@ -3,14 +3,19 @@
     from pointseg_jax import predict
     model = predict.load_model("runs/point")          # latest checkpoint + the run's config
     labels = model.predict(images)                    # [B, H, W] class ids from RGB 0..255 images
+    for r in predict.predict_split(model, num_images=4): ...   # image, clicks, prediction, IoU
+    scores = predict.score_split(model)               # whole split: confusion, per-image mIoU, worst
     paths = predict.write_predictions(model.config, "runs/point", num_images=8)
 
 A panel is four tiles side by side: image | prediction | ground truth | supervision overlay (the
 run's own labels -- clicks as dots ringed in white, or squiggles/boxes/masks as colour -- over a
 grey image tinted red by the objectness prior). Colours are the VOC palette; void is cream.
 """
+import heapq
 import json
+import math
 import pathlib
+from typing import Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +27,7 @@ from PIL import ImageDraw
 from pointseg_jax import IGNORE_INDEX
 from pointseg_jax import errors
 from pointseg_jax import labels as labels_lib
+from pointseg_jax import metrics as metrics_lib
 from pointseg_jax import parallel
 from pointseg_jax import state as state_lib
 from pointseg_jax.data import pipeline
@@ -120,12 +126,101 @@ def panel(image, pred, labels, sparse_labels, objectness, valid, gap=4) -> np.nd
   return np.concatenate(row, axis=1)
 
 
+def inspection_tiles(result: "ImageResult") -> list[tuple[str, np.ndarray]]:
+  """(name, picture) of one image for a notebook, cropped to its valid region: the image (uint8
+  RGB), the run's supervision over the grey image, the objectness map (float [H, W] in [0, 1]),
+  the prediction and the ground truth (VOC palette)."""
+  ys, xs = _valid_box(result.valid)
+  image = np.clip(result.image, 0, 255).astype(np.uint8)
+  no_prior = np.zeros_like(result.objectness)
+  return [("image", image[ys, xs]),
+          ("supervision", overlay(image, result.sparse_labels, no_prior)[ys, xs]),
+          ("objectness", np.clip(result.objectness, 0, 1)[ys, xs]),
+          ("prediction", labels_lib.colorize(result.pred)[ys, xs]),
+          ("ground truth", labels_lib.colorize(result.labels)[ys, xs])]
+
+
 def _enlarge(picture, min_height=256):
   """Small panels (the synthetic set is 128 px) scaled up by an integer factor, pixels sharp."""
   factor = -(-min_height // picture.shape[0])
   if factor <= 1:
     return picture
   return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# A split, image by image.
+# ----------------------------------------------------------------------------------------------
+
+class ImageResult(NamedTuple):
+  """One image of a split with the model's prediction, at the pipeline's padded size."""
+  example_id: int
+  image: np.ndarray          # float32 [H, W, 3], RGB 0..255
+  labels: np.ndarray         # int32 [H, W] ground truth, 255 = void
+  sparse_labels: np.ndarray  # int32 [H, W] the run's own supervision (clicks, ...), 255 = none
+  objectness: np.ndarray     # float32 [H, W] in [0, 1]
+  valid: np.ndarray          # bool [H, W], False = padding
+  pred: np.ndarray           # int32 [H, W] predicted class
+  confusion: np.ndarray      # int64 [C, C] of this image's valid, non-void pixels (rows = truth)
+
+  @property
+  def miou(self) -> float:
+    """Mean IoU over the classes in this image's ground truth or prediction (NaN: no pixel)."""
+    return metrics_lib.mean_iou(self.confusion)[0]
+
+
+def predict_split(predictor: Predictor, split=None, num_images=None) -> Iterator[ImageResult]:
+  """Each image of the split (config.predict.split by default), in the pipeline's fixed order,
+  with its prediction and its own confusion matrix; stops after num_images when given."""
+  config = predictor.config
+  spec = spec_lib.DataSpec.from_config(config.data)
+  prepare_spec(spec)
+  batches = pipeline.make_dataset(spec, split or config.predict.split,
+                                  batch_size=int(config.predict.batch_size), train=False,
+                                  seed=config.seed, process_index=0, process_count=1)
+  count = 0
+  for batch in batches:
+    pred = predictor.predict(batch["image"])
+    for i in np.nonzero(batch["example_mask"])[0]:
+      if num_images is not None and count >= num_images:
+        return
+      confusion = metrics_lib.confusion_matrix(
+          pred[i], batch["labels"][i], config.model.num_classes, mask=batch["valid"][i])
+      yield ImageResult(int(batch["example_id"][i]), batch["image"][i], batch["labels"][i],
+                        batch["sparse_labels"][i], batch["objectness"][i], batch["valid"][i],
+                        pred[i], np.asarray(confusion, np.int64))
+      count += 1
+
+
+class SplitScores(NamedTuple):
+  """A whole split scored image by image (`score_split`)."""
+  confusion: np.ndarray       # int64 [C, C] summed over every image: mIoU as evaluate.py gives it
+  example_ids: np.ndarray     # int64 [N], in split order
+  image_miou: np.ndarray      # float64 [N], each image's own mIoU (ImageResult.miou)
+  first: list[ImageResult]    # the first `show` images
+  worst: list[ImageResult]    # the `worst` images of lowest mIoU, lowest first
+
+
+def score_split(predictor: Predictor, split=None, *, show=4, worst=4) -> SplitScores:
+  """Every image of the split through the model; keeps the pixels of the first `show` and of the
+  `worst` lowest-mIoU images only (a VOC val split would not fit in memory)."""
+  confusion = np.zeros((predictor.config.model.num_classes,) * 2, np.int64)
+  ids, mious, first, heap = [], [], [], []
+  for n, result in enumerate(predict_split(predictor, split)):
+    confusion += result.confusion
+    miou = result.miou
+    ids.append(result.example_id)
+    mious.append(miou)
+    if len(first) < show:
+      first.append(result)
+    if worst and not math.isnan(miou):
+      # Keep the `worst` lowest: pop the highest mIoU (on ties the later image) past that many.
+      heapq.heappush(heap, (-miou, -n, result))
+      if len(heap) > worst:
+        heapq.heappop(heap)
+  worst_results = [r for _, _, r in sorted(heap, key=lambda e: (-e[0], -e[1]))]
+  return SplitScores(confusion, np.array(ids, np.int64), np.array(mious, np.float64), first,
+                     worst_results)
 
 
 def write_predictions(config, workdir, num_images=None, split=None,
@@ -136,24 +231,13 @@ def write_predictions(config, workdir, num_images=None, split=None,
   """
   if jax.process_index() != 0:
     return []
-  num_images = int(num_images or config.predict.num_images)
-  split = split or config.predict.split
   predictor = load_model(workdir, config, step)
-  spec = spec_lib.DataSpec.from_config(config.data)
-  prepare_spec(spec)
   out_dir = pathlib.Path(workdir) / "predictions"
   out_dir.mkdir(parents=True, exist_ok=True)
   paths = []
-  batches = pipeline.make_dataset(spec, split, batch_size=int(config.predict.batch_size),
-                                  train=False, seed=config.seed)
-  for batch in batches:
-    pred = predictor.predict(batch["image"])
-    for i in np.nonzero(batch["example_mask"])[0]:
-      picture = panel(batch["image"][i], pred[i], batch["labels"][i], batch["sparse_labels"][i],
-                      batch["objectness"][i], batch["valid"][i])
-      path = out_dir / f"{len(paths):03d}_id{int(batch['example_id'][i])}.png"
-      Image.fromarray(_enlarge(picture)).save(path)
-      paths.append(path)
-      if len(paths) >= num_images:
-        return paths
+  for r in predict_split(predictor, split, int(num_images or config.predict.num_images)):
+    picture = panel(r.image, r.pred, r.labels, r.sparse_labels, r.objectness, r.valid)
+    path = out_dir / f"{len(paths):03d}_id{r.example_id}.png"
+    Image.fromarray(_enlarge(picture)).save(path)
+    paths.append(path)
   return paths

@@ -1,16 +1,16 @@
-"""What a training run logged in its workdir: metrics.jsonl as curves, and the step throughput.
+"""What a training run logged: its metrics.jsonl rows as curves, and the training throughput.
 
-    from pointseg_jax import run_logs
-    rows = run_logs.read_metrics("runs/point")          # one dict per logged step
+    from pointseg_jax import metric_writer, run_logs
+    rows = metric_writer.read_metrics("runs/point")      # one dict per logged row
     steps, loss = run_logs.curves(rows)["train/loss"]    # for a plot
     print(run_logs.throughput(rows, batch_size=8))       # steps/s, step time, images/s
 
     python -m pointseg_jax.run_logs --workdir=runs/point   # the throughput line (launch/gpu_check.sh)
 
-The training loop writes one JSON object per line: {"step": N, "<name>": value, ...}, train scalars
-every `log_every` steps and eval scalars at eval steps (the same step can have two rows); a
-non-finite value is written as null. `train/steps_per_sec` is measured over the steps since the
-previous train row, so the first interval of a run (or of a resumed run) includes compiling.
+The training loop logs train scalars every `log_every` steps and eval scalars at eval steps (the
+same step can have two rows); a non-finite value is stored as null. `train/steps_per_sec` is
+measured over the steps since the previous train row, so the first interval of a run (or of a
+resumed run) includes compiling.
 """
 import json
 import pathlib
@@ -22,39 +22,20 @@ import numpy as np
 
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax import metric_writer
 
-METRICS_FILE = "metrics.jsonl"
 STEPS_PER_SEC = "train/steps_per_sec"
 
 
-def read_metrics(workdir) -> list[dict]:
-  """The rows of workdir/metrics.jsonl in file order (null -> NaN)."""
-  path = pathlib.Path(workdir) / METRICS_FILE
-  if not path.is_file():
-    raise errors.MissingInputError(
-        f"{path} not found: is {workdir} a training workdir? (process 0 of a run writes it at the "
-        "first log step)")
-  rows = []
-  for number, line in enumerate(path.read_text().splitlines(), 1):
-    if not line.strip():
-      continue
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise errors.DataError(f"{path}:{number}: not a JSON object ({e.msg})") from e
-    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-      raise errors.DataError(f"{path}:{number}: expected an object with an integer 'step'")
-    rows.append({k: (float("nan") if v is None else v) for k, v in row.items()})
-  return rows
-
-
 def curves(rows) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{scalar name: (steps int64 [N], values float64 [N])} over the rows that have that scalar."""
+  """{scalar name: (steps int64 [N], values float64 [N])} over the rows that have that scalar
+  (null, i.e. non-finite, -> NaN)."""
   points: dict[str, list[tuple[int, float]]] = {}
   for row in rows:
     for name, value in row.items():
       if name != "step":
-        points.setdefault(name, []).append((row["step"], float(value)))
+        points.setdefault(name, []).append(
+            (row["step"], float("nan") if value is None else float(value)))
   return {name: (np.array([s for s, _ in p], np.int64), np.array([v for _, v in p], np.float64))
           for name, p in points.items()}
 
@@ -77,9 +58,10 @@ class Throughput(NamedTuple):
 def throughput(rows, batch_size: int, skip_first: int = 1) -> Throughput:
   """Training speed from the logged `train/steps_per_sec`, leaving out the first `skip_first`
   intervals (compiling); all of them when nothing else is left."""
-  rates = [row[STEPS_PER_SEC] for row in rows if STEPS_PER_SEC in row]
+  rates = [row[STEPS_PER_SEC] for row in rows if row.get(STEPS_PER_SEC) is not None]
   if not rates:
-    raise errors.DataError(f"no {STEPS_PER_SEC} in the metrics rows: the run logged no train step")
+    raise errors.DataError(f"no {STEPS_PER_SEC} in the metrics rows: the run logged no train "
+                           "step (yet)")
   measured = rates[skip_first:] or rates
   rate = statistics.median(measured)
   return Throughput(rate, 1.0 / rate, rate * batch_size, len(measured),
@@ -103,7 +85,7 @@ def main(argv):
   if not workdir:
     raise errors.ConfigError("--workdir is required")
   batch = flags.FLAGS.batch_size or run_batch_size(workdir)
-  print(f"{workdir}: batch {batch}: {throughput(read_metrics(workdir), batch)}")
+  print(f"{workdir}: batch {batch}: {throughput(metric_writer.read_metrics(workdir), batch)}")
 
 
 if __name__ == "__main__":

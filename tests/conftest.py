@@ -56,3 +56,28 @@ class Cli:
 @pytest.fixture(scope="session")
 def run_cli():
   return Cli()
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+  """synthetic_points/tiny built once per session (seconds) in a private TFDS data dir."""
+  from pointseg_jax import data  # pylint: disable=g-import-not-at-top  (TensorFlow: paid only when used)
+  path = tmp_path_factory.getbasetemp() / "tfds_tiny"
+  data.prepare("synthetic_points/tiny", str(path))
+  return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data_dir, tmp_path_factory):
+  """A finished configs/point.py:tiny run of 6 steps on 8 CPU devices -> (workdir, stdout).
+
+  Made by `launch/gpu_check.sh --tiny`, so that script runs end to end too (test_launch.py checks
+  its output); the notebook and prediction tests inspect the run.
+  """
+  workdir = tmp_path_factory.mktemp("tiny_run") / "run"
+  proc = subprocess.run(
+      ["bash", str(REPO / "launch" / "gpu_check.sh"), "--tiny", "--steps", "6", "--workdir",
+       str(workdir), "--data_dir", tiny_data_dir],
+      env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return workdir, proc.stdout

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
+from pointseg_jax import metric_writer
 from pointseg_jax import run_logs
-from test_train import tiny_data_dir  # noqa: F401  (session fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
@@ -185,19 +185,6 @@ def test_gpu_check_refuses_a_used_workdir(tmp_path):
   assert proc.returncode == 2 and "is not empty" in proc.stderr
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tiny_data_dir, tmp_path_factory):  # noqa: F811
-  """A finished configs/point.py:tiny run of 6 steps (8 CPU devices), made by
-  `launch/gpu_check.sh --tiny`, so that script runs end to end; -> (workdir, stdout)."""
-  workdir = tmp_path_factory.mktemp("tiny_run") / "run"
-  proc = subprocess.run(
-      ["bash", str(LAUNCH / "gpu_check.sh"), "--tiny", "--steps", "6", "--workdir", str(workdir),
-       "--data_dir", tiny_data_dir],
-      env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return workdir, proc.stdout
-
-
 def test_gpu_check_tiny_trains_and_prints_the_throughput(tiny_run):
   workdir, stdout = tiny_run
   match = re.search(r"batch 8: ([\d.]+) images/s, ([\d.]+) ms/step \(([\d.]+) steps/s, median of "
@@ -205,7 +192,7 @@ def test_gpu_check_tiny_trains_and_prints_the_throughput(tiny_run):
   assert match, stdout
   images_per_s, ms, steps_per_s, intervals = map(float, match.groups())
   assert intervals == 5   # 6 rows at log_every=1, the first (compiling) left out
-  rows = run_logs.read_metrics(workdir)
+  rows = metric_writer.read_metrics(workdir)
   assert steps_per_s == pytest.approx(run_logs.throughput(rows, 8).steps_per_s, rel=1e-2)
   assert images_per_s == pytest.approx(8 * steps_per_s, rel=1e-2)
   assert ms == pytest.approx(1000 / steps_per_s, rel=1e-2)

@@ -1,11 +1,12 @@
-"""run_logs: metrics.jsonl read back as curves, and the throughput taken from it (hand-made logs)."""
+"""metrics.jsonl read back (metric_writer.read_metrics), as curves and as the throughput
+(run_logs), on hand-made logs."""
 import json
-import math
 
 import numpy as np
 import pytest
 
 from pointseg_jax import errors
+from pointseg_jax import metric_writer
 from pointseg_jax import run_logs
 
 
@@ -25,9 +26,9 @@ ROWS = [
 
 def test_read_metrics_and_curves(tmp_path):
   write_rows(tmp_path, ROWS, extra_lines=[""])
-  rows = run_logs.read_metrics(tmp_path)
+  rows = metric_writer.read_metrics(tmp_path)
   assert [r["step"] for r in rows] == [50, 100, 100, 150, 200]
-  assert math.isnan(rows[3]["train/loss"])
+  assert rows[3]["train/loss"] is None
   curves = run_logs.curves(rows)
   steps, loss = curves["train/loss"]
   np.testing.assert_array_equal(steps, [50, 100, 150, 200])
@@ -50,15 +51,16 @@ def test_throughput_is_the_median_after_the_compiling_interval():
 
 
 def test_bad_or_missing_logs_are_clear_errors(tmp_path):
-  with pytest.raises(errors.MissingInputError, match="metrics.jsonl not found"):
-    run_logs.read_metrics(tmp_path)
+  assert metric_writer.read_metrics(tmp_path) == []   # before the first log line
   write_rows(tmp_path, ROWS[:2], extra_lines=['{"step": 3, "train/loss": 1'])
   with pytest.raises(errors.DataError, match=r"metrics.jsonl:3: not a JSON object"):
-    run_logs.read_metrics(tmp_path)
+    metric_writer.read_metrics(tmp_path)
   write_rows(tmp_path, [{"step": "ten"}])
   with pytest.raises(errors.DataError, match=r"metrics.jsonl:1: expected an object with an "
                      "integer 'step'"):
-    run_logs.read_metrics(tmp_path)
+    metric_writer.read_metrics(tmp_path)
+  with pytest.raises(errors.DataError, match="logged no train step"):
+    run_logs.throughput([], batch_size=1)
   with pytest.raises(errors.DataError, match="logged no train step"):
     run_logs.throughput([{"step": 1, "eval/miou": 0.1}], batch_size=1)
 

@@ -38,18 +38,6 @@ def load_config(name="point", arg="tiny", **overrides):
   return config
 
 
-@pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory):
-  """synthetic_points/tiny built once per session (seconds) in a private TFDS data dir.
-
-  A fixed path under the session's base temp, so modules importing this fixture reuse the build.
-  """
-  from pointseg_jax import data
-  path = tmp_path_factory.getbasetemp() / "tfds_tiny"
-  data.prepare("synthetic_points/tiny", str(path))
-  return str(path)
-
-
 def tiny_config(data_dir, name="point", **overrides):
   return load_config(name, "tiny", data__data_dir=data_dir, train__progress_bar=False,
                      **overrides)

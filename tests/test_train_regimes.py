@@ -14,7 +14,6 @@ from pointseg_jax import evaluate
 from pointseg_jax import supervision
 from pointseg_jax import train
 from test_train import tiny_config  # noqa: F401
-from test_train import tiny_data_dir  # noqa: F401  (session fixture)
 
 
 FAST = ("image", "full")
