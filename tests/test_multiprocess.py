@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -174,11 +173,8 @@ def test_disjoint_halves_and_the_same_params_as_one_process(two_process_run, tin
   np.testing.assert_allclose(losses, expected_losses, **TOLERANCE)
 
 
-def test_distributed_flags_without_the_distributed_config_are_refused(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "pointseg_jax.main", "--config=configs/point.py:tiny",
-       f"--workdir={tmp_path}", "--num_processes=2"],
-      cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  assert re.search(r"error: .* need --config.distributed=True", proc.stderr), proc.stderr[-2000:]
+def test_distributed_flags_without_the_distributed_config_are_refused(tmp_path, run_cli):
+  proc = run_cli("pointseg_jax.main", "--config=configs/point.py:tiny", f"--workdir={tmp_path}",
+                 "--num_processes=2", timeout=120)
+  assert "need --config.distributed=True" in run_cli.error(proc)
   assert not any(tmp_path.iterdir())
