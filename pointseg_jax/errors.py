@@ -29,3 +29,17 @@ class WorkdirError(UserError):
 
 class MissingInputError(UserError, FileNotFoundError):
   """A file or directory the user named (or a step needs) does not exist; says how to make it."""
+
+
+class Interrupted(Exception):
+  """SIGTERM or SIGINT stopped a training run after it saved a checkpoint (not an error: the run
+  resumes when the same command runs again). `cli.run` prints the message and exits 128 + signal
+  number, the shell's convention (143 for SIGTERM, 130 for Ctrl-C)."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = int(signum)
+
+  @property
+  def exit_status(self) -> int:
+    return 128 + self.signum

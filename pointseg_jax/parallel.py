@@ -12,6 +12,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from pointseg_jax import errors
+
 AXIS = "data"
 
 
@@ -29,7 +31,7 @@ def check_batch_size(global_batch: int, mesh, field: str = "config.train.batch_s
   """This process's share of a global batch; a clear error when it does not divide evenly."""
   n = num_shards(mesh)
   if global_batch <= 0 or global_batch % n:
-    raise ValueError(
+    raise errors.ConfigError(
         f"{field}={global_batch} must be a positive multiple of the number of devices ({n}: "
         f"{jax.device_count()} device(s) over {jax.process_count()} process(es)); e.g. pass "
         f"--{field}={max(n, n * round(max(global_batch, 1) / n))}")
