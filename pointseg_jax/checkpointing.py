@@ -61,3 +61,11 @@ class Checkpointer:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def latest_step(directory) -> int | None:
+  """The newest committed step under `directory`, without creating it (None: no checkpoint)."""
+  if not pathlib.Path(directory).is_dir():
+    return None
+  with Checkpointer(directory, async_save=False) as ckpt:
+    return ckpt.latest_step()

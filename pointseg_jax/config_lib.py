@@ -16,6 +16,8 @@ comma separated (`--config=configs/point.py:voc,tpu`), parsed by `parse_arg`:
   key=value  regime arguments (squiggle: radius=2|5|25, or a bare number)
 """
 import dataclasses
+import math
+import numbers
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -24,6 +26,7 @@ from pointseg_jax import NUM_CLASSES
 from pointseg_jax import errors
 from pointseg_jax import supervision
 from pointseg_jax.data.spec import DataSpec
+from pointseg_jax.data.spec import expand_path
 
 DATASET_VARIANTS = ("synthetic", "tiny", "voc")
 PLATFORM_VARIANTS = ("tpu",)
@@ -205,3 +208,91 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
   if regime.name == "squiggle":
     c.data.squiggle_radius = args.get("radius", c.data.squiggle_radius)
   return c
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks every entry point (train, eval, predict) runs before building data or compiling.
+
+# Paths the user gives in a config: `~` and $VARS are expanded (URLs such as gs://... are kept).
+PATH_FIELDS = ("data.data_dir", "data.manual_dir", "model.init_from")
+
+
+def _int(lo):
+  return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo,
+          f"an integer >= {lo}")
+
+
+def _real(lo, hi=math.inf, lo_open=False, hi_open=True):
+  def ok(v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+      return False
+    return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+  what = (f"a finite number {'>' if lo_open else '>='} {lo:g}"
+          + (f" and {'<' if hi_open else '<='} {hi:g}" if math.isfinite(hi) else ""))
+  return ok, what
+
+
+# field -> (predicate, what it must be). Fields a saved config.json may lack are skipped.
+NUMERIC_FIELDS = {
+    "seed": _int(0),
+    "model.width": _real(0, lo_open=True),
+    "model.dropout": _real(0, 1),
+    "optimizer.learning_rate": _real(0, lo_open=True),
+    "optimizer.momentum": _real(0, 1),
+    "optimizer.weight_decay": _real(0),
+    "optimizer.bias_lr_mult": _real(0),
+    "optimizer.accum_steps": _int(1),
+    "optimizer.warmup_steps": _int(0),
+    "optimizer.clip_grad_norm": _real(0),
+    "train.batch_size": _int(1),
+    "train.num_steps": _int(0),
+    "train.log_every": _int(1),
+    "train.checkpoint_every": _int(1),
+    "train.eval_every": _int(1),
+    "train.keep_checkpoints": _int(1),
+    "eval.batch_size": _int(1),
+    "predict.batch_size": _int(1),
+    "predict.num_images": _int(1),
+}
+
+
+def _lookup(config, dotted):
+  node = config
+  for key in dotted.split("."):
+    if key not in node:
+      return None, False
+    node = node[key]
+  return node, True
+
+
+def validate(config) -> None:
+  """Every number and choice of a run's config, checked before any data is built or anything
+  compiles: a ConfigError naming the field, its value and what it must be (docs/errors.md).
+  The model's variant / mode are checked by `state.make_model`, the data block by DataSpec."""
+  supervision.get_regime(config.regime)
+  for dotted, (ok, what) in NUMERIC_FIELDS.items():
+    value, present = _lookup(config, dotted)
+    if present and not ok(value):
+      raise errors.ConfigError(f"config.{dotted} = {value!r}: must be {what} "
+                               f"(--config.{dotted}=...)")
+  if config.model.num_classes != NUM_CLASSES:
+    raise errors.ConfigError(f"config.model.num_classes = {config.model.num_classes!r}: the "
+                             f"data has {NUM_CLASSES} classes (VOC: background + 20)")
+  weights = dict(config.loss.weights)
+  for term, value in weights.items():
+    if not _real(0)[0](value):
+      raise errors.ConfigError(f"config.loss.weights.{term} = {value!r}: must be a finite "
+                               "number >= 0 (0 turns the term off)")
+  supervision.active_terms(weights)
+  DataSpec.from_config(config.data)
+
+
+def with_expanded_paths(config) -> ml_collections.ConfigDict:
+  """A copy of config with `~` and $VARS expanded in every path field (PATH_FIELDS)."""
+  out = config.copy_and_resolve_references()
+  for dotted in PATH_FIELDS:
+    value, present = _lookup(out, dotted)
+    if present and isinstance(value, str) and expand_path(value) != value:
+      parent, leaf = dotted.rsplit(".", 1)
+      out[parent][leaf] = expand_path(value)
+  return out

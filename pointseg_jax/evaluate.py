@@ -7,8 +7,7 @@ Mean IoU follows the VOC protocol (metrics.py; docs/losses.md, "Metrics").
 import functools
 import json
 import math
-import pathlib
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,10 +16,14 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from pointseg_jax import CLASS_NAMES
+from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import interrupt
 from pointseg_jax import metrics as metrics_lib
 from pointseg_jax import parallel
+from pointseg_jax import progress as progress_lib
 from pointseg_jax import state as state_lib
+from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import pipeline
 from pointseg_jax.data.prepare import prepare_spec
 from pointseg_jax.data import spec as spec_lib
@@ -45,22 +48,25 @@ def compiled_eval_step(model, num_classes, mesh, fast_compile=False):
                                 compiler_options=state_lib.compiler_options(fast_compile))
 
 
-def eval_batches(spec: spec_lib.DataSpec, split, local_batch, mesh, seed=0) -> Iterator[dict]:
-  """Global eval batches over the whole split, the last one padded."""
-  it = pipeline.make_dataset(spec, split, batch_size=local_batch, train=False, seed=seed)
-  for batch in it:
-    yield parallel.host_to_global({k: batch[k] for k in EVAL_FIELDS}, mesh)
-
-
 def evaluate(model, params, spec: spec_lib.DataSpec, mesh, *, split: str, batch_size: int,
-             fast_compile: bool = False) -> dict[str, Any]:
-  """mIoU and per-class IoU over the whole split (padded batches, no image dropped)."""
+             fast_compile: bool = False, progress_bar: bool = False,
+             should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+  """mIoU and per-class IoU over the whole split (padded batches, no image dropped).
+
+  should_stop: polled between batches; True raises interrupt.StopNow (a training run that got
+  SIGTERM saves its step instead of finishing the eval)."""
   local_batch = parallel.check_batch_size(batch_size, mesh, "config.eval.batch_size")
   step = compiled_eval_step(model, model.num_classes, mesh, bool(fast_compile))
   confusion = None
-  for batch in eval_batches(spec, split, local_batch, mesh):
-    c = step(params, batch)
-    confusion = c if confusion is None else confusion + c
+  batches = pipeline.make_dataset(spec, split, batch_size=local_batch, train=False, seed=0)
+  with progress_lib.Progress(batches.num_batches, enabled=progress_bar, desc=f"eval {split}",
+                             unit="batch", leave=False) as progress:
+    for i, batch in enumerate(batches, 1):
+      if should_stop is not None and should_stop():
+        raise interrupt.StopNow()
+      c = step(params, parallel.host_to_global({k: batch[k] for k in EVAL_FIELDS}, mesh))
+      confusion = c if confusion is None else confusion + c
+      progress.advance_to(i)
   if confusion is None:
     raise errors.DataError(f"the {split!r} split of {spec.dataset!r} is empty")
   confusion = np.asarray(jax.device_get(confusion), np.int64)
@@ -92,19 +98,30 @@ def eval_scalars(result) -> dict[str, float]:
   return scalars
 
 
-def evaluate_checkpoint(config, workdir, step=None) -> dict[str, Any]:
-  """--mode=eval: evaluate the latest (or given) checkpoint of workdir; writes eval.json."""
-  workdir = pathlib.Path(workdir)
+def evaluate_checkpoint(config, workdir, step=None, split=None) -> dict[str, Any]:
+  """--mode=eval: evaluate the latest (or given) checkpoint of workdir; writes eval.json.
+
+  config=None: the run's own config.json (nothing to repeat); a config is checked against it first
+  (workdir.run_config). The checkpoint is looked up before any data is built. split: another
+  split than config.eval.split.
+  """
+  workdir = workdir_lib.resolve(workdir)
+  config = config_lib.with_expanded_paths(workdir_lib.run_config(workdir, config))
+  config_lib.validate(config)
+  step = state_lib.checkpoint_step(workdir, step)
+  split = split or config.eval.split
   mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
   model = state_lib.make_model(config.model)
   opt = state_lib.OptimizerSpec.from_config(config.optimizer)
   spec = spec_lib.DataSpec.from_config(config.data)
   params, step = state_lib.restore_params(workdir, model, opt, mesh, step)
   prepare_spec(spec)
-  result = evaluate(model, params, spec, mesh, split=config.eval.split,
-                    batch_size=config.eval.batch_size,
-                    fast_compile=config.train.get("fast_compile", False))
-  out = {"step": step, "regime": config.regime, **eval_json(result)}
+  result = evaluate(model, params, spec, mesh, split=split, batch_size=config.eval.batch_size,
+                    fast_compile=config.train.get("fast_compile", False),
+                    progress_bar=jax.process_index() == 0 and config.train.get("progress_bar", True))
+  out = {"step": step, "regime": config.regime, "split": split,
+         "config_sha256": workdir_lib.config_sha256(config), **eval_json(result)}
   if jax.process_index() == 0:
     (workdir / "eval.json").write_text(json.dumps(out, indent=2) + "\n")
   return out

@@ -1,13 +1,15 @@
 r"""Train, evaluate or draw predictions for one supervision regime.
 
   python -m pointseg_jax.main --config=configs/point.py                # train (or resume), eval
-  python -m pointseg_jax.main --config=configs/point.py --mode=eval    # latest checkpoint
-  python -m pointseg_jax.main --config=configs/point.py --mode=predict # PNGs in predictions/
-  python -m pointseg_jax.main --config=configs/point.py:voc,tpu --workdir=gs://... \
+  python -m pointseg_jax.main --workdir=runs/point --mode=eval         # the run's config.json
+  python -m pointseg_jax.main --workdir=runs/point --mode=predict      # PNGs in predictions/
+  python -m pointseg_jax.main --config=configs/point.py:voc,tpu --workdir=/mnt/bucket/runs/point \
       --config.train.num_steps=20000
 
 Kept short on purpose (flax examples): the logic lives in train.py / evaluate.py / predict.py,
-importable from a notebook. The workdir defaults to runs/<config file stem>.
+importable from a notebook. The workdir defaults to runs/<config file stem>. Bad input is one
+`error: ...` line and exit status 2; SIGTERM / Ctrl-C save the current step and exit 143 / 130
+(docs/errors.md, docs/training.md "Preemption").
 """
 import logging as std_logging
 import os
@@ -24,23 +26,36 @@ from pointseg_jax import errors
 from pointseg_jax import evaluate
 from pointseg_jax import predict
 from pointseg_jax import train
+from pointseg_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/point.py or configs/point.py:voc,tpu.",
-    lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file stem>).")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
-                  "train (and evaluate), eval (latest checkpoint), predict (PNG panels).")
-flags.DEFINE_integer("num_images", None, "predict: how many val images (default "
-                     "config.predict.num_images).")
-flags.DEFINE_string("coordinator_address", None,
-                    "Several processes without a cluster manager: host:port of process 0, with "
-                    "--num_processes and --process_id (and --config.distributed=True). Cloud TPU, "
-                    "SLURM and Open MPI need none of the three.")
-flags.DEFINE_integer("num_processes", None, "See --coordinator_address.")
-flags.DEFINE_integer("process_id", None, "See --coordinator_address.")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags(flag_values=FLAGS, sys_argv=None) -> None:
+  """This tool's flags (tests define them on a fresh FlagValues, with their own argv)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file, e.g. configs/point.py or configs/point.py:voc,tpu. "
+      "--mode=eval|predict: optional (default: the run's config.json in --workdir).",
+      flag_values=flag_values, lock_config=True, sys_argv=sys_argv)
+  flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file stem>).",
+                      flag_values=flag_values)
+  flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
+                    "train (and evaluate), eval (latest checkpoint), predict (PNG panels).",
+                    flag_values=flag_values)
+  flags.DEFINE_integer("num_images", None, "predict: how many val images (default "
+                       "config.predict.num_images).", lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_string("split", None, "eval / predict: the split to use (default "
+                      "config.eval.split / config.predict.split).", flag_values=flag_values)
+  flags.DEFINE_string("coordinator_address", None,
+                      "Several processes without a cluster manager: host:port of process 0, with "
+                      "--num_processes and --process_id (and --config.distributed=True). Cloud "
+                      "TPU, SLURM and Open MPI need none of the three.", flag_values=flag_values)
+  flags.DEFINE_integer("num_processes", None, "See --coordinator_address.",
+                       flag_values=flag_values)
+  flags.DEFINE_integer("process_id", None, "See --coordinator_address.", flag_values=flag_values)
+
+
+define_flags()
 
 
 def default_workdir(config_path: str) -> str:
@@ -59,35 +74,45 @@ def hide_accelerators_from_tensorflow() -> None:
   tf.config.set_visible_devices([], "GPU")
 
 
+def run(config, workdir, mode="train", num_images=None, split=None) -> None:
+  """One mode on one workdir; prints the result line. config: the --config (None for eval /
+  predict: the run's config.json)."""
+  if mode == "train":
+    if config is None:
+      raise errors.ConfigError("--mode=train needs --config, e.g. --config=configs/point.py")
+    summary = train.train_and_evaluate(config, workdir)
+    print(f"step {summary['step']}: eval mIoU {summary['eval/miou']:.4f} "
+          f"-> {os.path.join(workdir, 'summary.json')}")
+  elif mode == "eval":
+    result = evaluate.evaluate_checkpoint(config, workdir, split=split)
+    print(f"step {result['step']}: {result['split']} mIoU {result['eval/miou']:.4f} "
+          f"-> {os.path.join(workdir, 'eval.json')}")
+  else:
+    paths = predict.write_predictions(config, workdir, num_images=num_images, split=split)
+    print(f"wrote {len(paths)} prediction panels to {os.path.join(workdir, 'predictions')}")
+
+
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
   config = FLAGS.config
+  config_path = config_flags.get_config_filename(FLAGS["config"]) if config is not None else None
+  if FLAGS.workdir is None and config_path is None:
+    raise errors.ConfigError(f"--mode={FLAGS.mode} needs --workdir=<run directory> or --config")
+  workdir = str(workdir_lib.resolve(FLAGS.workdir or default_workdir(config_path)))
   quiet_orbax_info()
   explicit = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  if config.distributed:
+  if config is not None and config.distributed:
     jax.distributed.initialize(*explicit)   # before any device is touched
   elif any(x is not None for x in explicit):
     raise errors.ConfigError("--coordinator_address / --num_processes / --process_id need "
                              "--config.distributed=True (or the tpu config variant)")
   hide_accelerators_from_tensorflow()
-
-  workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
   logging.info("JAX process %d/%d, %d local / %d global devices (%s); workdir %s",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend(), workdir)
   try:
-    if FLAGS.mode == "train":
-      summary = train.train_and_evaluate(config, workdir)
-      print(f"step {summary['step']}: eval mIoU {summary['eval/miou']:.4f} "
-            f"-> {os.path.join(workdir, 'summary.json')}")
-    elif FLAGS.mode == "eval":
-      result = evaluate.evaluate_checkpoint(config, workdir)
-      print(f"step {result['step']}: eval mIoU {result['eval/miou']:.4f} "
-            f"-> {os.path.join(workdir, 'eval.json')}")
-    else:
-      paths = predict.write_predictions(config, workdir, num_images=FLAGS.num_images)
-      print(f"wrote {len(paths)} prediction panels to {os.path.join(workdir, 'predictions')}")
+    run(config, workdir, FLAGS.mode, FLAGS.num_images, FLAGS.split)
   except train.NonFiniteLossError as e:   # the run stopped itself; its checkpoints are kept
     cli.fail(str(e))
 

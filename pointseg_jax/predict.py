@@ -19,17 +19,18 @@ from typing import Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
 from pointseg_jax import IGNORE_INDEX
+from pointseg_jax import config_lib
 from pointseg_jax import errors
 from pointseg_jax import labels as labels_lib
 from pointseg_jax import metrics as metrics_lib
 from pointseg_jax import parallel
 from pointseg_jax import state as state_lib
+from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import pipeline
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.data.prepare import prepare_spec
@@ -59,19 +60,15 @@ class Predictor:
     return self.logits(images).argmax(-1).astype(np.int32)
 
 
-def load_config(workdir) -> ml_collections.ConfigDict:
-  """The config a run saved in workdir/config.json."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.is_file():
-    raise errors.MissingInputError(f"{path} not found: is {workdir} a training workdir?")
-  config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  config.data.image_size = tuple(config.data.image_size)
-  return config
-
-
 def load_model(workdir, config=None, step=None) -> Predictor:
-  """The run in workdir at its latest (or given) checkpoint, on the local devices."""
-  config = load_config(workdir) if config is None else config
+  """The run in workdir at its latest (or given) checkpoint, on the local devices.
+
+  config=None: the run's own config.json; a config is checked against it first (its guarded
+  fields must match, workdir.run_config)."""
+  workdir = workdir_lib.resolve(workdir)
+  config = config_lib.with_expanded_paths(workdir_lib.run_config(workdir, config))
+  config_lib.validate(config)
+  step = state_lib.checkpoint_step(workdir, step)
   mesh = parallel.make_mesh(jax.local_devices()[:1])
   model = state_lib.make_model(config.model)
   opt = state_lib.OptimizerSpec.from_config(config.optimizer)
@@ -223,19 +220,35 @@ def score_split(predictor: Predictor, split=None, *, show=4, worst=4) -> SplitSc
                      worst_results)
 
 
+PANEL_GLOB = "[0-9][0-9][0-9]_id*.png"   # the names write_predictions gives its panels
+
+
 def write_predictions(config, workdir, num_images=None, split=None,
                       step=None) -> list[pathlib.Path]:
   """PNG panels for the first num_images images of the split in workdir/predictions/.
 
+  config=None: the run's own config.json. The panels of an earlier call (an older checkpoint) are
+  removed first; predictions/predictions.json says which checkpoint and split the panels show.
   Runs on this host's first device; with several hosts only process 0 draws (the others return []).
   """
   if jax.process_index() != 0:
     return []
   predictor = load_model(workdir, config, step)
-  out_dir = pathlib.Path(workdir) / "predictions"
-  out_dir.mkdir(parents=True, exist_ok=True)
+  config = predictor.config
+  num_images = int(num_images or config.predict.num_images)
+  if num_images < 1:
+    raise errors.ConfigError(f"--num_images={num_images}: must be >= 1")
+  split = split or config.predict.split
+  out_dir = workdir_lib.resolve(workdir) / "predictions"
   paths = []
-  for r in predict_split(predictor, split, int(num_images or config.predict.num_images)):
+  for r in predict_split(predictor, split, num_images):
+    if not paths:   # the data is ready: replace the panels of an earlier call
+      out_dir.mkdir(parents=True, exist_ok=True)
+      for old in out_dir.glob(PANEL_GLOB):
+        old.unlink()
+      (out_dir / "predictions.json").write_text(json.dumps(
+          {"step": predictor.step, "split": split, "regime": config.regime,
+           "config_sha256": workdir_lib.config_sha256(config)}, indent=2) + "\n")
     picture = panel(r.image, r.pred, r.labels, r.sparse_labels, r.objectness, r.valid)
     path = out_dir / f"{len(paths):03d}_id{r.example_id}.png"
     Image.fromarray(_enlarge(picture)).save(path)

@@ -13,18 +13,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tensorflow as tf
 
 from pointseg_jax import checkpointing
 from pointseg_jax import errors
 from pointseg_jax import parallel
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.models import FCN
+from pointseg_jax.models import fcn
+from pointseg_jax.models import vgg16
 from pointseg_jax.models import weights as weights_lib
 
 
 def make_model(model_config) -> FCN:
-  """The FCN of a `config.model` block (Flax lives in pointseg_jax.models only)."""
+  """The FCN of a `config.model` block (Flax lives in pointseg_jax.models only); a bad variant or
+  mode is a ConfigError here, before anything compiles (numbers: config_lib.validate)."""
   m = model_config
+  for field, allowed in (("variant", fcn.VARIANTS), ("mode", vgg16.MODES)):
+    if m[field] not in allowed:
+      raise errors.ConfigError(f"config.model.{field} = {m[field]!r}: must be one of {allowed}")
   return FCN(num_classes=m.num_classes, variant=m.variant, width=float(m.width), mode=m.mode,
              dropout=float(m.dropout))
 
@@ -122,32 +129,47 @@ def abstract_train_state(model, opt: OptimizerSpec, mesh):
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
+def check_init_from(path) -> str:
+  """The expanded `config.model.init_from`, or a clear error on how to make the file. Local paths
+  and URLs (gs://..., through TensorFlow's file systems, as the loader reads them) alike."""
+  path = spec_lib.expand_path(str(path))
+  exists = tf.io.gfile.exists(path) if "://" in path else pathlib.Path(path).is_file()
+  if not exists:
+    raise errors.MissingInputError(
+        f"config.model.init_from={path!r} does not exist: the voc configs start from ImageNet "
+        "VGG16 weights converted once with `python -m pointseg_jax.models.weights convert --from "
+        f"keras|torchvision|npz <VGG16 weights file> --out={path}` (docs/model.md says where to "
+        "get them), or train from scratch with --config.model.init_from=''")
+  return path
+
+
 def load_init_params(path, params):
   """ImageNet-initialised FCN params from a converted .npz, or a clear error on how to get one."""
-  path = spec_lib.expand_path(str(path))
-  if "://" not in path and not pathlib.Path(path).exists():
-    raise errors.MissingInputError(
-        f"config.model.init_from={path!r} does not exist. The voc configs start from ImageNet "
-        "VGG16 weights converted once with\n"
-        f"  python -m pointseg_jax.models.weights convert --from keras|torchvision|npz "
-        f"<VGG16 weights file> --out={path}\n"
-        "(see docs/model.md for where to get VGG16 weights), or train from scratch with "
-        "--config.model.init_from=''.")
+  path = check_init_from(path)
   return weights_lib.load_params(path, jax.eval_shape(lambda: params))
 
 
 def restore_params(workdir, model, opt: OptimizerSpec, mesh, step=None):
   """(params, step) of a checkpoint in workdir/checkpoints (the latest by default)."""
   ckpt_dir = pathlib.Path(workdir) / "checkpoints"
-  if not ckpt_dir.is_dir():
-    raise errors.MissingInputError(f"no checkpoints in {ckpt_dir}: train first (--mode=train) "
-                                   "with the same --workdir")
+  step = checkpoint_step(workdir, step)
   with checkpointing.Checkpointer(ckpt_dir, async_save=False) as ckpt:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise errors.MissingInputError(f"no committed checkpoint in {ckpt_dir}: train first")
     state = ckpt.restore(abstract_train_state(model, opt, mesh), step)
   return state["params"], int(step)
+
+
+def checkpoint_step(workdir, step=None) -> int:
+  """`step` (default: the latest) if workdir has that checkpoint; else a MissingInputError. Cheap:
+  eval and predict call it before building any data."""
+  ckpt_dir = pathlib.Path(workdir) / "checkpoints"
+  latest = checkpointing.latest_step(ckpt_dir)
+  if latest is None:
+    raise errors.MissingInputError(f"no checkpoint in {ckpt_dir}: train first (--mode=train) "
+                                   "with the same --workdir")
+  if step is not None and not (ckpt_dir / str(int(step))).is_dir():
+    raise errors.MissingInputError(f"no checkpoint of step {step} in {ckpt_dir} (latest: "
+                                   f"{latest})")
+  return latest if step is None else int(step)
 
 
 def params_sha256(params) -> str:

@@ -8,7 +8,6 @@ uninterrupted run (docs/training.md, "Resume, exactly").
 """
 import functools
 import json
-import pathlib
 import time
 from typing import Any, Iterator
 
@@ -17,15 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from pointseg_jax import checkpointing
+from pointseg_jax import config_lib
+from pointseg_jax import errors
 from pointseg_jax import evaluate as evaluate_lib
+from pointseg_jax import interrupt
 from pointseg_jax import parallel
+from pointseg_jax import progress as progress_lib
 from pointseg_jax import state as state_lib
 from pointseg_jax import supervision
+from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import pipeline
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.data.prepare import prepare_spec
@@ -119,36 +122,55 @@ def check_finite(step, values, last_checkpoint, ckpt_dir):
 def train_and_evaluate(config, workdir) -> dict[str, Any]:
   """Train config's regime in workdir (resuming from its latest checkpoint), evaluate, summarise.
 
-  Returns the summary written to workdir/summary.json.
+  Every check (config numbers, the workdir's saved config, batch sizes, data, init weights) runs
+  before anything is written or compiled; config.json is written once they all passed. SIGTERM /
+  SIGINT during training save the current step and raise errors.Interrupted (docs/training.md,
+  "Preemption"). Returns the summary written to workdir/summary.json.
   """
   t_start = time.time()
-  workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
-  # --- Static setup: mesh, regime, model, data ---------------------------------------------------
+  # --- Checks, before anything is written or compiled --------------------------------------------
+  workdir = workdir_lib.resolve(workdir)
+  config = config_lib.with_expanded_paths(config)
+  config_lib.validate(config)
+  workdir_lib.check_matches(config, workdir)
   mesh = parallel.make_mesh()
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
   parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
-  supervision.get_regime(config.regime)
   terms = supervision.active_terms(dict(config.loss.weights))
   model = state_lib.make_model(config.model)
   opt = state_lib.OptimizerSpec.from_config(config.optimizer)
   spec = spec_lib.DataSpec.from_config(config.data)
   fast_compile = bool(config.train.fast_compile)
+  num_steps = int(config.train.num_steps)
+  ckpt_dir = workdir / "checkpoints"
+  last_checkpoint = checkpointing.latest_step(ckpt_dir)
+  if last_checkpoint is not None and not (workdir / workdir_lib.CONFIG_FILE).is_file():
+    raise errors.WorkdirError(
+        f"{ckpt_dir} holds checkpoints but {workdir} has no {workdir_lib.CONFIG_FILE}, so they "
+        "cannot be checked against this config: restore the run's config.json, or use a new "
+        "--workdir")
+  if last_checkpoint is not None and last_checkpoint > num_steps:
+    raise errors.WorkdirError(
+        f"the latest checkpoint in {ckpt_dir} is step {last_checkpoint}, past "
+        f"config.train.num_steps={num_steps}: pass --config.train.num_steps={last_checkpoint} or "
+        "more to resume it, or use a new --workdir")
+  if last_checkpoint is None and config.model.get("init_from"):
+    state_lib.check_init_from(config.model.init_from)
   prepare_spec(spec)
+  if is_main:
+    workdir_lib.write_config(config, workdir)
+  show_progress = is_main and bool(config.train.progress_bar)
 
-  def evaluate(params):
+  def evaluate(params, should_stop=None):
     return evaluate_lib.evaluate(model, params, spec, mesh, split=config.eval.split,
-                                 batch_size=config.eval.batch_size, fast_compile=fast_compile)
+                                 batch_size=config.eval.batch_size, fast_compile=fast_compile,
+                                 progress_bar=show_progress, should_stop=should_stop)
 
   # --- State: fresh, or the latest checkpoint ----------------------------------------------------
-  ckpt = checkpointing.Checkpointer(workdir / "checkpoints",
-                                    max_to_keep=config.train.keep_checkpoints,
+  ckpt = checkpointing.Checkpointer(ckpt_dir, max_to_keep=config.train.keep_checkpoints,
                                     async_save=config.train.async_checkpoints)
-  last_checkpoint = ckpt.latest_step()
   if last_checkpoint is None:
     state = state_lib.create_train_state(model, opt, config.seed, mesh,
                                          init_from=config.model.get("init_from"))
@@ -156,7 +178,6 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
     state = ckpt.restore(state_lib.abstract_train_state(model, opt, mesh), last_checkpoint)
     logging.info("Resuming from the checkpoint of step %d in %s", last_checkpoint, ckpt.directory)
   start_step = int(jax.device_get(state["step"]))
-  num_steps = int(config.train.num_steps)
 
   writer = MetricWriter(workdir, enabled=is_main, resume_step=start_step)
   step_fn = compiled_train_step(model, terms, opt, bool(config.loss.objectness_exclude_clicked),
@@ -171,8 +192,6 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
   pending = []            # [(step, device metrics)] not yet fetched
   interval = []           # fetched host metrics since the last log line
   eval_result = None
-  progress = tqdm.tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                       disable=not (is_main and config.train.progress_bar))
   t_interval = time.time()
 
   def flush_pending():
@@ -182,38 +201,48 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
       check_finite(s, values, last_checkpoint, ckpt.directory)
       interval.append(values)
 
-  try:
-    for step in range(start_step + 1, num_steps + 1):   # `step` = state step after this update
-      batch = parallel.host_to_global(next(batches), mesh)
-      state, step_metrics = step_fn(state, batch, hparams)
-      flush_pending()     # the previous step's metrics, while this step runs
-      pending.append((step, step_metrics))
-      progress.update(1)
+  if start_step < num_steps:
+    logging.info("step %d: compiling the train step (the first step takes longer)", start_step)
+  # The bar starts after the first step: its rate and ETA leave the compile time out.
+  with interrupt.StopSignals() as stop, progress_lib.Progress(
+      num_steps, enabled=show_progress, start_after_first=True) as progress:
+    try:
+      for step in range(start_step + 1, num_steps + 1):   # `step` = state step after this update
+        batch = parallel.host_to_global(next(batches), mesh)
+        state, step_metrics = step_fn(state, batch, hparams)
+        flush_pending()     # the previous step's metrics, while this step runs
+        pending.append((step, step_metrics))
+        progress.advance_to(step)
 
-      is_last = step == num_steps
-      do_log = step % config.train.log_every == 0 or is_last
-      do_eval = step % config.train.eval_every == 0 or is_last
-      do_ckpt = step % config.train.checkpoint_every == 0 or is_last
-      if do_log or do_eval or do_ckpt:
-        flush_pending()
-      if do_log:
-        dt = time.time() - t_interval
-        scalars = {k: float(np.mean([m[k] for m in interval])) for k in interval[0]}
-        scalars["train/steps_per_sec"] = len(interval) / max(dt, 1e-9)
-        writer.write(step, scalars)
-        progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
-        interval, t_interval = [], time.time()
-      if do_ckpt:
-        ckpt.save(step, state)
-        last_checkpoint = step
-      if do_eval:
-        eval_result = evaluate(state["params"])
-        writer.write(step, evaluate_lib.eval_scalars(eval_result))
-        logging.info("step %d: eval mIoU %.4f", step, eval_result["eval/miou"])
-        t_interval = time.time()   # keep eval time out of steps/s
-  finally:
-    progress.close()
-    ckpt.wait()
+        is_last = step == num_steps
+        do_log = step % config.train.log_every == 0 or is_last
+        do_eval = step % config.train.eval_every == 0 or is_last
+        do_ckpt = step % config.train.checkpoint_every == 0 or is_last
+        if do_log or do_eval or do_ckpt:
+          flush_pending()
+        if do_log:
+          dt = time.time() - t_interval
+          scalars = {k: float(np.mean([m[k] for m in interval])) for k in interval[0]}
+          scalars["train/steps_per_sec"] = len(interval) / max(dt, 1e-9)
+          writer.write(step, scalars)
+          progress.set_postfix(f"loss={scalars['train/loss']:.4f}")
+          interval, t_interval = [], time.time()
+        if do_ckpt:
+          ckpt.save(step, state)
+          last_checkpoint = step
+        if stop.requested(step):
+          break
+        if do_eval:
+          eval_result = evaluate(state["params"], stop.stopping)   # a signal cuts eval short
+          writer.write(step, evaluate_lib.eval_scalars(eval_result))
+          logging.info("step %d: eval mIoU %.4f", step, eval_result["eval/miou"])
+          t_interval = time.time()   # keep eval time out of steps/s
+    except interrupt.StopNow:
+      pass
+    finally:
+      ckpt.wait()
+    if stop.signum is not None:
+      save_and_stop(state, ckpt, last_checkpoint, stop.signum, flush_pending, writer)
 
   # --- Summary -----------------------------------------------------------------------------------
   if eval_result is None:     # resumed a finished run: evaluate the final state again
@@ -222,6 +251,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
   summary = {
       "step": int(jax.device_get(state["step"])),
       "regime": config.regime,
+      "config_sha256": workdir_lib.config_sha256(config),
       "params_sha256": state_lib.params_sha256(state["params"]),
       **evaluate_lib.eval_json(eval_result),
       "wall_time_s": round(time.time() - t_start, 3),
@@ -231,3 +261,19 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     writer.close()
   return summary
+
+
+def save_and_stop(state, ckpt, last_checkpoint, signum, flush_pending, writer):
+  """SIGTERM / SIGINT: save the current step (unless just saved), then raise errors.Interrupted.
+
+  The state is the one the last step returned (never a donated buffer); its metrics are checked
+  first, so a NaN step is not saved.
+  """
+  flush_pending()
+  step = int(jax.device_get(state["step"]))
+  if step != last_checkpoint:
+    ckpt.save(step, state)
+  ckpt.close()
+  writer.close()
+  raise errors.Interrupted(f"interrupted at step {step}; checkpoint saved to {ckpt.directory}; "
+                           "rerun the same command to resume", signum)

@@ -21,10 +21,12 @@ import jax
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
+from pointseg_jax import config_lib
 from pointseg_jax import main as main_lib  # defines --config, --workdir (one set of flags)
 from pointseg_jax import predict
 from pointseg_jax import supervision
 from pointseg_jax import train
+from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.data.prepare import prepare_spec
 
@@ -113,9 +115,10 @@ def main(argv):
   main_lib.quiet_orbax_info()
   main_lib.hide_accelerators_from_tensorflow()
   config = FLAGS.config
-  workdir = pathlib.Path(FLAGS.workdir or "runs/demo")
+  workdir = workdir_lib.resolve(FLAGS.workdir or "runs/demo")   # `~` expanded; a file: one line
+  config_lib.validate(config)                     # bad input fails before the dataset build
+  workdir_lib.check_matches(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-
   print(f"[demo] 1/3 dataset {config.data.dataset} (built on first use) ...", flush=True)
   t = time.time()
   prepare_spec(spec_lib.DataSpec.from_config(config.data))
