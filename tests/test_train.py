@@ -224,20 +224,27 @@ def _main(workdir, data_dir, log):
                           env=dict(os.environ))
 
 
+def _signal_after_first_checkpoint(workdir, data_dir, log_path, signum):
+  """Start the real CLI, send `signum` once checkpoint 2 is on disk, wait for the exit."""
+  with open(log_path, "wb") as log:
+    proc = _main(workdir, data_dir, log)
+    deadline = time.time() + 600
+    while not (workdir / "checkpoints" / "2").is_dir():
+      assert proc.poll() is None, log_path.read_text()[-3000:]
+      assert time.time() < deadline, "no checkpoint after 600 s"
+      time.sleep(0.05)
+    proc.send_signal(signum)
+    proc.wait(timeout=600)
+  return proc
+
+
 def test_kill_9_then_rerun_gives_the_same_params(reference_run, tiny_data_dir, tmp_path):
   """Bit-exact resume: SIGKILL a real training process once its first checkpoint exists, run the
   same command again, and the final params equal those of the uninterrupted run."""
   _, _, reference = reference_run
   workdir = tmp_path / "run"
-  with open(tmp_path / "first.log", "wb") as log:
-    proc = _main(workdir, tiny_data_dir, log)
-    deadline = time.time() + 600
-    while not (workdir / "checkpoints" / "2").is_dir():
-      assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-      assert time.time() < deadline, "no checkpoint after 600 s"
-      time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+  proc = _signal_after_first_checkpoint(workdir, tiny_data_dir, tmp_path / "first.log",
+                                        signal.SIGKILL)
   assert proc.returncode == -signal.SIGKILL
   assert not (workdir / "summary.json").exists(), "killed too late to test anything"
   with open(tmp_path / "second.log", "wb") as log:
@@ -246,6 +253,31 @@ def test_kill_9_then_rerun_gives_the_same_params(reference_run, tiny_data_dir, t
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["resumed_from_step"] >= 2
   assert summary["step"] == NUM_STEPS
+  assert summary["params_sha256"] == reference["params_sha256"]
+  assert summary["eval/miou"] == reference["eval/miou"]
+
+
+def test_sigterm_saves_the_current_step_and_rerun_gives_the_same_params(reference_run,
+                                                                       tiny_data_dir, tmp_path):
+  """Preemption: SIGTERM (what a preempted spot VM or a batch scheduler sends) a real training
+  process mid-run; it saves the step it is at, says so in one line, exits 143, and the same
+  command again ends with the uninterrupted run's params."""
+  from test_bad_inputs import SIGTERM, matches_stop_line  # pylint: disable=g-import-not-at-top
+  _, _, reference = reference_run
+  workdir = tmp_path / "run"
+  proc = _signal_after_first_checkpoint(workdir, tiny_data_dir, tmp_path / "first.log",
+                                        signal.SIGTERM)
+  text = (tmp_path / "first.log").read_text()
+  assert proc.returncode == SIGTERM.exit_status, text[-3000:]
+  assert "Traceback" not in text
+  step = matches_stop_line(SIGTERM, text.strip().splitlines()[-1], tmp_path)
+  assert 2 <= step <= NUM_STEPS and (workdir / "checkpoints" / str(step)).is_dir()
+  assert not (workdir / "summary.json").exists()
+  with open(tmp_path / "second.log", "wb") as log:
+    proc = _main(workdir, tiny_data_dir, log)
+    assert proc.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["resumed_from_step"] == step and summary["step"] == NUM_STEPS
   assert summary["params_sha256"] == reference["params_sha256"]
   assert summary["eval/miou"] == reference["eval/miou"]
 
