@@ -44,7 +44,7 @@ def define_flags(flag_values=FLAGS, sys_argv=None) -> None:
                     flag_values=flag_values)
   flags.DEFINE_integer("num_images", None, "predict: how many val images (default "
                        "config.predict.num_images).", lower_bound=1, flag_values=flag_values)
-  flags.DEFINE_string("split", None, "eval / predict: the split to use (default "
+  flags.DEFINE_string("eval_split", None, "eval / predict: the split to evaluate or draw (default "
                       "config.eval.split / config.predict.split).", flag_values=flag_values)
   flags.DEFINE_string("coordinator_address", None,
                       "Several processes without a cluster manager: host:port of process 0, with "
@@ -112,7 +112,7 @@ def main(argv):
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend(), workdir)
   try:
-    run(config, workdir, FLAGS.mode, FLAGS.num_images, FLAGS.split)
+    run(config, workdir, FLAGS.mode, FLAGS.num_images, FLAGS.eval_split)
   except train.NonFiniteLossError as e:   # the run stopped itself; its checkpoints are kept
     cli.fail(str(e))
 
