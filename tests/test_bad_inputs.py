@@ -12,7 +12,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import subprocess
 import sys
 from typing import Callable
 
@@ -272,15 +271,11 @@ def test_bad_input_is_one_line(case, tmp_path, capsys, monkeypatch):
   assert _snapshot(tmp_path) == before     # refused before writing anything
 
 
-def test_the_real_command_prints_the_same_line():
+def test_the_real_command_prints_the_same_line(run_cli):
   """The in-process cases are what `python -m pointseg_jax.main` does: one subprocess proves the
   wiring (cli.run parses flags with cli.parse_flags) for a case raised inside flag parsing."""
   case = next(c for c in CASES if c.id == "override_typo")
-  out = subprocess.run([sys.executable, "-m", "pointseg_jax.main", *case.argv], cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
-  assert out.returncode == case.exit_status
-  assert "Traceback" not in out.stderr
-  assert [line for line in out.stderr.splitlines() if line.startswith("error:")] == [case.shows]
+  assert run_cli.error(run_cli("pointseg_jax.main", *case.argv)) == case.shows
 
 
 def test_verbose_shows_the_traceback():
