@@ -82,9 +82,15 @@ def parse_flags(argv, flag_values=flags.FLAGS):
         getattr(config, "keys")   # a config file that failed to load raises its OSError here
     return rest
   except _FLAG_ERRORS as e:
-    if "--verbose" in argv or "-verbose" in argv:
+    if _asks_verbose(argv):   # flags are not parsed: read --verbose from argv itself
       raise
     fail(flag_error_message(e, argv, _config_flag_names(flag_values)))
+
+
+def _asks_verbose(argv) -> bool:
+  values = [a.split("=", 1)[1].lower() if "=" in a else "true" for a in argv
+            if a.split("=", 1)[0] in ("--verbose", "-verbose")]
+  return bool(values) and values[-1] in ("true", "1", "yes")
 
 
 def _config_flag_names(flag_values) -> list[str]:
