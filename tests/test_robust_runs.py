@@ -33,7 +33,6 @@ from pointseg_jax import workdir as workdir_lib
 from test_bad_inputs import SIGINT
 from test_bad_inputs import matches_stop_line
 from test_train import tiny_config
-from test_train import tiny_data_dir  # noqa: F401  (session fixture)
 
 # Guarded fields differ from configs/point.py:tiny (seed, lr), so eval without --config must read
 # config.json; the lr is a traced input, so the compiled step is shared with test_train.py.
@@ -54,7 +53,7 @@ def _ctrl_c_at(step):
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_data_dir, tmp_path_factory):  # noqa: F811
+def runs(tiny_data_dir, tmp_path_factory):
   config = tiny_config(tiny_data_dir, **RUN)
   reference = train.train_and_evaluate(config, tmp_path_factory.mktemp("reference"))
   workdir = tmp_path_factory.mktemp("interrupted") / "run"
