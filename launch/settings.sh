@@ -26,7 +26,8 @@
 : "${QUEUE_TIMEOUT:=24h}"
 
 # Bucket in the TPU's region: datasets, init weights and every run's workdir live there (all
-# workers of a pod slice must see one workdir, so it cannot be a local disk).
+# workers of a pod slice must see one workdir, so it cannot be a local disk). setup mounts it with
+# gcsfuse at /mnt/pointseg_bucket on every worker; the workdir is written through that mount.
 : "${BUCKET:=gs://my-bucket}"
 
 # The run: config (with variants), run name (workdir = $BUCKET/runs/$RUN_NAME), and Python on the

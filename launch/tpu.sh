@@ -5,13 +5,15 @@
 #
 #   create   get the slice: tpu-vm create (PROVISIONING=on-demand|spot) or a queued resource
 #            (queued|queued-spot), waiting until it is ACTIVE
-#   setup    copy this checkout's HEAD to every worker, install Python + `pip install .[tpu]`,
-#            print each worker's global device count
-#   run      start `python -m pointseg_jax.main` on every worker (--worker=all) in the background;
-#            flags after `--` are appended (e.g. -- --config.train.num_steps=20000)
+#   setup    copy this checkout's HEAD to every worker, install Python + `pip install .[tpu]` and
+#            gcsfuse, mount the bucket, print each worker's global device count
+#   run      mount the bucket where it is not (a restarted VM), then start
+#            `python -m pointseg_jax.main` on every worker (--worker=all) in the background with the
+#            workdir in the mounted bucket; flags after `--` are appended (e.g.
+#            -- --config.train.num_steps=20000)
 #   logs     follow worker 0's log (LOG_WORKER=N for another worker)
 #   status   the TPU's (or queued resource's) state: READY / ACTIVE, PREEMPTED, SUSPENDED, ...
-#   fetch    copy the run's workdir from the bucket to runs/$RUN_NAME here
+#   fetch    copy the run's workdir from the bucket (gs://) to runs/$RUN_NAME here
 #   delete   delete the TPU VM (and its queued resource)
 #   resume   after a preemption: delete, create, setup and run again with the same workdir; the
 #            run continues from its last checkpoint
@@ -30,6 +32,13 @@ source "${LAUNCH_SETTINGS:-$LAUNCH_DIR/settings.sh}"
 
 REMOTE_DIR="pointseg_jax"            # on every worker, under the login user's home
 REMOTE_LOG="pointseg_run.log"        # ditto
+# BUCKET mounted with gcsfuse on every worker: the run's workdir is a folder in it, because main
+# writes the workdir with local-file calls (it refuses a gs:// workdir) and every worker of a pod
+# slice must see the same one (docs/cloud_tpu.md, "The workdir").
+REMOTE_MOUNT="/mnt/pointseg_bucket"
+# gcsfuse renames a folder only when it has fewer descendants than this; orbax finalises every
+# checkpoint by renaming its temporary folder (params + momentum: tens of files per process).
+RENAME_DIR_LIMIT=100000
 : "${LOG_WORKER:=0}"
 : "${POLL_SECONDS:=60}"
 
@@ -101,6 +110,31 @@ tpu_ssh() {   # tpu_ssh WORKER REMOTE_COMMAND
   run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${LOC[@]}" "--worker=$1" "--command=$2"
 }
 
+# Google's apt route for gcsfuse (Cloud Storage FUSE docs, "Install Cloud Storage FUSE"): the
+# gcsfuse-<codename> repository (gcsfuse-jammy on the ubuntu 22.04 TPU images), signed with the
+# packages.cloud.google.com key. Skipped when gcsfuse is already installed.
+gcsfuse_install_command() {
+  local keyring=/usr/share/keyrings/cloud.google.asc
+  local repo="deb [signed-by=$keyring] https://packages.cloud.google.com/apt gcsfuse-\$(lsb_release -cs) main"
+  echo "(command -v gcsfuse >/dev/null || (curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo tee $keyring >/dev/null" \
+       "&& echo \"$repo\" | sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null" \
+       "&& sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcsfuse))"
+}
+
+# Mount BUCKET at REMOTE_MOUNT as the login user, unless something is mounted there already (setup
+# mounts; run checks again, since a restarted VM comes back without the mount). A BUCKET with a
+# folder (gs://name/prefix) mounts only that folder. --implicit-dirs: folders that exist only as
+# object-name prefixes (written through gs://, e.g. by `gcloud storage cp`) are listed too.
+mount_command() {
+  local rest="${BUCKET#gs://}" only_dir=()
+  [[ "$rest" == */* ]] && only_dir=("--only-dir=${rest#*/}")
+  local gcsfuse
+  gcsfuse="$(shell_line gcsfuse --implicit-dirs "--rename-dir-limit=$RENAME_DIR_LIMIT" \
+             "${only_dir[@]}" "${rest%%/*}" "$REMOTE_MOUNT")"
+  echo "mountpoint -q $REMOTE_MOUNT || { sudo mkdir -p $REMOTE_MOUNT" \
+       "&& sudo chown \"\$(id -u):\$(id -g)\" $REMOTE_MOUNT && $gcsfuse; }"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Commands.
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +198,8 @@ cmd_setup() {
     "rm -rf $REMOTE_DIR && mkdir -p $REMOTE_DIR && tar -xzf pointseg_jax-src.tar.gz -C $REMOTE_DIR"
     "cd $REMOTE_DIR && $PYTHON -m venv .venv && .venv/bin/pip install -q --upgrade pip"
     ".venv/bin/pip install -q '.[tpu]'"
+    "$(gcsfuse_install_command)"
+    "$(mount_command)"
     ".venv/bin/python -c 'import jax; print(\"worker\", jax.process_index(), \"sees\", jax.device_count(), \"devices\")'"
   )
   local remote
@@ -175,7 +211,7 @@ cmd_setup() {
 # other workers itself on Cloud TPU; config variant `tpu` turns it on).
 main_command() {
   local cmd=(.venv/bin/python -m pointseg_jax.main "--config=$CONFIG"
-             "--workdir=$WORKDIR" "--config.data.data_dir=$DATA_DIR")
+             "--workdir=$RUN_WORKDIR" "--config.data.data_dir=$DATA_DIR")
   [[ -n "$INIT_FROM" ]] && cmd+=("--config.model.init_from=$INIT_FROM")
   cmd+=("$@")
   shell_line "${cmd[@]}"
@@ -189,7 +225,7 @@ cmd_run() {
   fi
   main="$(main_command "$@")"
   # setsid + nohup: training outlives the ssh session; stdin closed so ssh returns at once.
-  tpu_ssh all "cd $REMOTE_DIR && TF_CPP_MIN_LOG_LEVEL=2 setsid nohup $main > ~/$REMOTE_LOG 2>&1 < /dev/null &"
+  tpu_ssh all "set -e; $(mount_command); cd $REMOTE_DIR && TF_CPP_MIN_LOG_LEVEL=2 setsid nohup $main > ~/$REMOTE_LOG 2>&1 < /dev/null &"
   echo "# started on $WORKERS worker(s); follow with: launch/tpu.sh logs"
 }
 
@@ -241,7 +277,8 @@ main() {
   WORKERS="$(num_workers "$ACCELERATOR_TYPE")"
   [[ "$BUCKET" == gs://* ]] || die "BUCKET=$BUCKET must be a gs:// URL (launch/settings.sh)"
   BUCKET="${BUCKET%/}"
-  WORKDIR="$BUCKET/runs/$RUN_NAME"
+  WORKDIR="$BUCKET/runs/$RUN_NAME"           # the run's workdir in the bucket (fetch reads it)
+  RUN_WORKDIR="$REMOTE_MOUNT/runs/$RUN_NAME"  # the same folder on the workers, through the mount
   LOC=("--zone=$ZONE" "--project=$PROJECT")
   DATA_DIR="$BUCKET/tensorflow_datasets"
   case "$PROVISIONING" in
@@ -255,7 +292,8 @@ main() {
   fi
 
   echo "# TPU $TPU_NAME: $ACCELERATOR_TYPE, $WORKERS worker(s), $(num_devices "$ACCELERATOR_TYPE") JAX devices," \
-       "runtime $RUNTIME_VERSION, $PROVISIONING; zone $ZONE, project $PROJECT; workdir $WORKDIR"
+       "runtime $RUNTIME_VERSION, $PROVISIONING; zone $ZONE, project $PROJECT; workdir $WORKDIR" \
+       "(on the workers: $RUN_WORKDIR)"
   case "$command" in
     create|setup|run|logs|status|fetch|delete|resume) "cmd_$command" "$@" ;;
     *) die "unknown command '$command' (create, setup, run, logs, status, fetch, delete, resume)" ;;

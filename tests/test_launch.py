@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -38,6 +39,12 @@ def dry_run(command, *extra, **settings):
   commands = [shlex.split(line[2:]) for line in lines if line.startswith("+ ")]
   assert commands, proc.stdout
   return lines[0], commands
+
+
+# What setup and run do on every worker: mount the bucket unless something is mounted there.
+MOUNT = ("mountpoint -q /mnt/pointseg_bucket || { sudo mkdir -p /mnt/pointseg_bucket && sudo chown "
+         '"$(id -u):$(id -g)" /mnt/pointseg_bucket && gcsfuse --implicit-dirs '
+         "--rename-dir-limit=100000 test-bucket /mnt/pointseg_bucket; }")
 
 
 def flag(argv, name):
@@ -89,14 +96,22 @@ def test_dry_run_prints_every_command_for_the_slice(accelerator, workers, device
   assert "--worker=all" in ssh and all(f in ssh for f in location)
   setup = remote_command(ssh)
   assert "pip install -q '.[tpu]'" in setup and "python3.11 -m venv" in setup
+  # gcsfuse from Google's apt repository, then the bucket mounted on every worker.
+  assert "https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -cs) main" in setup
+  assert "apt-get install -y -qq gcsfuse" in setup
+  assert MOUNT in setup
 
   _, (ssh,) = dry_run("run", "--", "--config.train.num_steps=20000", **settings)
   assert "--worker=all" in ssh
-  words = shlex.split(remote_command(ssh))
+  run = remote_command(ssh)
+  # Mounted again where a restarted VM lost the mount, before main starts; main writes there.
+  assert MOUNT in run and run.index(MOUNT) < run.index("pointseg_jax.main")
+  assert "--workdir=gs://" not in run
+  words = shlex.split(run)
   main = words[words.index("-m") - 1: words.index(">")]
   assert main == [".venv/bin/python", "-m", "pointseg_jax.main",
                   "--config=configs/point.py:voc,tpu",
-                  "--workdir=gs://test-bucket/runs/point_voc",
+                  "--workdir=/mnt/pointseg_bucket/runs/point_voc",
                   "--config.data.data_dir=gs://test-bucket/tensorflow_datasets",
                   "--config.model.init_from=gs://test-bucket/weights/fcn32s_vgg16_imagenet.npz",
                   "--config.train.num_steps=20000"]
@@ -116,6 +131,65 @@ def test_dry_run_prints_every_command_for_the_slice(accelerator, workers, device
   # resume = delete, create, setup, run again with the same workdir.
   _, resume = dry_run("resume", "--", "--config.train.num_steps=20000", **settings)
   assert resume[0] == delete and resume[1] == request and resume[-1][-1] == ssh[-1]
+
+
+def fake_worker(tmp_path, mounted, gcsfuse_status=0):
+  """A home folder and PATH in which run's remote command can run: mountpoint answers `mounted`,
+  sudo / gcsfuse only log their arguments (gcsfuse exits gcsfuse_status), and .venv/bin/python
+  writes its argv to main_args."""
+  bin_dir, home = tmp_path / "bin", tmp_path / "home"
+  venv = home / "pointseg_jax" / ".venv" / "bin"
+  for d in (bin_dir, venv):
+    d.mkdir(parents=True)
+  scripts = {bin_dir / "mountpoint": f"exit {0 if mounted else 1}",
+             bin_dir / "sudo": f'echo "sudo $*" >> {tmp_path}/calls',
+             bin_dir / "gcsfuse": f'echo "gcsfuse $*" >> {tmp_path}/calls; exit {gcsfuse_status}',
+             venv / "python": f'for a; do echo "$a"; done > {tmp_path}/main_args.tmp; '
+                              f"mv {tmp_path}/main_args.tmp {tmp_path}/main_args"}
+  for path, body in scripts.items():
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+  return dict(os.environ, HOME=str(home), PATH=f"{bin_dir}:{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize("mounted", [False, True])
+def test_run_mounts_the_bucket_once_and_main_writes_through_it(tmp_path, mounted):
+  """Run's remote command executed for real (gcsfuse, sudo, mountpoint and main faked): the mount
+  happens exactly when nothing is mounted, and main gets the workdir under the mount point."""
+  _, (ssh,) = dry_run("run", BUCKET="gs://test-bucket/pointseg")
+  env = fake_worker(tmp_path, mounted)
+  proc = subprocess.run(["bash", "-c", remote_command(ssh)], cwd=env["HOME"], env=env,
+                        capture_output=True, text=True, timeout=30)
+  assert proc.returncode == 0, proc.stderr
+  main_args = tmp_path / "main_args"
+  for _ in range(100):   # main runs in the background (setsid nohup ... &)
+    if main_args.exists():
+      break
+    time.sleep(0.05)
+  args = main_args.read_text().splitlines()
+  assert args[:2] == ["-m", "pointseg_jax.main"]
+  assert "--workdir=/mnt/pointseg_bucket/runs/point_voc" in args
+  assert "--config.data.data_dir=gs://test-bucket/pointseg/tensorflow_datasets" in args
+  calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+  if mounted:
+    assert calls == []
+  else:
+    assert calls == ["sudo mkdir -p /mnt/pointseg_bucket",
+                     f"sudo chown {os.getuid()}:{os.getgid()} /mnt/pointseg_bucket",
+                     "gcsfuse --implicit-dirs --rename-dir-limit=100000 --only-dir=pointseg "
+                     "test-bucket /mnt/pointseg_bucket"]
+
+
+def test_run_does_not_start_main_when_the_mount_fails(tmp_path):
+  """Else main would write a private workdir on each worker's boot disk, lost with the VM."""
+  _, (ssh,) = dry_run("run")
+  env = fake_worker(tmp_path, mounted=False, gcsfuse_status=1)
+  proc = subprocess.run(["bash", "-c", remote_command(ssh)], cwd=env["HOME"], env=env,
+                        capture_output=True, text=True, timeout=30)
+  assert proc.returncode == 1
+  assert "gcsfuse" in (tmp_path / "calls").read_text()
+  time.sleep(0.5)
+  assert not (tmp_path / "main_args").exists()
 
 
 def test_multi_host_slice_needs_the_distributed_config():
