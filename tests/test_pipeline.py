@@ -267,6 +267,26 @@ def test_train_is_deterministic_and_resumes_exactly_across_epochs(data_dir):
   assert not np.array_equal(other[0]["image"], a[0]["image"])
 
 
+def test_train_fraction_trains_on_a_fixed_subset_for_every_seed(data_dir):
+  """13 train records, fraction 0.3 -> ceil(3.9) = 4 records, the first 4 in file order, whatever
+  the seed; eval still reads the whole split."""
+  def seen(seed, fraction):
+    it = pipeline.make_dataset(_config(data_dir, train_fraction=fraction), "train", batch_size=4,
+                               train=True, seed=seed, process_index=0, process_count=1)
+    return np.concatenate([next(it)["example_id"] for _ in range(5)])
+
+  for seed in (0, 1):
+    ids = seen(seed, 0.3)
+    assert sorted(set(ids.tolist())) == [0, 1, 2, 3]   # split positions of the first 4 records
+    # 20 positions over 4 records = 5 full epochs, each a permutation of the subset.
+    assert all(sorted(ids[i:i + 4].tolist()) == [0, 1, 2, 3] for i in range(0, 20, 4))
+  assert sorted(set(seen(0, 1.0).tolist())) == list(range(13))
+  assert set(seen(0, 0.01).tolist()) == {0}           # never empty: at least one record
+  assert pipeline.train_subset([], 0.5) == []
+  batches, _ = _eval(data_dir, train_fraction=0.3)
+  assert _flatten(batches)["example_mask"].sum() == SIZES["val"]
+
+
 def _expected_points(points, h, w):
   """numpy reference: one pixel per point, larger weight then earlier point wins."""
   labels, weights = np.full((h, w), 255), np.zeros((h, w), np.float32)
@@ -406,6 +426,9 @@ def test_clicks_outside_the_crop_are_dropped_and_counted(data_dir):
     ("squiggle_radius", 0, "a number >= 1"),
     ("image_labels_from", "masks", "one of ('classes', 'clicks')"),
     ("augment", "yes", "True or False"),
+    ("train_fraction", 0.0, "a number in"),
+    ("train_fraction", 1.5, "a number in"),
+    ("train_fraction", True, "a number in"),
 ])
 def test_bad_config_values_raise_clear_errors(data_dir, field, value, message):
   cfg = _config(data_dir).to_dict()  # a plain dict: ConfigDict itself rejects some type changes

@@ -179,6 +179,19 @@ def read_records(builder, split) -> list[bytes]:
   return list(ds.as_numpy_iterator())
 
 
+def train_subset(records: list, fraction: float) -> list:
+  """The first ceil(fraction * N) records (`DataSpec.train_fraction`); at least one when N > 0.
+
+  File order is the order TFDS wrote the split in (shuffled at build time), so the subset is a
+  fixed random sample of the split, the same for every seed and every run.
+  """
+  if fraction >= 1 or not records:
+    return records
+  keep = max(1, math.ceil(fraction * len(records) - 1e-9))
+  logging.info("train_fraction %.4g: training on %d of %d records", fraction, keep, len(records))
+  return records[:keep]
+
+
 def example_names(spec: spec_lib.DataSpec, split: str) -> list[str]:
   """The stored `id` (e.g. VOC '2008_000123') of every example of `split`, indexed by the batch
   dict's `example_id` (the split-wide position in file order, the same on every host)."""
@@ -327,6 +340,8 @@ def make_dataset(spec: spec_lib.DataSpec, split: str, *, batch_size: int, train:
   builder = _open_builder(spec)
   part = host_slice(builder, split, process_index, process_count)
   records = read_records(builder, part.split)
+  if train:
+    records = train_subset(records, spec.train_fraction)
   if not records and train:
     raise errors.DataError(f"split {split!r} of {spec.dataset!r} has no examples for process "
                      f"{process_index} of {process_count}")

@@ -46,6 +46,10 @@ class DataSpec:
   augment: bool = True             # random scale / crop / flip on train
   scale_range: tuple[float, float] = (0.75, 1.25)
   image_labels_from: str = "classes"   # `present` from the class list, or from the clicks
+  # Train on the first ceil(fraction * N) records of this host's train slice (file order, which
+  # TFDS shuffled at write time): the same images for every seed, e.g. what a fixed annotation
+  # budget buys (experiments/annotation_cost.py). Eval and predict always read the whole split.
+  train_fraction: float = 1.0
 
   def __post_init__(self):
     def bad(field, fix):
@@ -72,6 +76,10 @@ class DataSpec:
       raise bad("scale_range", "(lo, hi) with 0 < lo <= hi, e.g. (0.75, 1.25)")
     if not isinstance(self.augment, bool):
       raise bad("augment", "True or False")
+    fraction = self.train_fraction
+    if (isinstance(fraction, bool) or not isinstance(fraction, numbers.Real)
+        or not 0 < fraction <= 1):
+      raise bad("train_fraction", "a number in (0, 1]: the share of the train split to train on")
     if self.image_labels_from not in IMAGE_LABELS_FROM:
       raise bad("image_labels_from", f"one of {IMAGE_LABELS_FROM}")
     # Normalise to plain, hashable Python values (tf.data functions close over the spec).
@@ -79,6 +87,7 @@ class DataSpec:
     set_(self, "image_size", (int(size[0]), int(size[1])))
     set_(self, "squiggle_radius", float(radius))
     set_(self, "scale_range", (float(scale[0]), float(scale[1])))
+    set_(self, "train_fraction", float(fraction))
     for field in ("data_dir", "manual_dir"):
       set_(self, field, expand_path(getattr(self, field)))
 

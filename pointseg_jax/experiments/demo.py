@@ -23,43 +23,18 @@ from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import config_lib
 from pointseg_jax import main as main_lib  # defines --config, --workdir (one set of flags)
-from pointseg_jax import predict
 from pointseg_jax import supervision
-from pointseg_jax import train
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.data.prepare import prepare_spec
+from pointseg_jax.experiments import compare
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = str(pathlib.Path(main_lib.__file__).resolve().parents[1] / "configs" / "point.py")
 FLAGS.set_default("config", DEFAULT_CONFIG)
 flags.DEFINE_list("compare", [], "Other regimes to train the same way for a comparison table "
-                  "(e.g. image_obj,point_noobj); each gets <workdir>/<regime>/.")
-
-
-def run_regime(config, workdir):
-  """Train + evaluate + predictions for one config; returns (summary, seconds, picture paths)."""
-  t = time.time()
-  summary = train.train_and_evaluate(config, workdir)
-  seconds = time.time() - t
-  paths = predict.write_predictions(config, workdir)
-  return summary, seconds, paths
-
-
-def regime_config(config, regime):
-  """The same config with another regime's row of the table (terms, label field; on VOC also the
-  authors' learning-rate ratio -- the synthetic configs use one lr for every regime)."""
-  other = config.copy_and_resolve_references()
-  base = supervision.get_regime(config.regime)
-  row = supervision.get_regime(regime)
-  with other.unlocked():
-    other.regime = regime
-    other.data.label_kind = row.label_kind
-    other.loss.weights = supervision.default_weights(regime)
-    if config.data.dataset.startswith("voc"):
-      other.optimizer.learning_rate = (config.optimizer.learning_rate * row.learning_rate
-                                       / base.learning_rate)
-  return other
+                  "(e.g. image_obj,point_noobj); each gets <workdir>/<regime>/. The whole "
+                  "Table 1 with seeds: python -m pointseg_jax.experiments.table1.")
 
 
 def results_markdown(config, rows, build_seconds, workdir) -> str:
@@ -127,11 +102,11 @@ def main(argv):
   rows = []
   regimes = [config.regime] + [r for r in FLAGS.compare if r != config.regime]
   for i, regime in enumerate(regimes):
-    cfg = config if regime == config.regime else regime_config(config, regime)
+    cfg = config if regime == config.regime else compare.regime_config(config, regime)
     run_dir = workdir if i == 0 else workdir / regime
     print(f"[demo] 2/3 training {regime} ({supervision.get_regime(regime).paper}) for "
           f"{cfg.train.num_steps} steps in {run_dir} ...", flush=True)
-    rows.append((regime, *run_regime(cfg, run_dir)))
+    rows.append((regime, *compare.run_regime(cfg, run_dir)))
 
   print("[demo] 3/3 writing RESULTS.md ...", flush=True)
   (workdir / "RESULTS.md").write_text(results_markdown(config, rows, build_seconds, workdir))

@@ -1,0 +1,143 @@
+"""experiments/: the cost model, the shared regime configs, the Table-1 runner (smoke + resume)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pointseg_jax import config_lib
+from pointseg_jax import errors
+from pointseg_jax import supervision
+from pointseg_jax import train
+from pointseg_jax.experiments import annotation_cost
+from pointseg_jax.experiments import compare
+from pointseg_jax.experiments import table1
+from test_train import REPO
+from test_train import tiny_data_dir  # pylint: disable=unused-import  (session fixture)
+
+
+def test_cost_model_is_the_papers_arithmetic():
+  """Paper §3: 18.5 s for the absent classes of an image with 1.5 present ones, 2.4 s per first
+  click, 0.9 s per further instance (0.8 of them per class), 30 s per box, 79 s per mask."""
+  absent = 20 - 1.5
+  assert annotation_cost.seconds_per_image("point") == pytest.approx(absent + 1.5 * 2.4)
+  assert annotation_cost.seconds_per_image("all_points") == pytest.approx(
+      absent + 1.5 * (2.4 + 0.9 * 0.8), abs=0.03)   # 23.18, the paper rounds to 23.2
+  assert annotation_cost.seconds_per_image("box") == pytest.approx(absent + 2.8 * 30)
+  assert annotation_cost.seconds_per_image("full") == pytest.approx(absent + 2.8 * 79)
+  assert annotation_cost.hours("image", 3600) == 20.0
+  assert annotation_cost.hours("squiggle", 100) is None      # the paper gives no cost
+  # 1Point's hours for 2000 images buy floor(2000 * 22.1 / 239.7) = 184 full masks.
+  assert annotation_cost.images_for_budget("full", 22.1, 2000) == 184
+  assert annotation_cost.images_for_budget("box", 22.1, 2000) == 431
+  assert annotation_cost.images_for_budget("box", 500.0, 2000) == 2000    # never more than all
+  assert set(annotation_cost.SECONDS_PER_IMAGE) == set(supervision.REGIMES)
+  with pytest.raises(KeyError, match="annotation_cost.py"):
+    annotation_cost.seconds_per_image("pointz")
+
+
+@pytest.mark.parametrize("regime", sorted(supervision.REGIMES))
+def test_regime_config_is_the_regimes_config_file(regime):
+  """What the experiments train is configs/<regime>.py: swapping the row into the point config
+  gives exactly the regime's own config (synthetic and tiny variants)."""
+  for variant in ("synthetic", "tiny"):
+    swapped = compare.regime_config(config_lib.get_config("point", variant), regime)
+    assert swapped.to_dict() == config_lib.get_config(regime, variant).to_dict()
+  r25 = compare.regime_config(config_lib.get_config("point"), "squiggle", squiggle_radius=25,
+                              train_fraction=0.5)
+  assert r25.to_dict() == config_lib.get_config("squiggle", "25").to_dict() | {
+      "data": {**config_lib.get_config("squiggle", "25").data.to_dict(), "train_fraction": 0.5}}
+
+
+def test_run_configs_and_fingerprints():
+  schedule = table1.SCHEDULES["full"]
+  runs = table1.RUNS_BY_NAME
+  config = table1.run_config(runs["squiggle_r2"], schedule, 1, 2000)
+  assert (config.regime, config.seed, config.data.squiggle_radius) == ("squiggle", 1, 2.0)
+  assert config.train.num_steps == schedule.num_steps
+  assert config.train.eval_every * 2 == schedule.num_steps      # the half-way eval
+  assert config.optimizer.name == "adam"
+  budget = table1.run_config(runs["full_budget22s"], schedule, 0, 2000)
+  assert budget.data.train_fraction == 184 / 2000 and budget.regime == "full"
+  assert table1.run_config(runs["full"], schedule, 0, 2000).data.train_fraction == 1.0
+  fps = {table1.fingerprint(table1.run_config(r, schedule, s, 2000))
+         for r in table1.ALL_RUNS for s in range(3)}
+  assert len(fps) == 3 * len(table1.ALL_RUNS)                  # every run and seed its own
+  moved = table1.run_config(runs["point"], schedule, 0, 2000, data_dir="/elsewhere")
+  assert table1.fingerprint(moved) == table1.fingerprint(
+      table1.run_config(runs["point"], schedule, 0, 2000))     # where the data lives: no matter
+  every_table_regime = {r.regime for r in table1.TABLE_RUNS}
+  assert every_table_regime == set(supervision.REGIMES)
+  with pytest.raises(errors.ConfigError, match="--num_steps=1"):
+    table1.schedule_for(False, "synthetic", 1)
+
+
+def _summary(run, seed, miou, half=None, regime=None):
+  curve = {"10": miou} if half is None else {"5": half, "10": miou}
+  return {"run": run, "regime": regime or run, "seed": seed, "miou": miou,
+          "eval_miou_by_step": curve, "train_images": 100, "wall_time_s": 60.0,
+          "train_steps_per_sec": 5.0}
+
+
+def test_collect_and_findings_by_hand():
+  """point 0.40/0.44 (mean 42, std 2.83), image 0.30/0.32 (31, 1.41): point - image = +11
+  > 2 * sqrt((8 + 2) / 2) = 4.47 -> reproduced; all_points 0.41/0.45 (43, 2.83): +1 within 2 sigma
+  of point -> '~' reproduced."""
+  summaries = [_summary("point", 0, 0.40, half=0.30), _summary("point", 1, 0.44, half=0.34),
+               _summary("image", 0, 0.30), _summary("image", 1, 0.32),
+               _summary("all_points", 0, 0.41), _summary("all_points", 1, 0.45),
+               _summary("full_budget22s", 0, 0.2, regime="full")]
+  rows = table1.collect(summaries)
+  assert rows["point"]["miou_mean"] == pytest.approx(42.0)
+  assert rows["point"]["miou_std"] == pytest.approx(2.8284, abs=1e-3)
+  assert rows["point"]["miou_half_steps_mean"] == pytest.approx(32.0)
+  assert rows["point"]["paper_miou"] == 42.7 and rows["point"]["annotation_hours"] == 0.61
+  assert rows["full_budget22s"]["paper_miou"] is None          # not a paper row
+  assert rows["full_budget22s"]["miou_std"] is None            # one seed: no spread
+  found = {f["finding"]: f for f in table1.findings(rows)}
+  best = found["Img + Obj + 1Point best of the one-click regimes"]
+  assert best["verdict"].startswith("pending")                 # image_obj, point_noobj missing
+  allp = found["AllPoints ~ 1Point"]
+  assert allp["difference"] == pytest.approx(1.0)
+  assert allp["sigma"] == pytest.approx(2.8284, abs=1e-3)
+  assert allp["verdict"] == "reproduced (within 2 sigma)"
+  rows["image_obj"] = dict(rows["image"], miou_mean=50.0)      # Img + Obj above point by 8
+  rows["point_noobj"] = dict(rows["image"])
+  best = {f["finding"]: f for f in table1.findings(rows)}[
+      "Img + Obj + 1Point best of the one-click regimes"]
+  assert best["compared_with"] == "image_obj" and best["difference"] == pytest.approx(-8.0)
+  assert best["verdict"] == "not reproduced: reversed by > 2 sigma"
+  text = table1.table_markdown(rows, table1.findings(rows), "full", 2)
+  assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 |" in text
+
+
+def test_runner_smoke_and_resume(tiny_data_dir, tmp_path):  # pylint: disable=redefined-outer-name
+  """The CLI on the tiny configs (two regimes + one equal-budget run, 1 seed); a second run of the
+  same command trains nothing and writes the same table."""
+  out = tmp_path / "t1"
+  cmd = [sys.executable, "-m", "pointseg_jax.experiments.table1", f"--out={out}",
+         "--variant=tiny", "--runs=image,point,full_budget22s", f"--data_dir={tiny_data_dir}"]
+  first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ),
+                         timeout=600)
+  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  assert first.stdout.count("[table1] ") >= 7          # 3 x (start, done) + the final line
+  table = (out / "table.md").read_text()
+  results = json.loads((out / "results.json").read_text())
+  assert set(results["rows"]) == {"image", "point", "full_budget22s"}
+  budget = json.loads((out / "runs" / "full_budget22s" / "seed0" / "summary.json").read_text())
+  assert budget["train_images"] == 4                   # floor(48 * 22.1 / 239.7) of 48 tiny images
+  assert set(budget["eval_miou_by_step"]) == {"2", "4"}   # half-way and final evals
+  assert (out / "fig6a.png").stat().st_size > 0
+  assert (out / ".gitignore").read_text().strip().endswith("work/")
+
+  second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ),
+                          timeout=600)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "/3:" not in second.stdout                    # no "[table1] i/3: <run>" line: nothing trained
+  assert (out / "table.md").read_text() == table
+
+  # A changed schedule never mixes with the kept runs: one clear error.
+  changed = subprocess.run(cmd + ["--num_steps=6"], cwd=REPO, capture_output=True, text=True,
+                           env=dict(os.environ), timeout=600)
+  assert changed.returncode == 2 and "from another config" in changed.stderr
