@@ -112,32 +112,38 @@ def test_collect_and_findings_by_hand():
   assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 |" in text
 
 
-def test_runner_smoke_and_resume(tiny_data_dir, tmp_path):  # pylint: disable=redefined-outer-name
-  """The CLI on the tiny configs (two regimes + one equal-budget run, 1 seed); a second run of the
-  same command trains nothing and writes the same table."""
+def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):  # pylint: disable=redefined-outer-name
+  """The CLI on the tiny configs (one regime + one equal-budget run, 1 seed); then the same sweep
+  again trains nothing and writes the same table, and a changed schedule is refused."""
   out = tmp_path / "t1"
+  runs = "point,full_budget22s"
   cmd = [sys.executable, "-m", "pointseg_jax.experiments.table1", f"--out={out}",
-         "--variant=tiny", "--runs=image,point,full_budget22s", f"--data_dir={tiny_data_dir}"]
+         "--variant=tiny", f"--runs={runs}", f"--data_dir={tiny_data_dir}"]
   first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ),
                          timeout=600)
   assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-  assert first.stdout.count("[table1] ") >= 7          # 3 x (start, done) + the final line
+  assert first.stdout.count("[table1] ") == 5          # 2 x (start, done) + the final line
   table = (out / "table.md").read_text()
   results = json.loads((out / "results.json").read_text())
-  assert set(results["rows"]) == {"image", "point", "full_budget22s"}
+  assert set(results["rows"]) == {"point", "full_budget22s"}
   budget = json.loads((out / "runs" / "full_budget22s" / "seed0" / "summary.json").read_text())
   assert budget["train_images"] == 4                   # floor(48 * 22.1 / 239.7) of 48 tiny images
   assert set(budget["eval_miou_by_step"]) == {"2", "4"}   # half-way and final evals
   assert (out / "fig6a.png").stat().st_size > 0
   assert (out / ".gitignore").read_text().strip().endswith("work/")
 
-  second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ),
-                          timeout=600)
-  assert second.returncode == 0, second.stderr[-3000:]
-  assert "/3:" not in second.stdout                    # no "[table1] i/3: <run>" line: nothing trained
+  # Second invocation (in-process: no second JAX start-up): nothing may train.
+  def no_training(*args, **kwargs):
+    raise AssertionError(f"a finished run was trained again: {args} {kwargs}")
+  monkeypatch.setattr(train, "train_and_evaluate", no_training)
+  schedule = table1.schedule_for(False, "tiny", None)
+  selected = [table1.RUNS_BY_NAME[n] for n in runs.split(",")]
+  summaries = table1.sweep(out, schedule, 1, selected, data_dir=tiny_data_dir)
+  table1.write_results(out, summaries, schedule, 1, 48, results["command"])
   assert (out / "table.md").read_text() == table
+  assert json.loads((out / "results.json").read_text()) == results
 
-  # A changed schedule never mixes with the kept runs: one clear error.
-  changed = subprocess.run(cmd + ["--num_steps=6"], cwd=REPO, capture_output=True, text=True,
-                           env=dict(os.environ), timeout=600)
-  assert changed.returncode == 2 and "from another config" in changed.stderr
+  # A changed schedule never mixes with the kept runs: one clear error, nothing trained.
+  longer = table1.schedule_for(False, "tiny", 6)
+  with pytest.raises(errors.WorkdirError, match="from another config"):
+    table1.sweep(out, longer, 1, selected, data_dir=tiny_data_dir)

@@ -17,6 +17,8 @@ PAPER_TABLE = {  # regime -> (active terms, pipeline supervision, authors' lr)
     "three_annotators": ({"image", "point", "objectness"}, "three_annotators", 1e-5),
     "random_points": ({"image", "point", "objectness"}, "random_points", 5e-5),
     "squiggle": ({"image", "point", "objectness"}, "squiggle", 1e-5),
+    # Not the paper's: later papers' protocol (every instance + background clicks), our losses.
+    "all_points_bg": ({"image", "point", "objectness"}, "background_points", 1e-5),
     "box": ({"point"}, "box", 1e-5),
     "full": ({"pixel"}, "full", 1e-5),
 }
