@@ -58,6 +58,8 @@ def test_run_configs_and_fingerprints():
   assert config.train.num_steps == schedule.num_steps
   assert config.train.eval_every * 2 == schedule.num_steps      # the half-way eval
   assert config.optimizer.name == "adam"
+  quick = table1.run_config(runs["point"], table1.schedule_for(True, "synthetic", None), 0, 2000)
+  assert quick.train.eval_every == quick.train.num_steps < config.train.num_steps
   budget = table1.run_config(runs["full_budget22s"], schedule, 0, 2000)
   assert budget.data.train_fraction == 184 / 2000 and budget.regime == "full"
   assert table1.run_config(runs["full"], schedule, 0, 2000).data.train_fraction == 1.0

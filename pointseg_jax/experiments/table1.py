@@ -121,12 +121,14 @@ class Schedule:
   seeds: int
   image_size: int | None = None   # None: the variant's; else stored images scaled to fit
   optimizer: tuple = ()           # config.optimizer overrides
+  eval_halfway: bool = True       # also evaluate at num_steps / 2 (the convergence check)
 
   def apply(self, config):
     c = config.copy_and_resolve_references()
     with c.unlocked():
       c.train.num_steps = self.num_steps
-      c.train.eval_every = max(1, self.num_steps // 2)   # mIoU at half the steps: convergence
+      # mIoU at half the steps too: the convergence check.
+      c.train.eval_every = max(1, self.num_steps // 2) if self.eval_halfway else self.num_steps
       c.train.checkpoint_every = max(1, self.num_steps // 4)
       c.train.log_every = max(1, min(100, self.num_steps // 4))
       c.train.keep_checkpoints = 1
@@ -147,7 +149,8 @@ class Schedule:
 ADAM = (("name", "adam"), ("learning_rate", 3e-4), ("warmup_steps", 100), ("clip_grad_norm", 0.0))
 SCHEDULES = {
     "full": Schedule("full", "synthetic", num_steps=1600, seeds=3, image_size=96, optimizer=ADAM),
-    "quick": Schedule("quick", "synthetic", num_steps=100, seeds=1, image_size=96, optimizer=ADAM),
+    "quick": Schedule("quick", "synthetic", num_steps=100, seeds=1, image_size=96, optimizer=ADAM,
+                      eval_halfway=False),
     "tiny": Schedule("tiny", "tiny", num_steps=4, seeds=1),
 }
 
