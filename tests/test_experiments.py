@@ -111,10 +111,12 @@ def test_collect_and_findings_by_hand():
   assert best["compared_with"] == "image_obj" and best["difference"] == pytest.approx(-8.0)
   assert best["verdict"] == "not reproduced: reversed by > 2 sigma"
   text = table1.table_markdown(rows, table1.findings(rows), "full", 2)
-  assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 |" in text
+  assert ("| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 |"
+          in text)
 
 
-def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):  # pylint: disable=redefined-outer-name
+# pylint: disable-next=redefined-outer-name
+def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   """The CLI on the tiny configs (one regime + one equal-budget run, 1 seed); then the same sweep
   again trains nothing and writes the same table, and a changed schedule is refused."""
   out = tmp_path / "t1"

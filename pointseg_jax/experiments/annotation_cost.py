@@ -1,4 +1,4 @@
-"""The paper's annotation-cost model (Bearman et al. 2016, §3 "Annotation time"; used in §4.2 / Fig. 6a).
+"""The paper's annotation-cost model (Bearman et al. 2016, §3 "Annotation time"; §4.2, Fig. 6a).
 
 Seconds of human work per image, for PASCAL VOC (20 classes, 1.5 present classes and 2.8 instances
 per image on average):

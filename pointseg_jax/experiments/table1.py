@@ -48,20 +48,30 @@ from pointseg_jax.experiments import annotation_cost
 from pointseg_jax.experiments import compare
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "Results directory (summaries, table, figure; checkpoints in "
-                    "<out>/work, git-ignored).")
-flags.DEFINE_integer("seeds", None, "Seeds per run (default: the schedule's, 3; --quick: 1).")
-flags.DEFINE_bool("quick", False, "The short schedule: 1 seed, fewer steps (<= 10 min idle).")
-flags.DEFINE_enum("variant", "synthetic", ["synthetic", "tiny"],
-                  "Config variant: synthetic (the benchmark) or tiny (seconds; tests).")
-flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's, ~/tensorflow_datasets).")
-flags.DEFINE_list("runs", [], "Only these runs (names as in the table; default all).")
-flags.DEFINE_integer("num_steps", None, "Override the schedule's steps (a new fingerprint).")
-flags.DEFINE_bool("table_only", False, "Train nothing; rebuild results.json / table.md / PNG "
-                  "from the summaries present.")
-flags.DEFINE_bool("git_commit", False, "After each finished run, commit <out>'s summaries and "
-                  "table (`git add` + `git commit -- <out>`): a long sweep survives the session.")
-flags.mark_flags_as_required(["out"])
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The command's flags, defined only when it runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("out", None, "Results directory (summaries, table, figure; checkpoints in "
+                      "<out>/work, git-ignored).", **fv)
+  flags.DEFINE_integer("seeds", None, "Seeds per run (default: the schedule's, 3; --quick: 1).",
+                       **fv)
+  flags.DEFINE_bool("quick", False, "The short schedule: 1 seed, fewer steps (<= 10 min idle).",
+                    **fv)
+  flags.DEFINE_enum("variant", "synthetic", ["synthetic", "tiny"],
+                    "Config variant: synthetic (the benchmark) or tiny (seconds; tests).", **fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's, ~/tensorflow_datasets).",
+                      **fv)
+  flags.DEFINE_list("runs", [], "Only these runs (names as in the table; default all).", **fv)
+  flags.DEFINE_integer("num_steps", None, "Override the schedule's steps (a new fingerprint).",
+                       **fv)
+  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild results.json / table.md / PNG "
+                    "from the summaries present.", **fv)
+  flags.DEFINE_bool("git_commit", False, "After each finished run, commit <out>'s summaries and "
+                    "table (`git add` + `git commit -- <out>`): a long sweep survives the "
+                    "session.", **fv)
+  flags.mark_flags_as_required(["out"], flag_values=flag_values)
 
 
 # ------------------------------------------------------------------------------------ runs ---
@@ -224,8 +234,9 @@ def train_one(run: Run, schedule: Schedule, seed: int, out: pathlib.Path, num_tr
   work_dir.mkdir(parents=True, exist_ok=True)
   mark = work_dir / "fingerprint.txt"
   if mark.exists() and mark.read_text().strip() != fp:
-    raise errors.WorkdirError(f"{work_dir} holds checkpoints of another config (fingerprint "
-                              f"{mark.read_text().strip()} != {fp}); delete it or use another --out")
+    raise errors.WorkdirError(
+        f"{work_dir} holds checkpoints of another config (fingerprint "
+        f"{mark.read_text().strip()} != {fp}); delete it or use another --out")
   mark.write_text(fp + "\n")
   load = os.getloadavg()
   t = time.time()
@@ -407,7 +418,8 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
         f"{_pm(r['miou_half_steps_mean'], None)} | "
         f"{'–' if r['paper_miou'] is None else r['paper_miou']} | "
         f"{'–' if r['seconds_per_image'] is None else r['seconds_per_image']} | "
-        f"{r['train_images']} | {'–' if r['annotation_hours'] is None else r['annotation_hours']} | "
+        f"{r['train_images']} | "
+        f"{'–' if r['annotation_hours'] is None else r['annotation_hours']} | "
         f"{r['wall_time_s_mean'] / 60:.1f} |")
   lines += ["", "Findings (difference = b − a in mIoU points; σ = the pooled per-seed std "
             "sqrt((σa² + σb²)/2); a finding '>' is reproduced when the difference exceeds 2σ, "
@@ -533,4 +545,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)
