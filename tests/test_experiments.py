@@ -103,7 +103,7 @@ def test_collect_and_findings_by_hand():
   allp = found["AllPoints ~ 1Point"]
   assert allp["difference"] == pytest.approx(1.0)
   assert allp["sigma"] == pytest.approx(2.8284, abs=1e-3)
-  assert allp["verdict"] == "reproduced (within 2 sigma)"
+  assert allp["verdict"] == "consistent (within 2 sigma)"
   rows["image_obj"] = dict(rows["image"], miou_mean=50.0)      # Img + Obj above point by 8
   rows["point_noobj"] = dict(rows["image"])
   best = {f["finding"]: f for f in table1.findings(rows)}[

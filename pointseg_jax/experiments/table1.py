@@ -391,7 +391,7 @@ def findings(rows: dict) -> list[dict]:
                          "not reproduced: reversed by > 2 sigma" if diff < -2 * sigma else
                          "not reproduced: opposite sign, within 2 sigma")
     else:
-      item["verdict"] = ("reproduced (within 2 sigma)" if abs(diff) <= 2 * sigma else
+      item["verdict"] = ("consistent (within 2 sigma)" if abs(diff) <= 2 * sigma else
                          "not reproduced: differ by > 2 sigma")
     out.append(item)
   return out
