@@ -134,7 +134,7 @@ def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   assert budget["train_images"] == 4                   # floor(48 * 22.1 / 239.7) of 48 tiny images
   assert set(budget["eval_miou_by_step"]) == {"2", "4"}   # half-way and final evals
   assert (out / "fig6a.png").stat().st_size > 0
-  assert (out / ".gitignore").read_text().strip().endswith("work/")
+  assert (out / ".gitignore").read_text().splitlines()[1:] == ["work/", "!runs/"]
 
   # Second invocation (in-process: no second JAX start-up): nothing may train.
   def no_training(*args, **kwargs):

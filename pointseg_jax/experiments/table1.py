@@ -526,7 +526,8 @@ def main(argv):
   runs = [RUNS_BY_NAME[n] for n in FLAGS.runs] if FLAGS.runs else list(ALL_RUNS)
   out = pathlib.Path(FLAGS.out)
   out.mkdir(parents=True, exist_ok=True)
-  (out / ".gitignore").write_text("# checkpoints, metrics, TensorBoard events\nwork/\n")
+  # Keep the summaries (a repository's own `runs/` rule must not hide them), not the checkpoints.
+  (out / ".gitignore").write_text("# checkpoints, metrics, TensorBoard events\nwork/\n!runs/\n")
   command = "python -m pointseg_jax.experiments.table1 " + " ".join(sys.argv[1:])
   num_train = num_train_examples(schedule.variant, FLAGS.data_dir)
 
