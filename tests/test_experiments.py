@@ -14,7 +14,6 @@ from pointseg_jax.experiments import annotation_cost
 from pointseg_jax.experiments import compare
 from pointseg_jax.experiments import table1
 from test_train import REPO
-from test_train import tiny_data_dir  # pylint: disable=unused-import  (session fixture)
 
 
 def test_cost_model_is_the_papers_arithmetic():
@@ -115,7 +114,6 @@ def test_collect_and_findings_by_hand():
           in text)
 
 
-# pylint: disable-next=redefined-outer-name
 def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   """The CLI on the tiny configs (one regime + one equal-budget run, 1 seed); then the same sweep
   again trains nothing and writes the same table, and a changed schedule is refused."""
