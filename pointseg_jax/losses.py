@@ -17,6 +17,7 @@ log(1 - S) unclamped, i.e. it can produce inf where we stay finite).
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pointseg_jax import IGNORE_INDEX
 
@@ -33,6 +34,28 @@ def _check_map(name, x, logits):
     raise ValueError(
         f"{name} must be [B, H, W] = {logits.shape[:3]} to match logits {logits.shape}, got "
         f"{x.shape}")
+
+
+def _is_concrete(*xs):
+  """True when every x holds values now (not a tracer of jit / grad / vmap / shard_map)."""
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _check_probabilities(objectness, valid):
+  """Raise on an objectness map outside [0, 1] at valid pixels (e.g. a raw uint8 map), whenever
+  both arrays hold values -- eager calls, or constants closed over by a jitted/differentiated
+  function. The check runs in numpy: jnp ops inside a jit trace are staged even on constants, and
+  float() of a staged value is the ConcretizationTypeError this avoids. Traced maps are not
+  checked (jit cannot raise on values)."""
+  if not _is_concrete(objectness, valid):
+    return
+  checked = np.where(np.asarray(valid), np.asarray(objectness), 0.5)
+  if checked.size == 0:
+    return
+  low, high = float(checked.min()), float(checked.max())
+  if not (low >= 0 and high <= 1):  # NaN fails too
+    raise ValueError(f"objectness must be probabilities in [0, 1], got values in [{low}, "
+                     f"{high}]; convert a stored uint8 map o with P = (o + 1) / 257")
 
 
 def _compute_dtype(x):
@@ -187,12 +210,7 @@ def objectness_loss(logits, objectness, valid, exclude=None):
   _check_logits(logits)
   _check_map("objectness", objectness, logits)
   _check_map("valid", valid, logits)
-  if not isinstance(objectness, jax.core.Tracer):  # eager calls: catch raw uint8 maps (0..255)
-    checked = jnp.where(valid, objectness, 0.5)
-    low, high = float(jnp.min(checked)), float(jnp.max(checked))
-    if low < 0 or high > 1:
-      raise ValueError(f"objectness must be probabilities in [0, 1], got values in [{low}, "
-                       f"{high}]; convert a stored uint8 map o with P = (o + 1) / 257")
+  _check_probabilities(objectness, valid)
   mask = valid
   if exclude is not None:
     _check_map("exclude", exclude, logits)

@@ -329,6 +329,29 @@ def test_bad_input_is_loud():
   assert np.isnan(losses.point_loss(TWO_PIXELS, np.array([[[-1, 255]]]), np.ones((1, 1, 2)))[0])
 
 
+def test_objectness_loss_works_however_its_arguments_arrive():
+  """Issue 15: a map closed over by a jitted or differentiated function is a constant, not a
+  tracer, but jnp ops on it are staged; the range check must not call float() on them."""
+  prob = np.array([[[0.8, 0.3]]], np.float32)
+  eager = losses.objectness_loss(TWO_PIXELS, prob, ALL_VALID)
+  closed = lambda z, valid: losses.objectness_loss(z, prob, valid).sum()
+  np.testing.assert_allclose(jax.jit(closed)(TWO_PIXELS, ALL_VALID), eager.sum(), rtol=1e-6)
+  g = jax.grad(closed)(TWO_PIXELS, ALL_VALID)
+  np.testing.assert_allclose(jax.jit(jax.grad(closed))(TWO_PIXELS, ALL_VALID), g, rtol=1e-6)
+  both_closed = jax.jit(lambda z: losses.objectness_loss(z, prob, ALL_VALID).sum())
+  np.testing.assert_allclose(both_closed(TWO_PIXELS), eager.sum(), rtol=1e-6)
+  np.testing.assert_allclose(jax.vmap(lambda z: closed(z[None], ALL_VALID))(TWO_PIXELS),
+                             eager, rtol=1e-6)
+  # A bad map is still caught whenever its values are known, also at trace time under jit ...
+  raw = np.array([[[200, 3]]], np.uint8)
+  with pytest.raises(ValueError, match=r"\(o \+ 1\) / 257"):
+    jax.jit(lambda z: losses.objectness_loss(z, raw, ALL_VALID))(TWO_PIXELS)
+  with pytest.raises(ValueError, match="got values in"):
+    losses.objectness_loss(TWO_PIXELS, np.array([[[0.5, np.nan]]], np.float32), ALL_VALID)
+  # ... and a traced one is not checked (jit cannot raise on values): no error, a finite number.
+  assert np.isfinite(jax.jit(losses.objectness_loss)(TWO_PIXELS, raw, ALL_VALID)).all()
+
+
 # ---------------------------------------------------------------- 8 devices
 
 def test_batch_loss_sharded_over_eight_devices_equals_one_device():
