@@ -15,6 +15,9 @@ All log-probabilities come from log-softmax; log(1 - S_c) is logsumexp_{k!=c} z_
 so values and gradients stay finite for logits up to +-1e4 (Caffe clamps log S at FLT_MIN and leaves
 log(1 - S) unclamped, i.e. it can produce inf where we stay finite).
 """
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -223,3 +226,178 @@ def objectness_loss(logits, objectness, valid, exclude=None):
   nll = -(prob * log_obj + (1.0 - prob) * log_bg)
   nll = jnp.where(mask, nll, 0.0)
   return _safe_mean(nll.sum(axis=(1, 2)), mask.sum(axis=(1, 2)).astype(nll.dtype))
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Pairwise (Gated CRF) term: beyond the paper, docs/losses.md "Pairwise term".
+# ----------------------------------------------------------------------------------------------
+
+def _window_half(radius, hw):
+  """Offsets (dy, dx) of half the (2r+1)^2 window without (0, 0), one of each pair +-d, that fit
+  in an h x w grid (a window wider than the grid adds no pair)."""
+  h, w = hw
+  return [(dy, dx) for dy in range(min(radius, h - 1) + 1)
+          for dx in range(-min(radius, w - 1), min(radius, w - 1) + 1) if dy > 0 or dx > 0]
+
+
+def _pad_grid(x, radius):
+  """x [B, h, w, ...] padded by `radius` zeros (False) on both sides of h and w."""
+  return jnp.pad(x, ((0, 0), (radius, radius), (radius, radius)) + ((0, 0),) * (x.ndim - 3))
+
+
+def _at(padded, radius, dy, dx, hw):
+  """The value at i + (dy, dx) for every grid pixel i, read from a `_pad_grid` array."""
+  h, w = hw
+  return padded[:, radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+
+
+def _block_means(z, rgb, valid, scale):
+  """Logits and image averaged over scale x scale blocks; a block is valid only if all of it is.
+
+  The grid is padded (invalid) to a multiple of `scale`. The logits are averaged, not the
+  probabilities: the FCN's logits are a bilinear upsampling of its own coarse score map, so their
+  block mean is close to the coarser map that the original Gated CRF code applies its loss to. A
+  block that touches padding is dropped, as the original sets every mask value < 1 after its resize
+  to 0.
+  """
+  b, h, w = valid.shape
+  hs, ws = -(-h // scale), -(-w // scale)
+  pad = ((0, 0), (0, hs * scale - h), (0, ws * scale - w))
+
+  def pool(x):
+    x = jnp.pad(x, pad + ((0, 0),))
+    return x.reshape(b, hs, scale, ws, scale, x.shape[-1]).mean(axis=(2, 4))
+
+  valid = jnp.pad(valid, pad).reshape(b, hs, scale, ws, scale).all(axis=(2, 4))
+  return pool(z), pool(rgb), valid
+
+
+def _pair_kernels(feats, valid, radius, xy_scale):
+  """[B, D, h, w]: k(i, i + d) for the D half-window offsets d, 0 unless both pixels are valid.
+
+  feats are the RGB values divided by sqrt(2) sigma_rgb, so k_rgb = exp(-|f_i - f_j|^2);
+  the xy factor exp(-|d|^2 / (2 sigma_xy^2)) is one number per offset (`xy_scale` = 1 / (2 sigma^2)
+  in grid cells).
+  """
+  hw = valid.shape[1:]
+  feats_p, valid_p = _pad_grid(feats, radius), _pad_grid(valid, radius)
+  kernels = []
+  for dy, dx in _window_half(radius, hw):
+    colour = jnp.sum((feats - _at(feats_p, radius, dy, dx, hw)) ** 2, axis=-1)
+    both = valid & _at(valid_p, radius, dy, dx, hw)
+    k_xy = math.exp(-(dy * dy + dx * dx) * xy_scale)
+    kernels.append(jnp.where(both, k_xy * jnp.exp(-colour), 0.0))
+  return jnp.stack(kernels, axis=1)
+
+
+def _disagreement(probs, kernels, radius):
+  """R_ic = sum_{j in W(i), j != i} k_ij (1 - S_jc), [B, h, w, C], over the full window.
+
+  Offset d gives k(i, i + d) directly and k(i, i - d) = k(i - d, i) read shifted (the kernel is
+  symmetric), so only half the kernels are ever computed. One fused sum: a loop fusion that reads
+  each shifted view of S once.
+  """
+  hw = probs.shape[1:3]
+  not_p = _pad_grid(1.0 - probs, radius)
+  kernels_p = _pad_grid(jnp.moveaxis(kernels, 1, -1), radius)  # [B, h + 2r, w + 2r, D]
+  total = jnp.zeros_like(probs)
+  for n, (dy, dx) in enumerate(_window_half(radius, hw)):
+    forward = kernels[:, n, :, :, None]
+    backward = _at(kernels_p[..., n], radius, -dy, -dx, hw)[..., None]
+    total = (total + forward * _at(not_p, radius, dy, dx, hw)
+             + backward * _at(not_p, radius, -dy, -dx, hw))
+  return total
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _potts_energy(z, kernels, radius):
+  """sum_i sum_{j != i} k_ij sum_c S_ic (1 - S_jc) per image, S = softmax(z) (z: [B, h, w, C])."""
+  probs = jax.nn.softmax(z, axis=-1)
+  return jnp.sum(probs * _disagreement(probs, kernels, radius), axis=(1, 2, 3))
+
+
+def _potts_energy_jvp(radius, primals, tangents):
+  """The energy is quadratic in S, so its derivative reuses R from the forward pass:
+
+    dE/dz_i = 2 S_i * (R_i - S_i . R_i)     (softmax Jacobian of dE/dS_ic = sum_j k_ij (1 - 2 S_jc))
+    dE/dk(i, i + d) = 2 (1 - S_i . S_{i+d})  (the pair counted in both orders)
+
+  Written as a JVP (linear in the tangents) so jax.grad, jax.jvp and jit all work. The image term
+  is skipped when the kernels' tangent is a symbolic zero (training never differentiates the
+  image), which halves the work autodiff would do through the shifted products.
+  """
+  z, kernels = primals
+  dz, dkernels = tangents
+  probs = jax.nn.softmax(z, axis=-1)
+  residual = _disagreement(probs, kernels, radius)
+  energy = jnp.sum(probs * residual, axis=(1, 2, 3))
+  tangent = jnp.zeros_like(energy)
+  if not isinstance(dz, jax.custom_derivatives.SymbolicZero):
+    slope = 2.0 * probs * (residual - jnp.sum(probs * residual, axis=-1, keepdims=True))
+    tangent = tangent + jnp.sum(slope * dz, axis=(1, 2, 3))
+  if not isinstance(dkernels, jax.custom_derivatives.SymbolicZero):
+    hw = probs.shape[1:3]
+    probs_p = _pad_grid(probs, radius)
+    agree = jnp.stack([jnp.sum(probs * _at(probs_p, radius, dy, dx, hw), axis=-1)
+                       for dy, dx in _window_half(radius, hw)], axis=1)
+    tangent = tangent + jnp.sum(2.0 * (1.0 - agree) * dkernels, axis=(1, 2, 3))
+  return energy, tangent
+
+
+_potts_energy.defjvp(_potts_energy_jvp, symbolic_zeros=True)
+
+
+def pairwise_loss(logits, image, valid, *, radius, sigma_rgb, sigma_xy, scale=1):
+  """Gated CRF energy (Obukhov et al. 2019) on a local window, Potts compatibility, per image.
+
+    E = (1/N) sum_{i valid} sum_{j valid, j in W(i), j != i} k(i, j) sum_c S_ic (1 - S_jc)
+    k(i, j) = exp(-|I_i - I_j|^2 / (2 sigma_rgb^2) - |p_i - p_j|^2 / (2 sigma_xy^2))
+
+  W(i) is the (2 radius + 1)^2 window around i on the grid the loss runs on. Pairs that leave the
+  image or touch padding do not exist (the "gate"), and N is the number of valid grid pixels. Each
+  unordered pair counts twice, (i, j) and (j, i), as in the original. The energy is exactly 0 when
+  every interacting pair agrees on a one-hot prediction; a soft prediction pays
+  1 - sum_c S_ic S_jc > 0 even where i and j agree, which pushes towards confident predictions.
+
+  `scale` > 1 runs on a grid `scale` times coarser (block means of logits and image; a block is
+  valid only if all its pixels are), like the original's loss on the network's low-resolution
+  output, at about 1/scale^2 of the cost. `radius` counts cells of that grid; `sigma_xy` is in
+  input pixels at any scale (a cell is `scale` pixels wide); `sigma_rgb` is in the image's 0..255
+  units. Pure jnp: shifted views of the grid, no custom call; the derivative is a custom JVP that
+  reuses the forward pass (see `_potts_energy_jvp`).
+
+  Args:
+    logits: [B, H, W, C] scores.
+    image: [B, H, W, 3] RGB in 0..255 (the model's input), any real dtype.
+    valid: bool [B, H, W], False on padding.
+    radius: window half-size >= 1, in grid cells.
+    sigma_rgb: colour bandwidth > 0, in 0..255 units.
+    sigma_xy: spatial bandwidth > 0, in input pixels.
+    scale: integer >= 1, the grid's downsampling factor.
+  Returns:
+    float32 [B]; 0 for an image without a valid pair.
+  """
+  _check_logits(logits)
+  _check_map("valid", valid, logits)
+  if image.shape != logits.shape[:3] + (3,):
+    raise ValueError(f"image must be [B, H, W, 3] = {logits.shape[:3] + (3,)} to match logits "
+                     f"{logits.shape}, got {image.shape}")
+  if int(radius) != radius or radius < 1:
+    raise ValueError(f"pairwise radius must be an integer >= 1, got {radius}")
+  if int(scale) != scale or scale < 1:
+    raise ValueError(f"pairwise scale must be an integer >= 1, got {scale}")
+  if not (sigma_rgb > 0 and sigma_xy > 0):
+    raise ValueError(f"pairwise sigmas must be > 0, got sigma_rgb={sigma_rgb}, "
+                     f"sigma_xy={sigma_xy}")
+  radius, scale = int(radius), int(scale)
+  valid = jnp.asarray(valid, bool)
+  z = _masked_logits(logits, valid)
+  # Select before scaling, as for the logits: NaN/inf in padded image pixels stays out.
+  rgb = jnp.where(valid[..., None], jnp.asarray(image).astype(z.dtype), 0.0)
+  if scale > 1:
+    z, rgb, valid = _block_means(z, rgb, valid, scale)
+  feats = rgb * (1.0 / (math.sqrt(2.0) * sigma_rgb))
+  kernels = _pair_kernels(feats, valid, radius, (scale / sigma_xy) ** 2 / 2.0)
+  energy = _potts_energy(z, kernels, radius)
+  return _safe_mean(energy, valid.sum(axis=(1, 2)).astype(energy.dtype))
