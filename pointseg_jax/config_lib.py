@@ -137,6 +137,9 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
       weights=supervision.default_weights(regime.name),
       # True: the authors' Eq. 4 (only at unclicked pixels); False: the paper text (all pixels).
       objectness_exclude_clicked=True,
+      # The pairwise term's window and kernel (supervision.PairwiseKernel; docs/losses.md). Every
+      # regime has them, so `--config.loss.weights.pairwise=0.1` adds the term to any regime.
+      pairwise=supervision.PairwiseKernel().to_dict(),
   ))
 
   # The authors' solver (docs/training.md, "Optimiser"): SGD, momentum 0.9, fixed lr, biases 2x lr

@@ -7,9 +7,10 @@ place. Terms (`losses.py`, docs/losses.md):
   image       Eq. 2 on the image-level labels `present` (the paper's L_img; part of every weak run)
   point       Eq. 3 sum term on `sparse_labels` / `sparse_weights` (points, squiggles, boxes)
   objectness  Eq. 4 on the `objectness` prior (the paper's "Obj")
+  pairwise    beyond the paper: a Gated CRF energy on the `image` (docs/losses.md, "Pairwise term")
 
 The total per-image loss is the weighted sum of the active terms, every weight 1 as in the authors'
-Caffe layer (docs/losses.md). A regime's `label_kind` is the pipeline's `config.data.label_kind`:
+Caffe layer (docs/losses.md); the pairwise term is weighted (0.1, as the Gated CRF authors). A regime's `label_kind` is the pipeline's `config.data.label_kind`:
 what it rasterises into `sparse_labels` (data/label_kinds.py). Learning rates are the authors'
 released solvers (docs/training.md): 1e-5, except AllPoints and random points at 5e-5.
 """
@@ -23,16 +24,73 @@ from pointseg_jax import errors
 from pointseg_jax import losses
 
 
+@dataclasses.dataclass(frozen=True)
+class PairwiseKernel:
+  """config.loss.pairwise: the Gated CRF window and kernel (losses.pairwise_loss).
 
-def _objectness(logits, batch, exclude_clicked):
-  exclude = batch["sparse_labels"] != IGNORE_INDEX if exclude_clicked else None
+  Defaults are the Gated CRF authors' (radius 5 and sigma_xy 6 cells on their network's stride-4
+  output, sigma_rgb 0.1 on ImageNet-standardised RGB, i.e. about 0.1 * 0.226 * 255 = 5.8 in 0..255
+  units) expressed in our units: a grid 4 times coarser than the input, sigma_xy 6 * 4 = 24 input
+  pixels, sigma_rgb 6. Not tuned on our data.
+  """
+  radius: int = 5           # window half-size, in cells of the loss's grid
+  sigma_rgb: float = 6.0    # colour bandwidth, 0..255 units
+  sigma_xy: float = 24.0    # spatial bandwidth, input pixels
+  scale: int = 4            # the loss's grid is `scale` times coarser than the logits
+
+  def __post_init__(self):
+    for name in ("radius", "scale"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or int(value) != value or value < 1:
+        raise errors.ConfigError(f"config.loss.pairwise.{name} must be an integer >= 1; got "
+                                 f"{value!r}")
+    for name in ("sigma_rgb", "sigma_xy"):
+      value = getattr(self, name)
+      if not value > 0 or value == float("inf"):
+        raise errors.ConfigError(f"config.loss.pairwise.{name} must be a finite number > 0; got "
+                                 f"{value!r}")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossOptions:
+  """The static (compile-time) settings of the terms, from config.loss. Hashable, so the compiled
+  step is cached per value."""
+  # True: the authors' Eq. 4 (only at unclicked pixels); False: the paper text (every pixel).
+  objectness_exclude_clicked: bool = True
+  pairwise: PairwiseKernel = PairwiseKernel()
+
+  @classmethod
+  def from_config(cls, loss_config) -> "LossOptions":
+    """config.loss -> LossOptions; a missing `pairwise` block (older configs) means the defaults,
+    an unknown field in it is a ConfigError."""
+    block = dict(loss_config.get("pairwise") or {})
+    known = {f.name for f in dataclasses.fields(PairwiseKernel)}
+    unknown = sorted(set(block) - known)
+    if unknown:
+      raise errors.ConfigError(f"config.loss.pairwise has unknown fields {unknown}; known: "
+                               f"{sorted(known)}")
+    return cls(bool(loss_config.get("objectness_exclude_clicked", True)), PairwiseKernel(**block))
+
+
+def _objectness(logits, batch, options):
+  exclude = (batch["sparse_labels"] != IGNORE_INDEX if options.objectness_exclude_clicked
+             else None)
   return losses.objectness_loss(logits, batch["objectness"], batch["valid"], exclude)
+
+
+def _pairwise(logits, batch, options):
+  k = options.pairwise
+  return losses.pairwise_loss(logits, batch["image"], batch["valid"], radius=k.radius,
+                              sigma_rgb=k.sigma_rgb, sigma_xy=k.sigma_xy, scale=k.scale)
 
 
 @dataclasses.dataclass(frozen=True)
 class Term:
   """A loss term: the batch fields it reads (the step transfers only those) and its per-image loss
-  fn(logits, batch, objectness_exclude_clicked) -> float32 [B]."""
+  fn(logits, batch, options: LossOptions) -> float32 [B]."""
   fields: tuple[str, ...]
   fn: Callable
 
@@ -47,6 +105,7 @@ TERM_TABLE = {
                   lambda logits, b, _: losses.point_loss(logits, b["sparse_labels"],
                                                          b["sparse_weights"])),
     "objectness": Term(("objectness", "valid", "sparse_labels"), _objectness),
+    "pairwise": Term(("image", "valid"), _pairwise),
 }
 TERMS = tuple(TERM_TABLE)
 
@@ -90,6 +149,10 @@ REGIMES = {r.name: r for r in (
     Regime("box", "Box", "box", {"point": 1.0}, paper_miou=45.1),
     # Eq. 1 on the dense masks (Fig. 6a, 58.3 %).
     Regime("full", "Full", "full", {"pixel": 1.0}, paper_miou=58.3),
+    # Beyond the paper (issue 20): 1Point plus a Gated CRF term (Obukhov et al. 2019) that spreads
+    # a click's label to neighbouring pixels of similar colour; weight 0.1 as its authors'.
+    Regime("point_crf", "not in the paper: Img + Obj + 1Point + pairwise (Gated CRF)", "one_point",
+           {**_IMG_OBJ_POINT, "pairwise": 0.1}),
 )}
 
 
@@ -103,7 +166,7 @@ def get_regime(name: str) -> Regime:
 
 
 def default_weights(name: str) -> dict[str, float]:
-  """All four term weights for a regime, 0.0 for the inactive ones (what configs store)."""
+  """Every term's weight for a regime, 0.0 for the inactive ones (what configs store)."""
   weights = get_regime(name).weights
   return {term: float(weights.get(term, 0.0)) for term in TERMS}
 
@@ -127,16 +190,13 @@ def needed_fields(terms: tuple[str, ...]) -> tuple[str, ...]:
   return tuple(sorted(fields))
 
 
-def loss_terms(logits, batch, terms, *, objectness_exclude_clicked=True):
-  """Per-image losses {term: float32 [B]} for the given terms.
-
-  `objectness_exclude_clicked=True` is the authors' Eq. 4 (only at unclicked pixels, normalised
-  by their count); False is the paper text (every valid pixel).
-  """
+def loss_terms(logits, batch, terms, options: LossOptions = LossOptions()):
+  """Per-image losses {term: float32 [B]} for the given terms, with config.loss's static settings
+  (LossOptions: which pixels Eq. 4 uses, the pairwise kernel)."""
   unknown = [t for t in terms if t not in TERM_TABLE]
   if unknown:
     raise ValueError(f"unknown loss terms {unknown}; known: {TERMS}")
-  return {t: TERM_TABLE[t].fn(logits, batch, objectness_exclude_clicked) for t in terms}
+  return {t: TERM_TABLE[t].fn(logits, batch, options) for t in terms}
 
 
 def total_loss(per_term, weights):

@@ -57,7 +57,7 @@ def learning_rate(hparams, step):
 
 
 def train_step(state, batch, hparams, *, model, terms, opt: state_lib.OptimizerSpec,
-               objectness_exclude_clicked=True):
+               loss_options: supervision.LossOptions = supervision.LossOptions()):
   """One step on this device's shard of the batch; gradients averaged over 'data'.
 
   The total loss is the weighted sum of the regime's per-image terms (supervision.py), averaged
@@ -70,8 +70,7 @@ def train_step(state, batch, hparams, *, model, terms, opt: state_lib.OptimizerS
 
   def loss_fn(params):
     logits = model.apply({"params": params}, batch["image"], train=True, rngs={"dropout": key})
-    per_term = supervision.loss_terms(logits, batch, terms,
-                                      objectness_exclude_clicked=objectness_exclude_clicked)
+    per_term = supervision.loss_terms(logits, batch, terms, loss_options)
     return supervision.total_loss(per_term, hparams["weights"]).mean(), per_term
 
   (loss, per_term), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -89,11 +88,11 @@ def train_step(state, batch, hparams, *, model, terms, opt: state_lib.OptimizerS
 
 
 @functools.lru_cache(maxsize=64)
-def compiled_train_step(model, terms, opt: state_lib.OptimizerSpec, objectness_exclude_clicked,
-                        mesh, fast_compile=False):
+def compiled_train_step(model, terms, opt: state_lib.OptimizerSpec,
+                        loss_options: supervision.LossOptions, mesh, fast_compile=False):
   """jit(shard_map(train_step)), cached so runs with equal static parts share the compilation."""
   body = functools.partial(train_step, model=model, terms=terms, opt=opt,
-                           objectness_exclude_clicked=objectness_exclude_clicked)
+                           loss_options=loss_options)
   return parallel.data_parallel(body, mesh, in_specs=(P(), P(AXIS), P()),
                                 out_specs=(P(), P()), donate_argnums=(0,),
                                 compiler_options=state_lib.compiler_options(fast_compile))
@@ -139,6 +138,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
   parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
   terms = supervision.active_terms(dict(config.loss.weights))
+  loss_options = supervision.LossOptions.from_config(config.loss)
   model = state_lib.make_model(config.model)
   opt = state_lib.OptimizerSpec.from_config(config.optimizer)
   spec = spec_lib.DataSpec.from_config(config.data)
@@ -180,8 +180,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
   start_step = int(jax.device_get(state["step"]))
 
   writer = MetricWriter(workdir, enabled=is_main, resume_step=start_step)
-  step_fn = compiled_train_step(model, terms, opt, bool(config.loss.objectness_exclude_clicked),
-                                mesh, fast_compile)
+  step_fn = compiled_train_step(model, terms, opt, loss_options, mesh, fast_compile)
   hparams = parallel.replicate(hyperparams(config.optimizer, config.loss.weights), mesh)
   batches = train_batches(spec, local_batch, config.seed, start_step,
                           supervision.needed_fields(terms))

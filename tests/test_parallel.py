@@ -12,7 +12,7 @@ from pointseg_jax import state as state_lib
 from pointseg_jax import train
 from pointseg_jax.models import FCN
 
-TERMS = ("image", "point", "objectness")
+TERMS = ("image", "point", "objectness", "pairwise")   # pairwise: issue 20, 1 vs 8 devices
 B, H, W = 16, 32, 32
 
 

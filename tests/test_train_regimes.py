@@ -1,9 +1,10 @@
 """Every regime config trains end to end on the tiny set: train -> checkpoint -> resume -> eval.
 
 Regimes that share their active loss terms share one compiled step (the learning rate and term
-weights are traced inputs), so the 11 regimes cost 6 train-step compilations. The two ends of the
-supervision spectrum (`image`, `full`) run in the fast suite, `point` in test_train.py; the rest of
-the table is `make test-slow` (about 10 s each on 2 cores).
+weights are traced inputs), so the 12 regimes cost 7 train-step compilations. The two ends of the
+supervision spectrum (`image`, `full`) and the one term beyond the paper (`point_crf`: pairwise)
+run in the fast suite, `point` in test_train.py; the rest of the table is `make test-slow` (about
+10 s each on 2 cores).
 """
 import json
 
@@ -16,7 +17,7 @@ from pointseg_jax import train
 from test_train import tiny_config  # noqa: F401
 
 
-FAST = ("image", "full")
+FAST = ("image", "full", "point_crf")
 
 
 REGIMES = [r if r in FAST else pytest.param(r, marks=pytest.mark.slow)
@@ -41,7 +42,9 @@ def test_regime_trains_resumes_and_evaluates(regime, tiny_data_dir, tmp_path):  
     assert {k.removeprefix("train/") for k in row} >= set(active)
     assert not {f"train/{t}" for t in supervision.TERMS if t not in active} & set(row)
     assert np.isfinite(row["train/loss"])
-    # The total is the sum of the active terms (all weights 1).
-    assert row["train/loss"] == pytest.approx(sum(row[f"train/{t}"] for t in active), rel=1e-5)
+    # The total is the weighted sum of the active terms (weight 1 each; pairwise 0.1).
+    weights = supervision.get_regime(regime).weights
+    assert row["train/loss"] == pytest.approx(
+        sum(weights[t] * row[f"train/{t}"] for t in active), rel=1e-5)
   assert evaluate.evaluate_checkpoint(config, tmp_path)["eval/miou"] == pytest.approx(
       resumed["eval/miou"])
