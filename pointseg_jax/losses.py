@@ -1,4 +1,6 @@
-"""The paper's losses (Bearman et al. 2016, Eq. 1-4) as the authors' Caffe layer computes them.
+"""The paper's losses (Bearman et al. 2016, Eq. 1-4) as the authors' Caffe layer computes them,
+and one term beyond the paper: `pairwise_loss`, a Gated CRF energy (docs/losses.md, "Pairwise
+term"), which follows the same contract.
 
 Every function takes logits [B, H, W, C] of any float dtype, computes in float32 (float64 stays
 float64) and returns the per-image losses as float32 [B]; reducing over the batch is the caller's
