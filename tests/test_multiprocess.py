@@ -129,7 +129,7 @@ def reference_run(data_dir):
   opt = state_lib.OptimizerSpec.from_config(config.optimizer)
   terms = supervision.active_terms(dict(config.loss.weights))
   step_fn = train.compiled_train_step(model, terms, opt,
-                                      bool(config.loss.objectness_exclude_clicked), mesh,
+                                      supervision.LossOptions.from_config(config.loss), mesh,
                                       bool(config.train.fast_compile))
   state = state_lib.create_train_state(model, opt, config.seed, mesh)
   initial = jax.device_get(state["params"])   # a copy: the step donates the state
