@@ -73,10 +73,24 @@ def may_change(field: str) -> bool:
   return any(field == f or (f.endswith(".") and field.startswith(f)) for f in MAY_CHANGE)
 
 
+def _inactive(field: str, flat: dict[str, Any]) -> bool:
+  """A loss term that is off says nothing about the parameters: its zero weight and its option
+  block (`loss.<term>.*`, e.g. the pairwise kernel) are left out, so adding a new, inactive term
+  to every config does not change what older runs are."""
+  parts = field.split(".")
+  if len(parts) < 3 or parts[0] != "loss":
+    return False
+  if parts[1] == "weights":
+    return not flat[field]
+  weight = flat.get(f"loss.weights.{parts[1]}")
+  return f"loss.weights.{parts[1]}" in flat and not weight
+
+
 def identity(config) -> dict[str, Any]:
-  """The guarded fields of a config, flattened: {'model.width': 0.125, ...}."""
+  """The guarded fields of a config, flattened ({'model.width': 0.125, ...}), without inactive
+  loss terms."""
   flat = _flatten(_plain(config))
-  return {k: v for k, v in sorted(flat.items()) if not may_change(k)}
+  return {k: v for k, v in sorted(flat.items()) if not may_change(k) and not _inactive(k, flat)}
 
 
 def config_sha256(config) -> str:
@@ -88,8 +102,9 @@ def config_sha256(config) -> str:
 def differences(saved, config) -> list[str]:
   """'field: saved -> new' for every guarded field that differs (absent fields included)."""
   a, b = identity(saved), identity(config)
+  shown_a, shown_b = _flatten(_plain(saved)), _flatten(_plain(config))   # zero weights included
   missing = "<absent>"
-  return [f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}"
+  return [f"{k}: {shown_a.get(k, missing)!r} -> {shown_b.get(k, missing)!r}"
           for k in sorted(set(a) | set(b), key=lambda k: (k != "regime", k))
           if a.get(k, missing) != b.get(k, missing)]
 

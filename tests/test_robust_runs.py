@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pointseg_jax import config_lib
 from pointseg_jax import errors
 from pointseg_jax import evaluate
 from pointseg_jax import interrupt
@@ -212,3 +213,17 @@ def test_init_from_reads_remote_urls_through_tensorflow_file_systems(tmp_path):
   assert state_lib.params_sha256(loaded) == state_lib.params_sha256(params)
   with pytest.raises(errors.MissingInputError, match="ram://robust_runs/absent.npz"):
     state_lib.check_init_from("ram://robust_runs/absent.npz")
+
+
+def test_an_inactive_loss_term_does_not_change_what_a_run_is():
+  """A config written before the pairwise term existed (no loss.pairwise block, no weight) is the
+  same run as today's, whose pairwise weight is 0; with the term on, it is another run."""
+  config = config_lib.get_config("point", "tiny")
+  before = json.loads(config.to_json_best_effort())
+  del before["loss"]["pairwise"], before["loss"]["weights"]["pairwise"]
+  assert workdir_lib.identity(before) == workdir_lib.identity(config)
+  assert workdir_lib.config_sha256(before) == workdir_lib.config_sha256(config)
+  assert workdir_lib.differences(before, config) == []
+  config.loss.weights.pairwise = 0.1
+  assert "loss.pairwise.radius" in workdir_lib.identity(config)
+  assert workdir_lib.differences(before, config)[0].startswith("loss.pairwise.radius: '<absent>'")
