@@ -82,18 +82,22 @@ def _safe_mean(total, count):
   return jnp.where(count > 0, total / jnp.where(count > 0, count, 1), 0.0)
 
 
-def _log_prob_of(log_probs, labels, mask):
-  """log S_{i, labels_i} where mask, else 0.
+def _label_nll(z, labels, mask):
+  """-log S_{i, labels_i} where mask, else 0; z are masked logits in the compute dtype.
+
+  Computed as logsumexp(z_i) - z_{i, labels_i}, the label's logit picked by a compare-and-sum over
+  the classes: both are per-pixel reductions that XLA fuses with the masking, so no [B, H, W, C]
+  log-probability array is written, and pixels outside `mask` cost next to nothing on CPU
+  (docs/performance.md, "Losses"). Equal to -log_softmax(z)[label] up to float rounding.
 
   A supervised label outside [0, C) is bad input that jit cannot raise on: it gives NaN (loud)
   instead of being dropped silently.
   """
-  num_classes = log_probs.shape[-1]
+  num_classes = z.shape[-1]
   in_range = (labels >= 0) & (labels < num_classes)
-  index = jnp.where(mask & in_range, labels, 0)
-  picked = jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
-  picked = jnp.where(in_range, picked, jnp.nan)
-  return jnp.where(mask, picked, 0.0)
+  picked = jnp.sum(jnp.where(jnp.arange(num_classes) == labels[..., None], z, 0.0), axis=-1)
+  nll = jnp.where(in_range, jax.nn.logsumexp(z, axis=-1) - picked, jnp.nan)
+  return jnp.where(mask, nll, 0.0)
 
 
 def _log_not(logits, c_axis_mask):
@@ -124,8 +128,7 @@ def pixel_loss(logits, labels, valid):
   _check_map("labels", labels, logits)
   _check_map("valid", valid, logits)
   mask = valid & (labels != IGNORE_INDEX)
-  log_probs = jax.nn.log_softmax(_masked_logits(logits, mask), axis=-1)
-  nll = -_log_prob_of(log_probs, labels, mask)
+  nll = _label_nll(_masked_logits(logits, mask), labels, mask)
   return _safe_mean(nll.sum(axis=(1, 2)), mask.sum(axis=(1, 2)).astype(nll.dtype))
 
 
@@ -153,9 +156,16 @@ def image_level_loss(logits, present, valid):
                      f"{present.shape}")
   z = _masked_logits(logits, valid).reshape(b, h * w, c)
   flat_valid = valid.reshape(b, h * w)
-  log_probs = jax.nn.log_softmax(z, axis=-1)
-  scores = jnp.where(flat_valid[..., None], jax.lax.stop_gradient(log_probs), -jnp.inf)
-  t = jnp.argmax(scores, axis=1)  # [B, C] pixel index per class; argmax takes the first on ties
+  # t_c = the first valid pixel with the largest log S_c: a max, then the smallest index holding
+  # it. Same pixel as jnp.argmax, but two plain reductions that XLA:CPU runs faster than its
+  # (value, index) argmax reduce (docs/performance.md, "Losses").
+  log_probs = jax.nn.log_softmax(jax.lax.stop_gradient(z), axis=-1)
+  scores = jnp.where(flat_valid[..., None], log_probs, -jnp.inf)
+  best = jnp.max(scores, axis=1, keepdims=True)
+  pixel = jnp.arange(h * w, dtype=jnp.int32)[None, :, None]
+  t = jnp.min(jnp.where(scores == best, pixel, h * w), axis=1)  # [B, C] pixel per class
+  found = jnp.all(t < h * w, axis=-1)  # False only if a valid log S_c is NaN: the loss is NaN
+  t = jnp.minimum(t, h * w - 1)
   z_at_t = jnp.take_along_axis(z, t[:, :, None], axis=1)  # [B, C(class c), C(logit k)] at t_c
   eye = jnp.eye(c, dtype=bool)
   log_s = jnp.diagonal(z_at_t, axis1=1, axis2=2) - jax.nn.logsumexp(z_at_t, axis=-1)  # [B, C]
@@ -166,7 +176,7 @@ def image_level_loss(logits, present, valid):
   absent_term = _safe_mean(
       jnp.where(in_l_bar, -log_not_s, 0.0).sum(-1), in_l_bar.sum(-1).astype(z.dtype))
   has_pixels = flat_valid.any(axis=1)
-  return jnp.where(has_pixels, present_term + absent_term, 0.0)
+  return jnp.where(has_pixels, jnp.where(found, present_term + absent_term, jnp.nan), 0.0)
 
 
 def point_loss(logits, sparse_labels, sparse_weights):
@@ -188,9 +198,9 @@ def point_loss(logits, sparse_labels, sparse_weights):
   _check_map("sparse_labels", sparse_labels, logits)
   _check_map("sparse_weights", sparse_weights, logits)
   mask = (sparse_labels != IGNORE_INDEX) & (sparse_weights > 0)
-  log_probs = jax.nn.log_softmax(_masked_logits(logits, mask), axis=-1)
-  weights = jnp.where(mask, sparse_weights, 0).astype(log_probs.dtype)
-  nll = -_log_prob_of(log_probs, sparse_labels, mask)
+  z = _masked_logits(logits, mask)
+  weights = jnp.where(mask, sparse_weights, 0).astype(z.dtype)
+  nll = _label_nll(z, sparse_labels, mask)
   return _safe_mean((weights * nll).sum(axis=(1, 2)), weights.sum(axis=(1, 2)))
 
 
@@ -222,9 +232,13 @@ def objectness_loss(logits, objectness, valid, exclude=None):
     mask = mask & ~exclude
   z = _masked_logits(logits, mask)
   prob = jnp.where(mask, objectness, 0.5).astype(z.dtype)
-  log_total = jax.nn.logsumexp(z, axis=-1)
-  log_bg = z[..., 0] - log_total  # log S_0
-  log_obj = jax.nn.logsumexp(z[..., 1:], axis=-1) - log_total  # log sum_{k>=1} S_k = log(1 - S_0)
+  # One logsumexp over the object classes (background masked to -inf rather than sliced off: a
+  # slice costs XLA a copy forward and a pad backward), then the total by logaddexp per pixel.
+  z_bg = z[..., 0]
+  log_obj_total = jax.nn.logsumexp(jnp.where(jnp.arange(z.shape[-1]) == 0, -jnp.inf, z), axis=-1)
+  log_total = jnp.logaddexp(z_bg, log_obj_total)
+  log_bg = z_bg - log_total  # log S_0
+  log_obj = log_obj_total - log_total  # log sum_{k>=1} S_k = log(1 - S_0)
   nll = -(prob * log_obj + (1.0 - prob) * log_bg)
   nll = jnp.where(mask, nll, 0.0)
   return _safe_mean(nll.sum(axis=(1, 2)), mask.sum(axis=(1, 2)).astype(nll.dtype))

@@ -386,3 +386,68 @@ def test_batch_loss_sharded_over_eight_devices_equals_one_device():
   value_sm, grad_sm = stepped(sharded["logits"], sharded)
   np.testing.assert_allclose(value_sm, value_1, rtol=1e-6)
   np.testing.assert_allclose(grad_sm, grad_1, rtol=1e-5, atol=1e-9)
+
+
+# ---------------------------------------------------------------- the fast forms equal the plain ones
+
+def _reference_losses(logits, batch):
+  """The four terms written the plain way (log_softmax + gather, jnp.argmax, two logsumexps):
+  losses.py computes them in forms that XLA runs faster, which must not change a value or a
+  gradient."""
+  z = logits.astype(jnp.float32)
+
+  def nll(mask, labels):
+    zm = jnp.where(mask[..., None], z, 0.0)
+    lp = jax.nn.log_softmax(zm, axis=-1)
+    picked = jnp.take_along_axis(lp, jnp.where(mask, labels, 0)[..., None], axis=-1)[..., 0]
+    return jnp.where(mask, -picked, 0.0)
+
+  mask = batch["valid"] & (batch["labels"] != 255)
+  pixel = nll(mask, batch["labels"]).sum((1, 2)) / jnp.maximum(mask.sum((1, 2)), 1)
+  mask = (batch["sparse_labels"] != 255) & (batch["sparse_weights"] > 0)
+  w = jnp.where(mask, batch["sparse_weights"], 0.0)
+  point = (w * nll(mask, batch["sparse_labels"])).sum((1, 2)) / jnp.maximum(w.sum((1, 2)), 1e-30)
+
+  b, h, wd, c = z.shape
+  zf = jnp.where(batch["valid"][..., None], z, 0.0).reshape(b, h * wd, c)
+  scores = jnp.where(batch["valid"].reshape(b, -1)[..., None],
+                     jax.lax.stop_gradient(jax.nn.log_softmax(zf, axis=-1)), -jnp.inf)
+  z_at_t = jnp.take_along_axis(zf, jnp.argmax(scores, axis=1)[:, :, None], axis=1)
+  lse = jax.nn.logsumexp(z_at_t, axis=-1)
+  log_s = jnp.diagonal(z_at_t, axis1=1, axis2=2) - lse
+  log_not = jax.nn.logsumexp(jnp.where(jnp.eye(c, dtype=bool), -jnp.inf, z_at_t), axis=-1) - lse
+  in_l = batch["present"] | (jnp.arange(c) == 0)
+  image = ((jnp.where(in_l, -log_s, 0).sum(-1) / in_l.sum(-1))
+           + jnp.where(in_l, 0, -log_not).sum(-1) / jnp.maximum((~in_l).sum(-1), 1))
+
+  mask = batch["valid"] & (batch["sparse_labels"] == 255)
+  zm = jnp.where(mask[..., None], z, 0.0)
+  total = jax.nn.logsumexp(zm, axis=-1)
+  p = jnp.where(mask, batch["objectness"], 0.5)
+  obj_nll = -(p * (jax.nn.logsumexp(zm[..., 1:], axis=-1) - total) + (1 - p) * (zm[..., 0] - total))
+  objectness = jnp.where(mask, obj_nll, 0).sum((1, 2)) / jnp.maximum(mask.sum((1, 2)), 1)
+  return jnp.stack([pixel, image, point, objectness])
+
+
+@jax.jit
+def _term_grads(logits, batch):
+  per_term = lambda f: jax.jacrev(lambda z: f(z, batch).sum(axis=1))(logits)
+  return per_term(_all_losses), per_term(_reference_losses)
+
+
+@pytest.mark.parametrize("seed,scale", [(21, 2.0), (22, 8.0), (23, 0.01)])
+def test_fast_forms_equal_the_plain_formulas_in_value_and_gradient(seed, scale):
+  batch = _random_batch(seed, b=3, h=9, w=7, c=21, scale=scale)
+  batch["valid"][1, -3:, :] = False
+  logits = jnp.asarray(batch["logits"])
+  np.testing.assert_allclose(_all_losses(logits, batch), _reference_losses(logits, batch),
+                             rtol=2e-6, atol=1e-7)
+  got, want = _term_grads(logits, batch)   # [4 terms, B, H, W, C] each
+  for term in range(4):
+    np.testing.assert_allclose(got[term], want[term], rtol=0,
+                               atol=2e-6 * float(np.abs(want[term]).max()), err_msg=f"term {term}")
+
+
+def test_image_level_argmax_of_a_nan_logit_stays_loud():
+  z = np.array([[[[0.0, 1.0, 2.0], [np.nan, 0.0, 0.0]]]], np.float32)
+  assert np.isnan(losses.image_level_loss(z, np.zeros((1, 3), bool), ALL_VALID)[0])
