@@ -117,6 +117,12 @@ class Load:
     self.after = os.getloadavg()[0]
     return False
 
+  def add_cpu(self, seconds: float) -> None:
+    """Count CPU seconds of worker processes not yet waited for (e.g. a live Pool) as ours."""
+    moved = min(seconds / self.wall, self.others) if self.others == self.others else 0.0
+    self.ours += seconds / self.wall
+    self.others -= moved
+
   def __str__(self):
     return f"ours {self.ours:.2f} / others {self.others:.2f} cores, loadavg {self.before:.1f}->{self.after:.1f}"
 
@@ -216,3 +222,90 @@ def summary(text: str, **values) -> None:
 
 def fmt_range(med: float, lo: float, hi: float, digits: int = 2) -> str:
   return f"{med:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
+
+
+# ------------------------------------------------------------------------ the real train step ---
+
+def config_for(name: str, size: int | None = None, mode: str | None = None, batch: int | None = None,
+               width: float | None = None):
+  """A training config of the repository: 'demo' (configs/point.py, what `make demo` trains) or
+  'fcn32s' (configs/full.py:voc, the paper's FCN-32s at full width, batch 1, no weight file),
+  with the image size, geometry, batch or width overridden."""
+  from configs import full  # pylint: disable=g-import-not-at-top
+  from configs import point  # pylint: disable=g-import-not-at-top
+  if name == "demo":
+    config = point.get_config()
+  elif name == "fcn32s":
+    config = full.get_config("voc")
+    config.model.init_from = None
+  else:
+    raise ValueError(f"unknown benchmark config {name!r}; use 'demo' or 'fcn32s'")
+  if size is not None:
+    config.data.image_size = (size, size)
+  if mode is not None:
+    config.model.mode = mode
+  if batch is not None:
+    config.train.batch_size = batch
+  if width is not None:
+    config.model.width = width
+  return config
+
+
+def synthetic_batch(config, seed: int = 0) -> dict:
+  """A host batch with every field a step may read, shaped like the pipeline's for `config`."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from pointseg_jax import NUM_CLASSES  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  b, (h, w) = int(config.train.batch_size), tuple(config.data.image_size)
+  labels = rng.integers(0, NUM_CLASSES, (b, 1, 1)).repeat(h, 1).repeat(w, 2).astype(np.int32)
+  sparse = np.full((b, h, w), 255, np.int32)
+  sparse[:, h // 2, w // 2] = labels[:, 0, 0]
+  present = np.zeros((b, NUM_CLASSES), bool)
+  present[np.arange(b), labels[:, 0, 0]] = True
+  return {"image": rng.uniform(0, 255, (b, h, w, 3)).astype(np.float32),
+          "valid": np.ones((b, h, w), bool), "labels": labels, "present": present,
+          "sparse_labels": sparse, "sparse_weights": (sparse != 255).astype(np.float32),
+          "objectness": rng.uniform(0.01, 0.99, (b, h, w)).astype(np.float32)}
+
+
+class RealStep:
+  """The train step `train.py` runs for a config (regime losses, Caffe SGD, data-parallel jit with
+  the state donated), with numpy-initialised params: compile once, then call `run()`."""
+
+  def __init__(self, config, mesh=None):
+    import jax  # pylint: disable=g-import-not-at-top
+    from pointseg_jax import parallel  # pylint: disable=g-import-not-at-top
+    from pointseg_jax import supervision  # pylint: disable=g-import-not-at-top
+    from pointseg_jax import train  # pylint: disable=g-import-not-at-top
+    from pointseg_jax.models import fcn  # pylint: disable=g-import-not-at-top
+    self.config = config
+    self.mesh = mesh or parallel.make_mesh()
+    model = train.make_model(config)
+    opt = train.OptimizerSpec.from_config(config)
+    terms = supervision.active_terms(dict(config.loss.weights))
+    params = fcn.init_params(model, seed=0)
+    state = {"step": jax.numpy.zeros((), jax.numpy.int32), "params": params,
+             "opt_state": train.make_optimizer(0.0, opt).init(params),
+             "rng": jax.random.key_data(jax.random.key(0))}
+    self.state = parallel.replicate(state, self.mesh)
+    host = synthetic_batch(config)
+    self.batch = parallel.host_to_global(
+        {k: host[k] for k in supervision.needed_fields(terms)}, self.mesh)
+    self.hparams = parallel.replicate(train.hyperparams(config), self.mesh)
+    self.num_params = fcn.param_count(params)
+    step = train.compiled_train_step(model, terms, opt,
+                                     bool(config.loss.objectness_exclude_clicked), self.mesh,
+                                     bool(config.train.fast_compile))
+    t = time.perf_counter()
+    self.compiled = step.lower(self.state, self.batch, self.hparams).compile()
+    self.compile_s = time.perf_counter() - t
+    self.flops, self.bytes = xla_cost(self.compiled)
+
+  def run(self):
+    """One step (the state is donated and replaced); returns the metrics (not fetched)."""
+    self.state, metrics = self.compiled(self.state, self.batch, self.hparams)
+    return self.state, metrics
+
+  @property
+  def images(self) -> int:
+    return int(self.config.train.batch_size)

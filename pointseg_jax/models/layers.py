@@ -15,7 +15,7 @@ whole-image-window conv). The fast formulations below compute the same function 
 
 `conv(x, w, padding, impl='auto')` picks per layer: on CPU 1x1 -> einsum, k >= 5 -> patches,
 3x3 -> wgmm where `wgmm_pays`, else lax; on other backends lax everywhere. The rule was measured
-on 2 cores (docs/model.md, `python bench/bench_layers.py`).
+on 2 cores (docs/model.md, `python -m bench.layers`).
 """
 import functools
 from typing import Sequence, Union

@@ -75,7 +75,7 @@ def scale_boxes(boxes: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, i
 
 
 class _Timer:
-  """Accumulates CPU seconds per stage into a dict (bench/bench_objectness.py); CPU time, not
+  """Accumulates CPU seconds per stage into a dict (bench/input.py); CPU time, not
   wall time, so the shares stay meaningful on a busy machine."""
 
   def __init__(self, sink):

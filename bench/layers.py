@@ -1,7 +1,6 @@
 """Measure each conv formulation of `layers.py` on this machine: per layer and on the whole step.
 
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
-      python bench/bench_layers.py --size 256 --width 0.125 --mode caffe
+    python -m bench.layers --size 256 --width 0.125 --mode caffe
 
 Per layer: forward, input gradient (dgrad) and weight gradient (wgrad) of every conv of the net at
 the given input size, in each formulation that applies, jitted alone; median of `--reps` after 2
@@ -9,10 +8,11 @@ warm-ups, median over `--rounds` alternating rounds. Whole step: value_and_grad 
 cross-entropy through the FCN (batch 1, dropout on) with conv_impl='lax' vs 'auto' (and alternative
 'auto' rules, `--steps`), alternating `--rounds` times in this process. Numbers: docs/model.md.
 """
-import argparse
 import statistics
 import time
 
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,28 +125,29 @@ def bench_step(size, width, mode, rounds, reps, impls=("lax", "auto")):
   return times
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--size", type=int, default=256)
-  p.add_argument("--width", type=float, default=0.125)
-  p.add_argument("--mode", default="caffe", choices=vgg16.MODES)
-  p.add_argument("--reps", type=int, default=5)
-  p.add_argument("--rounds", type=int, default=3)
-  p.add_argument("--impls", default="lax,wgmm,wgpatch,patches,einsum")
-  p.add_argument("--ops", default="fwd,dgrad,wgrad")
-  p.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
-  p.add_argument("--steps", default="lax,auto",
-                  help=f"whole-step variants: lax and any of {sorted(RULES)}")
-  p.add_argument("--skip-layers", action="store_true")
-  p.add_argument("--skip-step", action="store_true")
-  a = p.parse_args()
+flags.DEFINE_integer("size", 256, "Input image side.")
+flags.DEFINE_float("width", 0.125, "Channel multiplier of the FCN.")
+flags.DEFINE_enum("mode", "caffe", list(vgg16.MODES), "FCN geometry.")
+flags.DEFINE_integer("reps", 5, "Timed calls per measurement (median).")
+flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
+flags.DEFINE_list("impls", ["lax", "wgmm", "wgpatch", "patches", "einsum"], "Formulations.")
+flags.DEFINE_list("ops", ["fwd", "dgrad", "wgrad"], "Ops per layer.")
+flags.DEFINE_list("layers", [], "Layer names (default: all).")
+flags.DEFINE_list("steps", ["lax", "auto"], f"Whole-step variants: lax and any of {sorted(RULES)}.")
+flags.DEFINE_bool("skip_layers", False, "Only the whole step.")
+flags.DEFINE_bool("skip_step", False, "Only the layers.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
   print(f"jax {jax.__version__} backend {jax.default_backend()} devices {jax.device_count()}")
-  if not a.skip_layers:
-    bench_layers(a.size, a.width, a.mode, a.reps, a.impls.split(","), a.ops.split(","),
-                 a.rounds, [n for n in a.layers.split(",") if n])
-  if not a.skip_step:
-    bench_step(a.size, a.width, a.mode, a.rounds, a.reps, a.steps.split(","))
+  if not FLAGS.skip_layers:
+    bench_layers(FLAGS.size, FLAGS.width, FLAGS.mode, FLAGS.reps, FLAGS.impls, FLAGS.ops,
+                 FLAGS.rounds, FLAGS.layers)
+  if not FLAGS.skip_step:
+    bench_step(FLAGS.size, FLAGS.width, FLAGS.mode, FLAGS.rounds, FLAGS.reps, FLAGS.steps)
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)
