@@ -3,21 +3,35 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-# tcmalloc makes JAX on CPU 1.2-2.5x faster (docs/cpu_convolutions.md); used when installed
-# (`apt-get install libtcmalloc-minimal4`).
-TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
-RUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)TF_CPP_MIN_LOG_LEVEL=2
+# tcmalloc makes JAX on CPU 1.1-1.5x faster (docs/performance.md). It is preloaded whenever it is
+# installed; `make install` installs it when run as root (apt-get), else prints a one-line hint.
+TCMALLOC_LIBS := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4
+TCMALLOC_FIND = for f in $(TCMALLOC_LIBS); do if [ -f $$f ]; then echo LD_PRELOAD=$$f; break; fi; done
+# Looked up when a recipe runs (so a tcmalloc installed earlier in the same make is used).
+RUN = env $$($(TCMALLOC_FIND)) TF_CPP_MIN_LOG_LEVEL=2
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-slow demo clean
+.PHONY: install test test-slow demo clean tcmalloc
 
 $(VENV)/.installed: setup.cfg pyproject.toml
+	@$(MAKE) --no-print-directory tcmalloc
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.installed
+
+tcmalloc:
+	@if [ -n "$$($(TCMALLOC_FIND))" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make: installing libtcmalloc-minimal4 (JAX on CPU runs faster with it)"; \
+	  { apt-get install -y -qq libtcmalloc-minimal4 || { apt-get update -qq && \
+	    apt-get install -y -qq libtcmalloc-minimal4; }; } >/dev/null 2>&1 || \
+	  echo "make: could not install libtcmalloc-minimal4; using the system malloc" >&2; \
+	else \
+	  echo "hint: 'sudo apt-get install libtcmalloc-minimal4' makes JAX on CPU 1.1-1.5x faster (docs/performance.md)" >&2; \
+	fi
 
 # The whole fast suite (slow tests are marked and run by `make test-slow`).
 # pytest exits 5 when it collects nothing: that is a broken suite, not a pass.

@@ -231,12 +231,11 @@ def config_for(name: str, size: int | None = None, mode: str | None = None, batc
   """A training config of the repository: 'demo' (configs/point.py, what `make demo` trains) or
   'fcn32s' (configs/full.py:voc, the paper's FCN-32s at full width, batch 1, no weight file),
   with the image size, geometry, batch or width overridden."""
-  from configs import full  # pylint: disable=g-import-not-at-top
-  from configs import point  # pylint: disable=g-import-not-at-top
+  from pointseg_jax import config_lib  # pylint: disable=g-import-not-at-top
   if name == "demo":
-    config = point.get_config()
+    config = config_lib.get_config("point")
   elif name == "fcn32s":
-    config = full.get_config("voc")
+    config = config_lib.get_config("full", "voc")
     config.model.init_from = None
   else:
     raise ValueError(f"unknown benchmark config {name!r}; use 'demo' or 'fcn32s'")
@@ -275,23 +274,27 @@ class RealStep:
   def __init__(self, config, mesh=None):
     import jax  # pylint: disable=g-import-not-at-top
     from pointseg_jax import parallel  # pylint: disable=g-import-not-at-top
+    from pointseg_jax import state as state_lib  # pylint: disable=g-import-not-at-top
     from pointseg_jax import supervision  # pylint: disable=g-import-not-at-top
     from pointseg_jax import train  # pylint: disable=g-import-not-at-top
     from pointseg_jax.models import fcn  # pylint: disable=g-import-not-at-top
     self.config = config
     self.mesh = mesh or parallel.make_mesh()
-    model = train.make_model(config)
-    opt = train.OptimizerSpec.from_config(config)
+    model = state_lib.make_model(config.model)
+    opt = state_lib.OptimizerSpec.from_config(config.optimizer)
     terms = supervision.active_terms(dict(config.loss.weights))
+    # Same state layout as state.fresh_state, but numpy-drawn params: no RNG compile (seconds at
+    # full width) before the step under test.
     params = fcn.init_params(model, seed=0)
     state = {"step": jax.numpy.zeros((), jax.numpy.int32), "params": params,
-             "opt_state": train.make_optimizer(0.0, opt).init(params),
+             "opt_state": state_lib.make_optimizer(0.0, opt).init(params),
              "rng": jax.random.key_data(jax.random.key(0))}
     self.state = parallel.replicate(state, self.mesh)
     host = synthetic_batch(config)
     self.batch = parallel.host_to_global(
         {k: host[k] for k in supervision.needed_fields(terms)}, self.mesh)
-    self.hparams = parallel.replicate(train.hyperparams(config), self.mesh)
+    self.hparams = parallel.replicate(
+        train.hyperparams(config.optimizer, config.loss.weights), self.mesh)
     self.num_params = fcn.param_count(params)
     step = train.compiled_train_step(model, terms, opt,
                                      bool(config.loss.objectness_exclude_clicked), self.mesh,
@@ -299,7 +302,9 @@ class RealStep:
     t = time.perf_counter()
     self.compiled = step.lower(self.state, self.batch, self.hparams).compile()
     self.compile_s = time.perf_counter() - t
-    self.flops, self.bytes = xla_cost(self.compiled)
+    # XLA costs the per-device program of the shard_map: times the devices for the whole step.
+    flops, nbytes = xla_cost(self.compiled)
+    self.flops, self.bytes = flops * self.mesh.size, nbytes * self.mesh.size
 
   def run(self):
     """One step (the state is donated and replaced); returns the metrics (not fetched)."""

@@ -3,7 +3,7 @@ objectness maps images/s (the offline prior) on both cores.
 
     python -m bench.input [--batches 20] [--objectness_images 14 --workers 2 --photos_dir DIR]
 
-1. Pipeline: for every supervision type of the regime table (regimes that share one produce the
+1. Pipeline: for every label kind of the regime table (regimes that share one produce the
    same batches), tf.data train batches of the demo config (configs/point.py: 128², batch 8,
    augmentation on) from the built `synthetic_points/default` set; images/s over `--batches`
    after 3 warm-up batches.
@@ -27,13 +27,13 @@ from PIL import Image
 
 from bench import common
 
-flags.DEFINE_integer("batches", 20, "Timed pipeline batches per supervision type.")
+flags.DEFINE_integer("batches", 20, "Timed pipeline batches per label kind.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds of (pipeline, step) measurements.")
 flags.DEFINE_integer("objectness_images", 14, "Photos per objectness measurement (0 = skip).")
 flags.DEFINE_integer("workers", 2, "Processes for the parallel objectness measurement.")
 flags.DEFINE_string("photos_dir", "", "Folder of *_image.png photos for the objectness part "
                     "(default: random textured images).")
-flags.DEFINE_list("supervisions", [], "Only these supervision types (default: every one).")
+flags.DEFINE_list("label_kinds", [], "Only these label kinds (default: every one).")
 flags.DEFINE_list("parts", ["pipeline", "objectness"], "What to measure.")
 flags.DEFINE_integer("objectness_max_side", None, "Objectness working resolution (default: the "
                      "package's DEFAULT_MAX_SIDE).")
@@ -43,23 +43,23 @@ OBJECTNESS_TARGET = 5.0
 PHOTO_SIZE = (500, 375)   # PIL (width, height): a typical VOC photo
 
 
-def regimes_by_supervision() -> dict[str, list[str]]:
+def regimes_by_label_kind() -> dict[str, list[str]]:
   from pointseg_jax import supervision  # pylint: disable=g-import-not-at-top
   out = {}
   for name, regime in supervision.REGIMES.items():
-    out.setdefault(regime.supervision, []).append(name)
+    out.setdefault(regime.label_kind, []).append(name)
   return out
 
 
 def pipeline_rate(config, regime: str, batches: int) -> float:
-  """Train images/s of the config's pipeline for `regime`'s supervision (after 3 warm-ups)."""
+  """Train images/s of the config's pipeline for `regime`'s label kind (after 3 warm-ups)."""
   from pointseg_jax import supervision  # pylint: disable=g-import-not-at-top
-  from pointseg_jax import train  # pylint: disable=g-import-not-at-top
   from pointseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from pointseg_jax.data import spec as spec_lib  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   config.regime = regime
-  config.data.supervision = supervision.get_regime(regime).supervision
-  it = pipeline.make_dataset(train.data_config(config), "train",
+  config.data.label_kind = supervision.get_regime(regime).label_kind
+  it = pipeline.make_dataset(spec_lib.DataSpec.from_config(config.data), "train",
                              batch_size=int(config.train.batch_size), train=True, seed=0)
   for _ in range(3):
     next(it)
@@ -129,8 +129,8 @@ def pipeline_part() -> tuple[str, dict]:
   config = common.config_for("demo")
   step = common.RealStep(config)
   common.block(step.run())
-  groups = regimes_by_supervision()
-  chosen = FLAGS.supervisions or list(groups)
+  groups = regimes_by_label_kind()
+  chosen = FLAGS.label_kinds or list(groups)
   pipe = {s: [] for s in chosen}
   steps = []
   with common.Load() as load:
@@ -150,7 +150,7 @@ def pipeline_part() -> tuple[str, dict]:
     worst = ratio if worst is None else min(worst, ratio)
     rows.append((s, ", ".join(groups[s]), f"{ips:.0f}", f"{ratio:.1f}",
                  "yes" if ratio >= PIPELINE_TARGET else "**no**"))
-  common.table(("supervision", "regimes", "pipeline images/s", "/ train-step images/s",
+  common.table(("label kind", "regimes", "pipeline images/s", "/ train-step images/s",
                 f">= {PIPELINE_TARGET:g}x"), rows)
   return (f"pipeline >= {worst:.1f}x the demo train step (others used {load.others:.2f} cores)",
           {"pipeline_worst_ratio": worst, "pipeline_others_cores": load.others})

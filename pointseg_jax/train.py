@@ -186,19 +186,21 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
                           supervision.needed_fields(terms))
 
   # --- Train -------------------------------------------------------------------------------------
-  # Metrics are fetched one step late (the host never waits for the step it just launched), but
-  # always before a checkpoint: a NaN at step n stops the run before state n is saved.
+  # The host never waits for a step: metrics stay on the device until the next log, eval or
+  # checkpoint step, then all of them come over in one transfer (docs/performance.md). They are
+  # always fetched before a checkpoint: a NaN at step n stops the run before state n is saved.
   pending = []            # [(step, device metrics)] not yet fetched
   interval = []           # fetched host metrics since the last log line
   eval_result = None
   t_interval = time.time()
 
   def flush_pending():
-    while pending:
-      s, m = pending.pop(0)
-      values = {k: float(v) for k, v in jax.device_get(m).items()}
+    fetched = jax.device_get([m for _, m in pending])
+    for (s, _), m in zip(pending, fetched):
+      values = {k: float(v) for k, v in m.items()}
       check_finite(s, values, last_checkpoint, ckpt.directory)
       interval.append(values)
+    pending.clear()
 
   if start_step < num_steps:
     logging.info("step %d: compiling the train step (the first step takes longer)", start_step)
@@ -209,7 +211,6 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
       for step in range(start_step + 1, num_steps + 1):   # `step` = state step after this update
         batch = parallel.host_to_global(next(batches), mesh)
         state, step_metrics = step_fn(state, batch, hparams)
-        flush_pending()     # the previous step's metrics, while this step runs
         pending.append((step, step_metrics))
         progress.advance_to(step)
 
