@@ -97,6 +97,9 @@ def torch_worker(size: int, mode: str, reps: int) -> dict:
   torch.set_num_threads(len(os.sched_getaffinity(0)))
   torch.manual_seed(0)
   model = torch_fcn32s(mode, size).train()
+  score = model.head[-1]     # score layers start at zero, as ours (FCN): first loss = ln 21
+  torch.nn.init.zeros_(score.weight)
+  torch.nn.init.zeros_(score.bias)
   weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
   biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
   opt = torch.optim.SGD([{"params": weights, "weight_decay": 5e-4},
@@ -112,8 +115,8 @@ def torch_worker(size: int, mode: str, reps: int) -> dict:
     opt.step()
     return loss
 
-  for _ in range(2):
-    step()
+  first_loss = float(step())
+  step()
   times = []
   with common.Load() as load:
     for _ in range(reps):
@@ -122,15 +125,15 @@ def torch_worker(size: int, mode: str, reps: int) -> dict:
       times.append(time.perf_counter() - t)
   return dict(side="torch", version=torch.__version__, threads=torch.get_num_threads(),
               params=sum(p.numel() for p in model.parameters()), times=times,
-              ours=load.ours, others=load.others)
+              first_loss=first_loss, ours=load.ours, others=load.others)
 
 
 def jax_worker(size: int, mode: str, reps: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from bench import common  # pylint: disable=g-import-not-at-top
   step = common.RealStep(common.config_for("fcn32s", size=size, mode=mode))
-  for _ in range(2):
-    common.block(step.run())
+  first_loss = float(step.run()[1]["train/loss"])
+  common.block(step.run())
   times = []
   with common.Load() as load:
     for _ in range(reps):
@@ -138,7 +141,7 @@ def jax_worker(size: int, mode: str, reps: int) -> dict:
       common.block(step.run())
       times.append(time.perf_counter() - t)
   return dict(side="jax", version=jax.__version__, params=step.num_params, times=times,
-              flops=step.flops, ours=load.ours, others=load.others)
+              flops=step.flops, first_loss=first_loss, ours=load.ours, others=load.others)
 
 
 # ---------------------------------------------------------------------------- per-layer side ---
@@ -248,7 +251,8 @@ def whole_step(common) -> None:
                    f"{flops / med / 1e9:.1f}", f"{100 * flops / med / 1e9 / peak:.0f} %",
                    common.fmt_range(*paired) if side.startswith("ours") else "",
                    f"{statistics.median(x['others'] for x in xs):.2f}"))
-  print(f"\nparams: ours {j[0]['params']:,}, torch {t[0]['params']:,}; XLA FLOPs of our step used "
+  print(f"\nparams: ours {j[0]['params']:,}, torch {t[0]['params']:,}; first-step loss: ours "
+        f"{j[0]['first_loss']:.4f}, torch {t[0]['first_loss']:.4f} (ln 21 = 3.0445); XLA FLOPs of our step used "
         f"for both; matmul peak (this process, after the rounds) {peak:.0f} GFLOP/s\n")
   common.table(("case", "step", "s/step: median [min–max] over processes", "GFLOP/s",
                 "of matmul peak", "t_torch / t_ours per round: median [range]",
