@@ -42,7 +42,9 @@ def cpu_info() -> dict[str, str]:
 
 def allocator() -> str:
   preload = os.environ.get("LD_PRELOAD", "")
-  return "tcmalloc (LD_PRELOAD)" if "tcmalloc" in preload else "glibc malloc (no tcmalloc preloaded)"
+  if "tcmalloc" in preload:
+    return "tcmalloc (LD_PRELOAD)"
+  return "glibc malloc (no tcmalloc preloaded)"
 
 
 def loadavg() -> str:
@@ -64,8 +66,8 @@ def print_header(title: str) -> None:
   print(f"# {title}")
   for line in machine_lines():
     print(f"# {line}")
-  print(f"# command: {' '.join([os.path.basename(sys.executable), '-m', _module_name()] + sys.argv[1:])}",
-        flush=True)
+  command = [os.path.basename(sys.executable), "-m", _module_name()] + sys.argv[1:]
+  print(f"# command: {' '.join(command)}", flush=True)
 
 
 def _module_name() -> str:
@@ -124,7 +126,8 @@ class Load:
     self.others -= moved
 
   def __str__(self):
-    return f"ours {self.ours:.2f} / others {self.others:.2f} cores, loadavg {self.before:.1f}->{self.after:.1f}"
+    return (f"ours {self.ours:.2f} / others {self.others:.2f} cores, "
+            f"loadavg {self.before:.1f}->{self.after:.1f}")
 
 
 def matmul_peak(n: int = 4096, reps: int = 3) -> dict[str, float]:
@@ -226,8 +229,8 @@ def fmt_range(med: float, lo: float, hi: float, digits: int = 2) -> str:
 
 # ------------------------------------------------------------------------ the real train step ---
 
-def config_for(name: str, size: int | None = None, mode: str | None = None, batch: int | None = None,
-               width: float | None = None):
+def config_for(name: str, size: int | None = None, mode: str | None = None,
+               batch: int | None = None, width: float | None = None):
   """A training config of the repository: 'demo' (configs/point.py, what `make demo` trains) or
   'fcn32s' (configs/full.py:voc, the paper's FCN-32s at full width, batch 1, no weight file),
   with the image size, geometry, batch or width overridden."""

@@ -15,7 +15,6 @@ objectness maps images/s (the offline prior) on both cores.
    --photos_dir resized to 500×375, else random textured images (a flag says which).
 """
 import multiprocessing as mp
-import os
 import pathlib
 import statistics
 import time
@@ -115,7 +114,8 @@ def objectness_rates(n: int, workers: int, photos_dir: str, max_side: int | None
     pool.map(_heatmap, [(photos[0], 0, max_side)] * workers)   # start and warm the workers
     with common.Load() as par_load:
       t = time.perf_counter()
-      worker_timings = pool.map(_heatmap, [(im, i, max_side) for i, im in enumerate(photos)], chunksize=1)
+      worker_timings = pool.map(_heatmap, [(im, i, max_side) for i, im in enumerate(photos)],
+                                chunksize=1)
       par = time.perf_counter() - t
     par_load.add_cpu(sum(sum(d.values()) for d in worker_timings))
   staged = sum(totals.values()) or 1.0

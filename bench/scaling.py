@@ -20,7 +20,8 @@ import sys
 from absl import app
 from absl import flags
 
-flags.DEFINE_string("config", "demo", "'demo' (configs/point.py) or 'fcn32s' (configs/full.py:voc).")
+flags.DEFINE_string("config", "demo",
+                    "'demo' (configs/point.py) or 'fcn32s' (configs/full.py:voc).")
 flags.DEFINE_float("width", None, "Override the model's width multiplier.")
 flags.DEFINE_list("sizes", ["256", "384", "512"], "Image sides.")
 flags.DEFINE_list("batches", ["1", "8"], "Global batch sizes (each must divide by the devices).")

@@ -1,7 +1,7 @@
 """The whole train step against the machine: XLA's FLOP count, achieved FLOP/s and the fraction of
 the f32 matmul peak measured in the same process.
 
-    python -m bench.train_step [--cases fcn32s-same-256,fcn32s-same-512,fcn32s-caffe-256,fcn32s-caffe-512,demo]
+    python -m bench.train_step [--cases fcn32s-same-256,fcn32s-same-512,fcn32s-caffe-256,...,demo]
 
 Each case is the step `train.py` compiles for a repository config: 'fcn32s-<mode>-<size>' is
 configs/full.py:voc (the paper's FCN-32s, width 1, batch 1, pixel cross-entropy, Caffe SGD) at
@@ -64,8 +64,8 @@ def main(argv):
   for case in FLAGS.cases:
     r = measure(case, FLAGS.reps)
     rows.append(r)
-    print(f"{case}: {r['step_s']:.3f} s/step, {r['gflops']:.1f} GFLOP/s = {100 * r['fraction']:.0f} % "
-          f"of {r['peak']:.0f} (load: {r['load']})", flush=True)
+    print(f"{case}: {r['step_s']:.3f} s/step, {r['gflops']:.1f} GFLOP/s = "
+          f"{100 * r['fraction']:.0f} % of {r['peak']:.0f} (load: {r['load']})", flush=True)
   print()
   common.table(
       ("case", "model", "batch x size", "XLA GFLOP/step", "XLA GB accessed", "compile s",

@@ -43,7 +43,7 @@ LR = 1e-5   # configs/full.py:voc
 
 def torch_available() -> bool:
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     return False
   return True
@@ -252,8 +252,9 @@ def whole_step(common) -> None:
                    common.fmt_range(*paired) if side.startswith("ours") else "",
                    f"{statistics.median(x['others'] for x in xs):.2f}"))
   print(f"\nparams: ours {j[0]['params']:,}, torch {t[0]['params']:,}; first-step loss: ours "
-        f"{j[0]['first_loss']:.4f}, torch {t[0]['first_loss']:.4f} (ln 21 = 3.0445); XLA FLOPs of our step used "
-        f"for both; matmul peak (this process, after the rounds) {peak:.0f} GFLOP/s\n")
+        f"{j[0]['first_loss']:.4f}, torch {t[0]['first_loss']:.4f} (ln 21 = 3.0445); XLA FLOPs "
+        f"of our step used for both; matmul peak (this process, after the rounds) {peak:.0f} "
+        "GFLOP/s\n")
   common.table(("case", "step", "s/step: median [min–max] over processes", "GFLOP/s",
                 "of matmul peak", "t_torch / t_ours per round: median [range]",
                 "cores used by others"), rows)

@@ -388,7 +388,7 @@ def test_batch_loss_sharded_over_eight_devices_equals_one_device():
   np.testing.assert_allclose(grad_sm, grad_1, rtol=1e-5, atol=1e-9)
 
 
-# ---------------------------------------------------------------- the fast forms equal the plain ones
+# ---------------------------------------------------------------- fast forms = plain formulas
 
 def _reference_losses(logits, batch):
   """The four terms written the plain way (log_softmax + gather, jnp.argmax, two logsumexps):
