@@ -26,7 +26,7 @@ from PIL import Image
 
 from bench import common
 
-flags.DEFINE_integer("batches", 20, "Timed pipeline batches per label kind.")
+flags.DEFINE_integer("batches", 40, "Timed pipeline batches per label kind.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds of (pipeline, step) measurements.")
 flags.DEFINE_integer("objectness_images", 14, "Photos per objectness measurement (0 = skip).")
 flags.DEFINE_integer("workers", 2, "Processes for the parallel objectness measurement.")
