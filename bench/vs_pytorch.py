@@ -14,8 +14,10 @@ pooling, bilinear resize; 'caffe' = the released deploy geometry (conv1_1 pad 10
 VALID fc6, fixed bilinear deconvolution + crop, done as the same two matmuls on both sides).
 
 Every measurement is a fresh process: per round and case, ours then torch (reversed every other
-round); each process times `--reps` steps after 2 warm-ups and reports the median and how busy
-the machine was with other work. FLOPs are XLA's count of our step, used for both.
+round); each process times `--reps` steps after 2 warm-ups and reports the median, its CPU
+seconds per step and how busy the machine was with other work. On a loaded machine the CPU-time
+ratio is the steadier of the two (it still counts threads spinning while descheduled). FLOPs are
+XLA's count of our step, used for both.
 """
 import json
 import os
@@ -125,7 +127,8 @@ def torch_worker(size: int, mode: str, reps: int) -> dict:
       times.append(time.perf_counter() - t)
   return dict(side="torch", version=torch.__version__, threads=torch.get_num_threads(),
               params=sum(p.numel() for p in model.parameters()), times=times,
-              first_loss=first_loss, ours=load.ours, others=load.others)
+              first_loss=first_loss, ours=load.ours, others=load.others,
+              cpu_s=load.ours * load.wall / reps)
 
 
 def jax_worker(size: int, mode: str, reps: int) -> dict:
@@ -141,7 +144,8 @@ def jax_worker(size: int, mode: str, reps: int) -> dict:
       common.block(step.run())
       times.append(time.perf_counter() - t)
   return dict(side="jax", version=jax.__version__, params=step.num_params, times=times,
-              flops=step.flops, first_loss=first_loss, ours=load.ours, others=load.others)
+              flops=step.flops, first_loss=first_loss, ours=load.ours, others=load.others,
+              cpu_s=load.ours * load.wall / reps)
 
 
 # ---------------------------------------------------------------------------- per-layer side ---
@@ -243,13 +247,17 @@ def whole_step(common) -> None:
     tt = [statistics.median(x["times"]) for x in t]
     flops = j[0]["flops"]
     paired = common.paired_ratio(tt, tj)
+    cpu = common.paired_ratio([x["cpu_s"] for x in t], [x["cpu_s"] for x in j])
     ratios[f"{mode}-{size}"] = paired[0]
+    ratios[f"{mode}-{size}-cpu"] = cpu[0]
     for side, ts, xs in (("ours (JAX, train.py step)", tj, j), (f"PyTorch {t[0]['version']} eager",
                                                                    tt, t)):
       med = statistics.median(ts)
       rows.append((f"{mode} {size}²", side, f"{med:.3f} [{min(ts):.3f}–{max(ts):.3f}]",
                    f"{flops / med / 1e9:.1f}", f"{100 * flops / med / 1e9 / peak:.0f} %",
                    common.fmt_range(*paired) if side.startswith("ours") else "",
+                   f"{statistics.median(x['cpu_s'] for x in xs):.2f}",
+                   common.fmt_range(*cpu) if side.startswith("ours") else "",
                    f"{statistics.median(x['others'] for x in xs):.2f}"))
   print(f"\nparams: ours {j[0]['params']:,}, torch {t[0]['params']:,}; first-step loss: ours "
         f"{j[0]['first_loss']:.4f}, torch {t[0]['first_loss']:.4f} (ln 21 = 3.0445); XLA FLOPs "
@@ -257,9 +265,9 @@ def whole_step(common) -> None:
         "GFLOP/s\n")
   common.table(("case", "step", "s/step: median [min–max] over processes", "GFLOP/s",
                 "of matmul peak", "t_torch / t_ours per round: median [range]",
-                "cores used by others"), rows)
+                "CPU s/step", "CPU-time ratio torch / ours", "cores used by others"), rows)
   common.summary("vs PyTorch eager: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
-                 + " (t_torch / t_ours; target >= 1.0)", **ratios)
+                 + " (t_torch / t_ours, wall and CPU time; target >= 1.0)", **ratios)
 
 
 def per_layer(common) -> None:
