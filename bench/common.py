@@ -227,6 +227,27 @@ def fmt_range(med: float, lo: float, hi: float, digits: int = 2) -> str:
   return f"{med:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
 
 
+# ------------------------------------------------------------------- the FCN's convolutions ---
+
+def layer_shapes(size: int, width: float, mode: str):
+  """(name, H_in, W_in, Cin, Cout, k, pad) of each conv of the FCN at input size x size."""
+  from pointseg_jax.models import vgg16  # pylint: disable=g-import-not-at-top
+  out, side, cin = [], size, 3
+  for block in vgg16.BLOCKS:
+    for name, c in block:
+      cout = vgg16.scaled(c, width)
+      pad = vgg16.CAFFE_CONV1_PAD if (mode == "caffe" and name == "conv1_1") else 1
+      out.append((name, side, side, cin, cout, 3, pad))
+      side, cin = side + 2 * pad - 2, cout
+    side = -(-side // 2) if mode == "caffe" else side // 2
+  f = vgg16.scaled(vgg16.FC_CHANNELS, width)
+  out.append(("fc6", side, side, cin, f, 7, 0 if mode == "caffe" else 3))
+  side6 = side - 6 if mode == "caffe" else side
+  out.append(("fc7", side6, side6, f, f, 1, 0))
+  out.append(("score_fr", side6, side6, f, 21, 1, 0))
+  return out
+
+
 # ------------------------------------------------------------------------ the real train step ---
 
 def config_for(name: str, size: int | None = None, mode: str | None = None,

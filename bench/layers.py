@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bench import common
 from pointseg_jax.models import fcn
 from pointseg_jax.models import layers
 from pointseg_jax.models import vgg16
@@ -34,29 +35,11 @@ def _median_time(f, reps: int) -> float:
   return statistics.median(ts)
 
 
-def layer_shapes(size: int, width: float, mode: str):
-  """(name, H_in, W_in, Cin, Cout, k, pads) of each conv of the net at input size x size."""
-  out, side, cin = [], size, 3
-  for block in vgg16.BLOCKS:
-    for name, c in block:
-      cout = vgg16.scaled(c, width)
-      pad = vgg16.CAFFE_CONV1_PAD if (mode == "caffe" and name == "conv1_1") else 1
-      out.append((name, side, side, cin, cout, 3, pad))
-      side, cin = side + 2 * pad - 2, cout
-    side = -(-side // 2) if mode == "caffe" else side // 2
-  f = vgg16.scaled(vgg16.FC_CHANNELS, width)
-  out.append(("fc6", side, side, cin, f, 7, 0 if mode == "caffe" else 3))
-  side6 = side - 6 if mode == "caffe" else side
-  out.append(("fc7", side6, side6, f, f, 1, 0))
-  out.append(("score_fr", side6, side6, f, 21, 1, 0))
-  return out
-
-
 def bench_layers(size, width, mode, reps, impls=("lax", "wgmm", "wgpatch", "patches", "einsum"),
                  ops=("fwd", "dgrad", "wgrad"), rounds=1, only=None):
   rng = np.random.default_rng(0)
   rows = []
-  for name, h, w, cin, cout, k, pad in layer_shapes(size, width, mode):
+  for name, h, w, cin, cout, k, pad in common.layer_shapes(size, width, mode):
     if only and name not in only:
       continue
     x = jnp.asarray(rng.standard_normal((1, h, w, cin)), jnp.float32)

@@ -152,8 +152,8 @@ def jax_worker(size: int, mode: str, reps: int) -> dict:
 
 def conv_layers(size: int, mode: str):
   """(name, H_in, W_in, Cin, Cout, k, pad) of every conv of FCN-32s at this input size."""
-  from bench import layers  # pylint: disable=g-import-not-at-top
-  return layers.layer_shapes(size, 1.0, mode)
+  from bench import common  # pylint: disable=g-import-not-at-top
+  return common.layer_shapes(size, 1.0, mode)
 
 
 def torch_layers_worker(size: int, mode: str, reps: int) -> dict:
