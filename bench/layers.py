@@ -71,11 +71,22 @@ def bench_layers(size, width, mode, reps, impls=("lax", "wgmm", "wgpatch", "patc
   return rows
 
 
+def _previous_rule(out_hw, cin, cout):
+  """The rule before the full-width measurements: wgmm on >= 64^2 maps for <= 16 or >= 128
+  outputs, and for every layer on >= 400^2 maps (full-width conv1_1 and conv1_2)."""
+  del cin
+  pixels = out_hw[0] * out_hw[1]
+  big = pixels >= 64 * 64 and (cout <= 16 or cout >= 128 or pixels >= 400 * 400)
+  return "wgmm" if big else "lax"
+
+
 # Alternative 3x3 rules for 'auto', compared on the whole step (the FCN layers stay the same).
 RULES = {
-    "auto": None,                                          # layers.wgmm_pays, the shipped rule
-    "auto-no-wgmm": lambda out_hw, cin, cout: False,       # fc6 patches + 1x1 einsum only
-    "auto-wgmm128": lambda out_hw, cin, cout: out_hw[0] * out_hw[1] >= 128 * 128,  # profile note
+    "auto": None,                                          # layers.wgrad_impl, the shipped rule
+    "auto-previous": _previous_rule,
+    "auto-no-wgmm": lambda out_hw, cin, cout: "lax",       # fc6 patches + 1x1 einsum only
+    "auto-wgmm128": lambda out_hw, cin, cout: (            # the profile's "every map >= 128^2"
+        "wgmm" if out_hw[0] * out_hw[1] >= 128 * 128 else "lax"),
 }
 
 
@@ -86,18 +97,18 @@ def bench_step(size, width, mode, rounds, reps, impls=("lax", "auto")):
   y = jnp.asarray(rng.integers(0, 21, (1, size, size)), jnp.int32)
   params = fcn.init_params(fcn.FCN(width=width, mode=mode))
   steps = {}
-  shipped = layers.wgmm_pays
+  shipped = layers.wgrad_impl
   for impl in impls:
     model = fcn.FCN(width=width, mode=mode, conv_impl="lax" if impl == "lax" else "auto")
 
     def loss(p, model=model):
       logits = model.apply({"params": p}, x, train=True, rngs={"dropout": jax.random.key(1)})
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    layers.wgmm_pays = RULES.get(impl) or shipped   # read while tracing, i.e. in compile()
+    layers.wgrad_impl = RULES.get(impl) or shipped   # read while tracing, i.e. in compile()
     try:
       steps[impl] = jax.jit(jax.value_and_grad(loss)).lower(params).compile()
     finally:
-      layers.wgmm_pays = shipped
+      layers.wgrad_impl = shipped
   times = {impl: [] for impl in impls}
   for r in range(rounds):
     for impl in (impls if r % 2 == 0 else impls[::-1]):
@@ -116,7 +127,8 @@ flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
 flags.DEFINE_list("impls", ["lax", "wgmm", "wgpatch", "patches", "einsum"], "Formulations.")
 flags.DEFINE_list("ops", ["fwd", "dgrad", "wgrad"], "Ops per layer.")
 flags.DEFINE_list("layers", [], "Layer names (default: all).")
-flags.DEFINE_list("steps", ["lax", "auto"], f"Whole-step variants: lax and any of {sorted(RULES)}.")
+flags.DEFINE_list("steps", ["lax", "auto"],
+                  f"Whole-step variants: lax and any of {sorted(RULES)}.")
 flags.DEFINE_bool("skip_layers", False, "Only the whole step.")
 flags.DEFINE_bool("skip_step", False, "Only the layers.")
 FLAGS = flags.FLAGS

@@ -79,7 +79,10 @@ def test_auto_picks_the_measured_formulation():
   assert layers.resolve_impl("auto", k3(8, 16), (63, 64), "cpu") == "lax"
   assert layers.resolve_impl("auto", k3(16, 32), (227, 227), "cpu") == "lax"
   assert layers.resolve_impl("auto", k3(64, 64), (399, 400), "cpu") == "lax"
-  # full width: 64 channels on >= 400^2 maps (caffe conv1), >= 128 channels
+  # full width: the image layer one patches matmul; 64 channels on >= 400^2 maps, >= 128 wgmm
+  assert layers.resolve_impl("auto", k3(3, 64), (454, 454), "cpu") == "wgpatch"
+  assert layers.resolve_impl("auto", k3(3, 64), (512, 512), "cpu") == "wgpatch"
+  assert layers.resolve_impl("auto", k3(3, 64), (63, 64), "cpu") == "lax"
   assert layers.resolve_impl("auto", k3(64, 64), (400, 400), "cpu") == "wgmm"
   assert layers.resolve_impl("auto", k3(128, 256), (114, 114), "cpu") == "wgmm"
   for backend in ("gpu", "tpu"):

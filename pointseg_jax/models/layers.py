@@ -11,11 +11,11 @@ whole-image-window conv). The fast formulations below compute the same function 
   'einsum'   1x1 conv as `einsum('nhwc,cd->nhwd')` (dot_general forward and backward).
   'wgmm'     3x3 conv whose weight gradient is k*k shifted-view matmuls x_shift^T @ g
              (forward and input gradient stay `lax.conv`, which XLA:CPU runs well).
-  'wgpatch'  3x3 conv whose weight gradient is one patches matmul (measured, not picked by 'auto').
+  'wgpatch'  3x3 conv whose weight gradient is one patches matmul (the image layer, Cin = 3).
 
 `conv(x, w, padding, impl='auto')` picks per layer: on CPU 1x1 -> einsum, k >= 5 -> patches,
-3x3 -> wgmm where `wgmm_pays`, else lax; on other backends lax everywhere. The rule was measured
-on 2 cores (docs/model.md, `python -m bench.layers`).
+3x3 -> `wgrad_impl` (wgmm, wgpatch or lax); on other backends lax everywhere. The rule was
+measured on 2 cores (docs/model.md, `python -m bench.layers`).
 """
 import functools
 from typing import Sequence, Union
@@ -26,20 +26,28 @@ import jax.numpy as jnp
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("auto", "lax", "patches", "einsum", "wgmm", "wgpatch")
-# When the shifted-matmul weight gradient beats XLA's on CPU (2 cores, docs/model.md): XLA's wgrad
-# conv is slow for narrow (<= 16) or wide (>= 128) outputs and on very large maps; for 32-64
-# outputs on maps below 400x400 it wins; below 64x64 both are cheap and XLA is kept.
-WGMM_MIN_PIXELS = 64 * 64
+# Which weight gradient a 3x3 layer gets on CPU (2 cores, docs/model.md): XLA's own wgrad conv is
+# slow for narrow (<= 16) or wide (>= 128) outputs on maps of >= 64x64 pixels and for any width
+# on maps of >= 400x400, where the shifted matmuls win; the image layer (<= 4 input channels,
+# e.g. conv1_1 at full width) takes one [pixels, 9 * Cin] patches matmul instead; 32-64 outputs
+# on smaller maps and maps below 64x64 stay with XLA.
+WGRAD_MIN_PIXELS = 64 * 64
 WGMM_ALWAYS_PIXELS = 400 * 400
+WGPATCH_MAX_CIN = 4
 
 
-def wgmm_pays(out_hw: tuple[int, int], cin: int, cout: int) -> bool:
-  """Measured rule: use the shifted-matmul weight gradient for this 3x3 layer on CPU."""
-  del cin  # measured: the output width decides (docs/model.md)
+def wgrad_impl(out_hw: tuple[int, int], cin: int, cout: int) -> str:
+  """Measured rule: the formulation ('lax', 'wgmm' or 'wgpatch') of this 3x3 layer on CPU."""
   pixels = out_hw[0] * out_hw[1]
-  if pixels < WGMM_MIN_PIXELS:
-    return False
-  return cout <= 16 or cout >= 128 or pixels >= WGMM_ALWAYS_PIXELS
+  if pixels < WGRAD_MIN_PIXELS:
+    return "lax"
+  if cout <= 16:
+    return "wgmm"
+  if cin <= WGPATCH_MAX_CIN:
+    return "wgpatch"
+  if cout >= 128 or pixels >= WGMM_ALWAYS_PIXELS:
+    return "wgmm"
+  return "lax"
 
 
 PaddingLike = Union[str, int, Sequence[Sequence[int]]]
@@ -156,8 +164,8 @@ def resolve_impl(impl: str, kernel_shape: Sequence[int], out_hw: tuple[int, int]
     return "einsum"
   if max(kh, kw) >= 5:
     return "patches"
-  if (kh, kw) == (3, 3) and wgmm_pays(out_hw, cin, cout):
-    return "wgmm"
+  if (kh, kw) == (3, 3):
+    return wgrad_impl(out_hw, cin, cout)
   return "lax"
 
 
