@@ -1,0 +1,44 @@
+"""bench/: the scripts run and end with their SUMMARY line; vs_pytorch without torch exits 0."""
+import os
+import pathlib
+import subprocess
+import sys
+
+from bench import common
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(args, env_extra=None):
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, "-m"] + args, cwd=REPO, env=env, capture_output=True,
+                        text=True, check=False, timeout=600)
+
+
+def test_paired_and_min_ratios():
+  assert common.paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == (3.0, 2.0, 4.0)
+  assert common.min_ratio([2.0, 4.0], [1.0, 0.5]) == 4.0
+
+
+def test_load_counts_this_process_as_ours():
+  with common.Load() as load:
+    sum(i * i for i in range(2_000_000))
+  assert load.ours > 0.2 and load.others >= 0.0 and "cores" in str(load)
+
+
+def test_losses_bench_runs_and_ends_with_its_summary():
+  p = _run(["bench.losses", "--batch=1", "--size=16", "--rounds=2"])
+  assert p.returncode == 0, p.stderr[-2000:]
+  lines = p.stdout.strip().splitlines()
+  assert lines[0].startswith("# losses") and any("allocator:" in line for line in lines[:4])
+  assert lines[-1].startswith("SUMMARY losses:")
+  assert "| objectness (Eq. 4) |" in p.stdout
+
+
+def test_vs_pytorch_without_torch_says_so_and_exits_0(tmp_path):
+  (tmp_path / "torch.py").write_text("raise ImportError('torch hidden by the test')\n")
+  p = _run(["bench.vs_pytorch"], {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"})
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "torch is not installed" in p.stdout
+  assert p.stdout.strip().splitlines()[-1].startswith("SUMMARY vs PyTorch: skipped")
