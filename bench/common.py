@@ -321,7 +321,7 @@ class RealStep:
         train.hyperparams(config.optimizer, config.loss.weights), self.mesh)
     self.num_params = fcn.param_count(params)
     step = train.compiled_train_step(model, terms, opt,
-                                     bool(config.loss.objectness_exclude_clicked), self.mesh,
+                                     supervision.LossOptions.from_config(config.loss), self.mesh,
                                      bool(config.train.fast_compile))
     t = time.perf_counter()
     self.compiled = step.lower(self.state, self.batch, self.hparams).compile()

@@ -13,7 +13,6 @@ from pointseg_jax import supervision
 from pointseg_jax import train
 from pointseg_jax.data import spec as spec_lib
 from test_train import tiny_config
-from test_train import tiny_data_dir  # noqa: F401  (session fixture)
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"   # one per XLA compilation
 
@@ -96,7 +95,7 @@ def test_train_step_donates_the_state(tiny_data_dir):
   model = state_lib.make_model(config.model)
   opt = state_lib.OptimizerSpec.from_config(config.optimizer)
   terms = supervision.active_terms(dict(config.loss.weights))
-  step = train.compiled_train_step(model, terms, opt, True, mesh, True)
+  step = train.compiled_train_step(model, terms, opt, supervision.LossOptions(), mesh, True)
   state = state_lib.create_train_state(model, opt, 0, mesh)
   spec = spec_lib.DataSpec.from_config(config.data)
   batches = train.train_batches(spec, config.train.batch_size, 0, 0,
