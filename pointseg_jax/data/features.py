@@ -65,3 +65,12 @@ def click_features(image_encoding: str = "jpeg") -> tfds.features.FeaturesDict:
       "objectness": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
       "has_objectness": tfds.features.Tensor(shape=(), dtype=np.bool_),
   })
+
+
+def dataset_info(builder, description: str, **kwargs) -> tfds.core.DatasetInfo:
+  """The DatasetInfo every click-dataset builder returns: the shared features (JPEG images) and
+  the paper's homepage and citation."""
+  return tfds.core.DatasetInfo(builder=builder, description=description,
+                               features=click_features("jpeg"),
+                               homepage="http://vision.stanford.edu/whats_the_point/",
+                               citation=CITATION, **kwargs)

@@ -299,14 +299,7 @@ class CustomPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=features.click_features("jpeg"),
-        homepage="http://vision.stanford.edu/whats_the_point/",
-        citation=features.CITATION,
-        metadata=tfds.core.MetadataDict(),
-    )
+    return features.dataset_info(self, __doc__, metadata=tfds.core.MetadataDict())
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     folder = Folder(os.fspath(dl_manager.manual_dir))

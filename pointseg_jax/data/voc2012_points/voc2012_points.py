@@ -275,13 +275,7 @@ class Voc2012Points(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=features.click_features("jpeg"),
-        homepage="http://vision.stanford.edu/whats_the_point/",
-        citation=features.CITATION,
-    )
+    return features.dataset_info(self, __doc__)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     src = Sources(os.fspath(dl_manager.manual_dir))
