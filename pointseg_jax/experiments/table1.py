@@ -532,7 +532,10 @@ def main(argv):
   out = pathlib.Path(FLAGS.out)
   out.mkdir(parents=True, exist_ok=True)
   # Keep the summaries (a repository's own `runs/` rule must not hide them), not the checkpoints.
-  (out / ".gitignore").write_text("# checkpoints, metrics, TensorBoard events\nwork/\n!runs/\n")
+  ignore, rules = out / ".gitignore", "# checkpoints, metrics, TensorBoard events\nwork/\n!runs/\n"
+  if not ignore.exists() or ignore.read_text() != rules:   # atomic: a kill never leaves it empty
+    (out / ".gitignore.tmp").write_text(rules)
+    os.replace(out / ".gitignore.tmp", ignore)
   command = "python -m pointseg_jax.experiments.table1 " + " ".join(sys.argv[1:])
   num_train = num_train_examples(schedule.variant, FLAGS.data_dir)
 
