@@ -16,6 +16,7 @@ import os
 from absl import logging
 
 from pointseg_jax import errors
+from pointseg_jax.data.spec import expand_path
 
 # Builder name -> package whose import registers it with TFDS.
 BUILDERS = {
@@ -72,7 +73,7 @@ def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
                      "'custom_points')")
   importlib.import_module(BUILDERS[name])
   if data_dir is not None:
-    data_dir = os.path.expanduser(data_dir)
+    data_dir = expand_path(data_dir)
   try:
     return tfds.builder(dataset, data_dir=data_dir, **builder_kwargs)
   except ValueError as e:    # e.g. an unknown builder config 'synthetic_points/huge'
@@ -99,7 +100,7 @@ def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = No
   builder = get_builder(dataset, data_dir, **kwargs)
   manual = None
   if name in MANUAL_MARKERS:
-    manual = os.path.expanduser(manual_dir) if manual_dir else os.path.join(
+    manual = expand_path(manual_dir) if manual_dir else os.path.join(
         os.fspath(builder.data_dir_root), "downloads", "manual")
   if builder.is_prepared():
     # custom_points: a folder that changed since the build must not be silently ignored.

@@ -2,13 +2,13 @@
 
 (`tfds build` needs apache_beam, which the pinned stack does not install; this is the same call.)
 """
-import os
 
 from absl import app
 from absl import flags
 import tensorflow_datasets as tfds
 
 from pointseg_jax import cli
+from pointseg_jax.data.spec import expand_path
 from pointseg_jax.data.voc2012_points import Voc2012Points
 
 FLAGS = flags.FLAGS
@@ -27,10 +27,10 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # `--manual_dir=~/x`: the shell leaves a `~` after `=` alone.
-  data_dir = os.path.expanduser(FLAGS.data_dir) if FLAGS.data_dir else None
+  data_dir = expand_path(FLAGS.data_dir) if FLAGS.data_dir else None
   builder = Voc2012Points(data_dir=data_dir)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=os.path.expanduser(FLAGS.manual_dir)))
+      manual_dir=expand_path(FLAGS.manual_dir)))
   print(builder.info.splits)
   print(f"written to {builder.data_dir}")
 
