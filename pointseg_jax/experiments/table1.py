@@ -86,6 +86,9 @@ class Run:
   # Equal-budget runs: the annotation seconds per train image that the *whole* train set gets
   # (22.1 = what 1Point costs); the run trains on the images that budget buys at its own cost.
   budget_seconds: float | None = None
+  # Other config fields, ((dotted name, value), ...), set last: e.g. a pairwise kernel or a
+  # hold-out split (experiments/pairwise_search.py). Empty for every Table 1 run.
+  overrides: tuple = ()
 
   def train_fraction(self, num_train: int) -> float | None:
     if self.budget_seconds is None:
@@ -191,6 +194,14 @@ def run_config(run: Run, schedule: Schedule, seed: int, num_train: int, data_dir
                                  train_fraction=run.train_fraction(num_train))
   with config.unlocked():
     config.seed = seed
+    for name, value in run.overrides:
+      *parents, leaf = name.split(".")
+      node = config
+      for parent in parents:
+        node = node[parent]
+      if leaf not in node:
+        raise errors.ConfigError(f"run {run.name}: override {name!r} names no config field")
+      node[leaf] = value
   return config
 
 
@@ -503,13 +514,24 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule: Schedule, 
   return results
 
 
-def git_commit(out: pathlib.Path, message: str) -> None:
+KEPT_FILES = ("runs", "results.json", "table.md", "fig6a.png", ".gitignore")
+
+
+def keep_summaries_only(out: pathlib.Path) -> None:
+  """<out>/.gitignore: keep the summaries (a repository's own `runs/` rule must not hide them),
+  not the checkpoints. Written atomically: a kill never leaves it empty."""
+  ignore, rules = out / ".gitignore", "# checkpoints, metrics, TensorBoard events\nwork/\n!runs/\n"
+  if not ignore.exists() or ignore.read_text() != rules:
+    (out / ".gitignore.tmp").write_text(rules)
+    os.replace(out / ".gitignore.tmp", ignore)
+
+
+def git_commit(out: pathlib.Path, message: str, names=KEPT_FILES, what="table1 sweep") -> None:
   """Commit <out>'s small files (never work/); a failure is logged, the sweep goes on."""
-  paths = [str(p) for p in (out / "runs", out / "results.json", out / "table.md",
-                            out / "fig6a.png", out / ".gitignore") if p.exists()]
+  paths = [str(out / name) for name in names if (out / name).exists()]
   try:
     subprocess.run(["git", "add", "--", *paths], check=True, capture_output=True, text=True)
-    subprocess.run(["git", "commit", "-q", "-m", f"table1 sweep: {message}", "--", *paths],
+    subprocess.run(["git", "commit", "-q", "-m", f"{what}: {message}", "--", *paths],
                    check=True, capture_output=True, text=True)
   except (subprocess.CalledProcessError, FileNotFoundError) as e:
     logging.warning("git commit of %s failed (the sweep goes on): %s", out,
@@ -531,11 +553,7 @@ def main(argv):
   runs = [RUNS_BY_NAME[n] for n in FLAGS.runs] if FLAGS.runs else list(ALL_RUNS)
   out = pathlib.Path(FLAGS.out)
   out.mkdir(parents=True, exist_ok=True)
-  # Keep the summaries (a repository's own `runs/` rule must not hide them), not the checkpoints.
-  ignore, rules = out / ".gitignore", "# checkpoints, metrics, TensorBoard events\nwork/\n!runs/\n"
-  if not ignore.exists() or ignore.read_text() != rules:   # atomic: a kill never leaves it empty
-    (out / ".gitignore.tmp").write_text(rules)
-    os.replace(out / ".gitignore.tmp", ignore)
+  keep_summaries_only(out)
   command = "python -m pointseg_jax.experiments.table1 " + " ".join(sys.argv[1:])
   num_train = num_train_examples(schedule.variant, FLAGS.data_dir)
 

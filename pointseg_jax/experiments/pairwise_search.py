@@ -1,0 +1,208 @@
+r"""The pairwise term's weight and kernel, chosen without the val split (docs/experiments.md).
+
+  python -m pointseg_jax.experiments.pairwise_search --out=experiments_results/pairwise_search
+  python -m pointseg_jax.experiments.pairwise_search --out=DIR --table_only     # rebuild search.md
+
+The hold-out: train on the first 90 % of the train split (`DataSpec.train_fraction`, the split's
+stored and shuffled order) and score on the dense masks of the rest (`eval.split = "train[k:]"`);
+the two are disjoint (checked) and val is never read. One seed and the Table 1 schedule, so a
+chosen setting is what the sweep's `point_crf` row would train with.
+
+The search goes one setting at a time, from the defaults of supervision.PairwiseKernel
+(weight 0.1, sigma_rgb 6, sigma_xy 24; radius 5 and scale 4 stay fixed, they set the cost):
+the weight first, then sigma_rgb at the best weight, then sigma_xy at both. A candidate replaces
+the current best only when its hold-out mIoU is strictly higher, so ties keep the default. `point`
+(no pairwise term) on the same hold-out is the baseline. Every run is a table1 run (resumable,
+its summary kept under <out>/runs/), so an interrupted search resumes and makes the same choices.
+"""
+import dataclasses
+import json
+import pathlib
+import sys
+
+from absl import flags
+
+from pointseg_jax import cli
+from pointseg_jax import errors
+from pointseg_jax import main as main_lib
+from pointseg_jax import supervision
+from pointseg_jax.data import pipeline
+from pointseg_jax.experiments import table1
+
+FLAGS = flags.FLAGS
+
+DEFAULT = supervision.PairwiseKernel()
+DEFAULT_WEIGHT = supervision.default_weights("point_crf")["pairwise"]
+GRID = {"weight": (0.03, 0.1, 0.3, 1.0), "sigma_rgb": (3.0, 6.0, 12.0, 24.0),
+        "sigma_xy": (12.0, 24.0, 48.0)}
+HOLDOUT_SHARE = 0.1
+FILES = ("runs", "search.json", "search.md", ".gitignore")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("out", None, "Results directory (summaries, search.md / search.json; "
+                      "checkpoints in work/).", **fv)
+  flags.DEFINE_enum("variant", "synthetic", ["synthetic", "tiny"],
+                    "synthetic: the Table 1 schedule; tiny: seconds (tests).", **fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
+  flags.DEFINE_integer("seed", 0, "The one seed of the search.", **fv)
+  flags.DEFINE_list("weights", [str(v) for v in GRID["weight"]], "Weights to try.", **fv)
+  flags.DEFINE_list("sigma_rgb", [str(v) for v in GRID["sigma_rgb"]], "sigma_rgb to try.", **fv)
+  flags.DEFINE_list("sigma_xy", [str(v) for v in GRID["sigma_xy"]], "sigma_xy to try.", **fv)
+  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild search.md / search.json.", **fv)
+  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
+  flags.mark_flag_as_required("out", flag_values=flag_values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  weight: float
+  sigma_rgb: float
+  sigma_xy: float
+
+  @property
+  def name(self) -> str:
+    if self.weight == 0:
+      return "point_holdout"
+    return f"crf_w{self.weight:g}_rgb{self.sigma_rgb:g}_xy{self.sigma_xy:g}"
+
+
+def holdout(num_train: int) -> tuple[float, str]:
+  """(train_fraction, eval split): the first k records train, `train[k:]` scores; disjoint."""
+  k = num_train - max(1, round(HOLDOUT_SHARE * num_train))
+  fraction = k / num_train
+  trained = len(pipeline.train_subset(list(range(num_train)), fraction))
+  if not 0 < trained == k < num_train:
+    raise errors.DataError(f"hold-out of {num_train} train images: the first {trained} would "
+                           f"train and train[{k}:] score; need a train split of >= 2 images")
+  return fraction, f"train[{k}:]"
+
+
+def as_run(setting: Setting, num_train: int) -> table1.Run:
+  fraction, split = holdout(num_train)
+  split_fields = (("data.train_fraction", fraction), ("eval.split", split))
+  if setting.weight == 0:
+    return table1.Run(setting.name, "point", overrides=split_fields)
+  return table1.Run(setting.name, "point_crf", overrides=split_fields + (
+      ("loss.weights.pairwise", setting.weight),
+      ("loss.pairwise.sigma_rgb", setting.sigma_rgb),
+      ("loss.pairwise.sigma_xy", setting.sigma_xy)))
+
+
+def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_dir=None,
+           after_each=None) -> tuple[list[dict], Setting | None]:
+  """The coordinate search; returns (one row per setting tried, in order; the chosen setting).
+  Without train_missing it stops at the first setting not trained yet (chosen = None)."""
+  rows, scores = [], {}
+
+  def score(setting, stage):
+    run = as_run(setting, num_train)
+    path = table1.run_dirs(out, run, seed)[0] / "summary.json"
+    fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
+    summary = table1.load_summary(path, fp)
+    if summary is None:
+      if not train_missing:
+        return None
+      print(f"[pairwise_search] {stage}: {setting}", flush=True)
+      summary = table1.train_one(run, schedule, seed, out, num_train, data_dir)
+      trained = True
+    else:
+      trained = False
+    miou = summary["miou"]
+    scores[setting] = -1.0 if miou is None else miou
+    rows.append({"stage": stage, **dataclasses.asdict(setting), "run": run.name,
+                 "miou": miou, "eval_miou_by_step": summary["eval_miou_by_step"],
+                 "wall_time_s": summary["wall_time_s"]})
+    if trained and after_each is not None:
+      after_each(rows, None)
+    return miou
+
+  if score(Setting(0.0, DEFAULT.sigma_rgb, DEFAULT.sigma_xy), "baseline") is None:
+    return rows, None
+  best = Setting(DEFAULT_WEIGHT, DEFAULT.sigma_rgb, DEFAULT.sigma_xy)
+  for field in ("weight", "sigma_rgb", "sigma_xy"):
+    values = sorted(set(grid[field]) | {getattr(best, field)},
+                    key=lambda v: v != getattr(best, field))   # the incumbent first
+    for value in values:
+      setting = dataclasses.replace(best, **{field: value})
+      if setting not in scores and score(setting, field) is None:
+        return rows, None
+    best = max((dataclasses.replace(best, **{field: v}) for v in values),
+               key=lambda s: (scores[s], s == best))
+  return rows, best
+
+
+def report(rows, chosen, schedule, num_train, command) -> tuple[dict, str]:
+  fraction, split = holdout(num_train)
+  result = {"command": command, "schedule": dataclasses.asdict(schedule),
+            "train_images": round(fraction * num_train), "holdout_split": split,
+            "default": dataclasses.asdict(Setting(DEFAULT_WEIGHT, DEFAULT.sigma_rgb,
+                                                  DEFAULT.sigma_xy)),
+            "chosen": dataclasses.asdict(chosen) if chosen else None, "rows": rows}
+  lines = [
+      "# Pairwise term: hold-out search (never val)", "",
+      f"`{command}`", "",
+      f"Train on {result['train_images']} train images, score on `{split}` (dense masks); "
+      f"schedule `{schedule.name}` ({schedule.num_steps} steps), one seed. Radius "
+      f"{DEFAULT.radius}, scale {DEFAULT.scale} fixed.", "",
+      "| stage | weight | sigma_rgb | sigma_xy | hold-out mIoU (%) | at half the steps | wall min |",
+      "|---|---|---|---|---|---|---|"]
+  for r in rows:
+    curve = r["eval_miou_by_step"] or {}
+    half = min(curve, key=int, default=None)
+    fmt = lambda v: "diverged" if v is None else f"{100 * v:.1f}"
+    lines.append(f"| {r['stage']} | {r['weight']:g} | {r['sigma_rgb']:g} | {r['sigma_xy']:g} "
+                 f"| {fmt(r['miou'])} | {fmt(curve[half]) if half and len(curve) > 1 else '–'} "
+                 f"| {r['wall_time_s'] / 60:.1f} |")
+  lines += ["", "Chosen: " + (f"weight {chosen.weight:g}, sigma_rgb {chosen.sigma_rgb:g}, "
+                              f"sigma_xy {chosen.sigma_xy:g}" if chosen else
+                              "pending (the search has not finished)"), ""]
+  return result, "\n".join(lines)
+
+
+def write(out, rows, chosen, schedule, num_train, command):
+  result, markdown = report(rows, chosen, schedule, num_train, command)
+  (out / "search.json").write_text(json.dumps(result, indent=1) + "\n")
+  (out / "search.md").write_text(markdown)
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
+  main_lib.quiet_orbax_info()
+  main_lib.hide_accelerators_from_tensorflow()
+  grid = {}
+  for field, flag in (("weight", "weights"), ("sigma_rgb", "sigma_rgb"), ("sigma_xy", "sigma_xy")):
+    try:
+      grid[field] = tuple(float(v) for v in FLAGS[flag].value)
+    except ValueError:
+      cli.fail(f"--{flag}={','.join(FLAGS[flag].value)}: numbers separated by commas")
+    if not grid[field] or min(grid[field]) <= 0:
+      cli.fail(f"--{flag}: at least one value, every value > 0")
+  schedule = table1.schedule_for(False, FLAGS.variant, None)
+  out = pathlib.Path(FLAGS.out)
+  out.mkdir(parents=True, exist_ok=True)
+  table1.keep_summaries_only(out)
+  num_train = table1.num_train_examples(schedule.variant, FLAGS.data_dir)
+  command = "python -m pointseg_jax.experiments.pairwise_search " + " ".join(sys.argv[1:])
+
+  def after_each(rows, chosen):
+    write(out, rows, chosen, schedule, num_train, command)
+    if FLAGS.git_commit:
+      table1.git_commit(out, rows[-1]["run"], FILES, what="pairwise search")
+
+  rows, chosen = search(out, schedule, grid, num_train, seed=FLAGS.seed,
+                        train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
+                        after_each=after_each)
+  write(out, rows, chosen, schedule, num_train, command)
+  if FLAGS.git_commit and chosen:
+    table1.git_commit(out, "chosen", FILES, what="pairwise search")
+  print(f"[pairwise_search] {len(rows)} settings scored -> {out / 'search.md'}; chosen: "
+        f"{chosen or 'pending'}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)
