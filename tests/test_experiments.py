@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pointseg_jax import config_lib
@@ -103,6 +104,8 @@ def test_collect_and_findings_by_hand():
   assert allp["difference"] == pytest.approx(1.0)
   assert allp["sigma"] == pytest.approx(2.8284, abs=1e-3)
   assert allp["verdict"] == "consistent (within 2 sigma)"
+  assert allp["paired_differences"] == pytest.approx([1.0, 1.0])   # seed by seed: +1, +1
+  assert (allp["paired_mean"], allp["paired_sd"]) == (pytest.approx(1.0), pytest.approx(0.0))
   rows["image_obj"] = dict(rows["image"], miou_mean=50.0)      # Img + Obj above point by 8
   rows["point_noobj"] = dict(rows["image"])
   best = {f["finding"]: f for f in table1.findings(rows)}[
@@ -149,3 +152,19 @@ def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   longer = table1.schedule_for(False, "tiny", 6)
   with pytest.raises(errors.WorkdirError, match="from another config"):
     table1.sweep(out, longer, 1, selected, data_dir=tiny_data_dir)
+
+
+def test_box_fill_counts_by_hand():
+  """A 4x4 image: an L-shaped object of class 3 (3 pixels) in a 2x2 box, one void pixel."""
+  from pointseg_jax.experiments import box_fill
+  mask = np.zeros((4, 4), np.uint8)
+  mask[0, 0] = mask[0, 1] = mask[1, 0] = 3
+  mask[3, 3] = 255
+  boxes = {"ymin": np.array([0.0]), "xmin": np.array([0.0]), "ymax": np.array([2.0]),
+           "xmax": np.array([2.0]), "cls": np.array([3])}
+  assert box_fill.counts(mask, boxes).tolist() == [4, 3, 15, 3]
+  # Nested boxes: the smaller one wins where they overlap.
+  two = {k: np.concatenate([v, w]) for (k, v), w in zip(boxes.items(), (
+      np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([1.0]), np.array([7])))}
+  labels = box_fill.fill_boxes(two, 4, 4)
+  assert labels[0, 0] == 7 and labels[1, 1] == 3 and labels[2, 2] == 0

@@ -383,6 +383,16 @@ FINDINGS = (
 )
 
 
+def _paired(b: dict, a: dict) -> dict:
+  """b - a seed by seed (a seed fixes the initial weights and the batch order, which every
+  regime shares): shown beside the pooled-sigma verdict, not part of it (docs/experiments.md)."""
+  by_seed = dict(zip(a["seeds"], a["miou_per_seed"]))
+  diffs = [vb - by_seed[seed] for seed, vb in zip(b["seeds"], b["miou_per_seed"])
+           if vb is not None and by_seed.get(seed) is not None]
+  mean, sd = _mean_std(diffs)
+  return {"paired_differences": diffs, "paired_mean": mean, "paired_sd": sd}
+
+
 def findings(rows: dict) -> list[dict]:
   """Per finding: b - (best of a), the pooled per-seed std sigma, and the verdict vs 2 sigma."""
   out = []
@@ -398,7 +408,7 @@ def findings(rows: dict) -> list[dict]:
     stds = [rows[n]["miou_std"] for n in (a, b)]
     sigma = None if None in stds else math.sqrt((stds[0] ** 2 + stds[1] ** 2) / 2)
     item.update(compared_with=a, difference=diff, sigma=sigma,
-                n=min(rows[a]["n"], rows[b]["n"]))
+                n=min(rows[a]["n"], rows[b]["n"]), **_paired(rows[b], rows[a]))
     if sigma is None:
       item["verdict"] = "pending (needs >= 2 seeds for a spread)"
     elif relation == ">":
@@ -439,15 +449,17 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
         f"{r['wall_time_s_mean'] / 60:.1f} |")
   lines += ["", "Findings (difference = b − a in mIoU points; σ = the pooled per-seed std "
             "sqrt((σa² + σb²)/2); a finding '>' is reproduced when the difference exceeds 2σ, "
-            "'~' when it stays within 2σ):", "",
-            "| finding | paper (VOC) | b | a | difference | σ | verdict |",
-            "|---|---|---|---|---|---|---|"]
+            "'~' when it stays within 2σ; the last column is b − a seed by seed, shown, not "
+            "part of the verdict):", "",
+            "| finding | paper (VOC) | b | a | difference | σ | verdict | "
+            "b − a per seed: mean ± sd |",
+            "|---|---|---|---|---|---|---|---|"]
   for f in found:
     diff = "–" if "difference" not in f else f"{f['difference']:+.1f}"
     sigma = "–" if f.get("sigma") is None else f"{f['sigma']:.1f}"
     lines.append(f"| {f['finding']} | {f['paper']} | `{f['b']}` | "
                  f"`{f.get('compared_with', ', '.join(f['a']))}` | {diff} | {sigma} | "
-                 f"{f['verdict']} |")
+                 f"{f['verdict']} | {_pm(f.get('paired_mean'), f.get('paired_sd'))} |")
   return "\n".join(lines) + "\n"
 
 
