@@ -10,7 +10,7 @@ from pointseg_jax.experiments import pairwise_search as ps
 from pointseg_jax.experiments import table1
 
 SCHEDULE = table1.schedule_for(False, "synthetic", None)
-GRID = {"weight": (0.03, 0.1, 0.3), "sigma_rgb": (3.0, 12.0), "sigma_xy": (12.0, 24.0)}
+GRID = {"weight": (0.3, 0.1, 0.03, 1.0), "sigma_rgb": (12.0, 3.0), "sigma_xy": (24.0, 12.0)}
 
 
 def test_holdout_is_disjoint_from_what_trains():
@@ -58,17 +58,17 @@ def test_search_order_ties_and_resume(tmp_path, monkeypatch):
   def score(s):
     if s.weight == 0:
       return 0.20
-    return {0.03: 0.21, 0.1: 0.22, 0.3: 0.25}[s.weight] + {12.0: 0.01}.get(s.sigma_xy, 0) - (
+    return {0.03: 0.21, 0.1: 0.22, 0.3: 0.25, 1.0: 0.23}[s.weight] + {12.0: 0.01}.get(s.sigma_xy, 0) - (
         0.05 if s.sigma_rgb == 3.0 else 0)
   trained = []
   fake_training(monkeypatch, score, trained)
   rows, chosen = ps.search(tmp_path, SCHEDULE, GRID, 2000)
   S = ps.Setting
-  assert trained == [S(0, 6, 24), S(0.1, 6, 24), S(0.03, 6, 24), S(0.3, 6, 24),   # weight
+  assert trained == [S(0, 6, 24), S(0.1, 6, 24), S(0.03, 6, 24), S(0.3, 6, 24), S(1, 6, 24),
                      S(0.3, 3, 24), S(0.3, 12, 24),                                # sigma_rgb
                      S(0.3, 6, 12)]                                                # sigma_xy
   assert chosen == S(0.3, 6, 12)
-  assert [r["stage"] for r in rows] == ["baseline"] + ["weight"] * 3 + ["sigma_rgb"] * 2 + [
+  assert [r["stage"] for r in rows] == ["baseline"] + ["weight"] * 4 + ["sigma_rgb"] * 2 + [
       "sigma_xy"]
 
   # Resume: everything is kept, nothing trains, the same rows and the same choice.

@@ -122,8 +122,8 @@ def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_d
     return rows, None
   best = Setting(DEFAULT_WEIGHT, DEFAULT.sigma_rgb, DEFAULT.sigma_xy)
   for field in ("weight", "sigma_rgb", "sigma_xy"):
-    values = sorted(set(grid[field]) | {getattr(best, field)},
-                    key=lambda v: v != getattr(best, field))   # the incumbent first
+    values = sorted(sorted(set(grid[field]) | {getattr(best, field)}),
+                    key=lambda v: v != getattr(best, field))   # the incumbent, then ascending
     for value in values:
       setting = dataclasses.replace(best, **{field: value})
       if setting not in scores and score(setting, field) is None:
