@@ -43,7 +43,8 @@ def fake_training(monkeypatch, score, trained):
     setting = ps.Setting(config.loss.weights.get("pairwise", 0.0),
                          config.loss.pairwise.sigma_rgb, config.loss.pairwise.sigma_xy)
     trained.append(setting)
-    summary = {"run": run.name, "fingerprint": table1.fingerprint(config), "miou": score(setting),
+    summary = {"run": run.name, "seed": seed, "fingerprint": table1.fingerprint(config),
+               "miou": score(setting),
                "eval_miou_by_step": {"800": 0.1, "1600": score(setting)}, "wall_time_s": 60.0}
     path = table1.run_dirs(out, run, seed)[0]
     path.mkdir(parents=True)
@@ -87,3 +88,20 @@ def test_table_only_stops_at_the_first_missing_setting(tmp_path, monkeypatch):
   rows, chosen = ps.search(tmp_path, SCHEDULE, GRID, 2000, train_missing=False)
   assert (rows, chosen, trained) == ([], None, [])
   assert "pending" in ps.report(rows, chosen, SCHEDULE, 2000, "cmd")[1]
+
+
+def test_val_confirmation_only_for_a_new_setting(tmp_path, monkeypatch):
+  """The chosen setting is trained on all train images and scored on val, per seed; the default
+  is the sweep's point_crf row and is never retrained."""
+  trained = []
+  fake_training(monkeypatch, lambda s: 0.3, trained)
+  assert ps.confirm_on_val(tmp_path, SCHEDULE, ps.default_setting(), 3, 2000) == []
+  chosen = ps.Setting(1.0, 6.0, 24.0)
+  kept = ps.confirm_on_val(tmp_path, SCHEDULE, chosen, 2, 2000)
+  assert [k["run"] for k in kept] == ["val_crf_w1_rgb6_xy24"] * 2 and trained == [chosen] * 2
+  config = table1.run_config(ps.as_run(chosen, 2000, on_val=True), SCHEDULE, 1, 2000)
+  assert (config.eval.split, config.data.train_fraction, config.seed) == ("val", 1.0, 1)
+  assert ps.confirm_on_val(tmp_path, SCHEDULE, chosen, 2, 2000) == kept    # kept, not retrained
+  assert len(trained) == 2
+  markdown = ps.report([], chosen, SCHEDULE, 2000, "cmd", kept)[1]
+  assert "seeds 0..1): 30.0, 30.0 % mIoU" in markdown
