@@ -98,6 +98,17 @@ def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> table1.
       ("loss.pairwise.sigma_xy", setting.sigma_xy)))
 
 
+def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what):
+  """(the run's kept summary, or a fresh one when train_missing (else None); whether it trained)."""
+  path = table1.run_dirs(out, run, seed)[0] / "summary.json"
+  fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
+  summary = table1.load_summary(path, fp)
+  if summary is not None or not train_missing:
+    return summary, False
+  print(f"[pairwise_search] {what}", flush=True)
+  return table1.train_one(run, schedule, seed, out, num_train, data_dir), True
+
+
 def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_dir=None,
            after_each=None) -> tuple[list[dict], Setting | None]:
   """The coordinate search; returns (one row per setting tried, in order; the chosen setting).
@@ -106,17 +117,10 @@ def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_d
 
   def score(setting, stage):
     run = as_run(setting, num_train)
-    path = table1.run_dirs(out, run, seed)[0] / "summary.json"
-    fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
-    summary = table1.load_summary(path, fp)
+    summary, trained = kept_or_trained(out, run, schedule, seed, num_train, data_dir,
+                                       train_missing, f"{stage}: {setting}")
     if summary is None:
-      if not train_missing:
-        return None
-      print(f"[pairwise_search] {stage}: {setting}", flush=True)
-      summary = table1.train_one(run, schedule, seed, out, num_train, data_dir)
-      trained = True
-    else:
-      trained = False
+      return None
     miou = summary["miou"]
     scores[setting] = -1.0 if miou is None else miou
     rows.append({"stage": stage, **dataclasses.asdict(setting), "run": run.name,
@@ -149,12 +153,8 @@ def confirm_on_val(out, schedule, chosen: Setting, seeds: int, num_train: int, *
     return []
   run, kept = as_run(chosen, num_train, on_val=True), []
   for seed in range(seeds):
-    path = table1.run_dirs(out, run, seed)[0] / "summary.json"
-    fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
-    summary = table1.load_summary(path, fp)
-    if summary is None and train_missing:
-      print(f"[pairwise_search] val: {chosen} seed {seed}", flush=True)
-      summary = table1.train_one(run, schedule, seed, out, num_train, data_dir)
+    summary, _ = kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing,
+                                 f"val: {chosen} seed {seed}")
     if summary is not None:
       kept.append(summary)
   return kept
@@ -177,7 +177,8 @@ def report(rows, chosen, schedule, num_train, command, val=()) -> tuple[dict, st
       f"Train on {result['train_images']} train images, score on `{split}` (dense masks); "
       f"schedule `{schedule.name}` ({schedule.num_steps} steps), one seed. Radius "
       f"{DEFAULT.radius}, scale {DEFAULT.scale} fixed.", "",
-      "| stage | weight | sigma_rgb | sigma_xy | hold-out mIoU (%) | at half the steps | wall min |",
+      "| stage | weight | sigma_rgb | sigma_xy | hold-out mIoU (%) | at half the steps "
+      "| wall min |",
       "|---|---|---|---|---|---|---|"]
   for r in rows:
     curve = r["eval_miou_by_step"] or {}
