@@ -10,7 +10,7 @@ from pointseg_jax.experiments import pairwise_search as ps
 from pointseg_jax.experiments import table1
 
 SCHEDULE = table1.schedule_for(False, "synthetic", None)
-GRID = {"weight": (0.03, 0.1, 0.3), "sigma_rgb": (3.0, 12.0), "sigma_xy": (12.0, 24.0)}
+GRID = {"weight": (0.3, 0.1, 0.03, 1.0), "sigma_rgb": (12.0, 3.0), "sigma_xy": (24.0, 12.0)}
 
 
 def test_holdout_is_disjoint_from_what_trains():
@@ -43,7 +43,8 @@ def fake_training(monkeypatch, score, trained):
     setting = ps.Setting(config.loss.weights.get("pairwise", 0.0),
                          config.loss.pairwise.sigma_rgb, config.loss.pairwise.sigma_xy)
     trained.append(setting)
-    summary = {"run": run.name, "fingerprint": table1.fingerprint(config), "miou": score(setting),
+    summary = {"run": run.name, "seed": seed, "fingerprint": table1.fingerprint(config),
+               "miou": score(setting),
                "eval_miou_by_step": {"800": 0.1, "1600": score(setting)}, "wall_time_s": 60.0}
     path = table1.run_dirs(out, run, seed)[0]
     path.mkdir(parents=True)
@@ -58,17 +59,17 @@ def test_search_order_ties_and_resume(tmp_path, monkeypatch):
   def score(s):
     if s.weight == 0:
       return 0.20
-    return {0.03: 0.21, 0.1: 0.22, 0.3: 0.25}[s.weight] + {12.0: 0.01}.get(s.sigma_xy, 0) - (
+    return {0.03: 0.21, 0.1: 0.22, 0.3: 0.25, 1.0: 0.23}[s.weight] + {12.0: 0.01}.get(s.sigma_xy, 0) - (
         0.05 if s.sigma_rgb == 3.0 else 0)
   trained = []
   fake_training(monkeypatch, score, trained)
   rows, chosen = ps.search(tmp_path, SCHEDULE, GRID, 2000)
   S = ps.Setting
-  assert trained == [S(0, 6, 24), S(0.1, 6, 24), S(0.03, 6, 24), S(0.3, 6, 24),   # weight
+  assert trained == [S(0, 6, 24), S(0.1, 6, 24), S(0.03, 6, 24), S(0.3, 6, 24), S(1, 6, 24),
                      S(0.3, 3, 24), S(0.3, 12, 24),                                # sigma_rgb
                      S(0.3, 6, 12)]                                                # sigma_xy
   assert chosen == S(0.3, 6, 12)
-  assert [r["stage"] for r in rows] == ["baseline"] + ["weight"] * 3 + ["sigma_rgb"] * 2 + [
+  assert [r["stage"] for r in rows] == ["baseline"] + ["weight"] * 4 + ["sigma_rgb"] * 2 + [
       "sigma_xy"]
 
   # Resume: everything is kept, nothing trains, the same rows and the same choice.
@@ -87,3 +88,20 @@ def test_table_only_stops_at_the_first_missing_setting(tmp_path, monkeypatch):
   rows, chosen = ps.search(tmp_path, SCHEDULE, GRID, 2000, train_missing=False)
   assert (rows, chosen, trained) == ([], None, [])
   assert "pending" in ps.report(rows, chosen, SCHEDULE, 2000, "cmd")[1]
+
+
+def test_val_confirmation_only_for_a_new_setting(tmp_path, monkeypatch):
+  """The chosen setting is trained on all train images and scored on val, per seed; the default
+  is the sweep's point_crf row and is never retrained."""
+  trained = []
+  fake_training(monkeypatch, lambda s: 0.3, trained)
+  assert ps.confirm_on_val(tmp_path, SCHEDULE, ps.default_setting(), 3, 2000) == []
+  chosen = ps.Setting(1.0, 6.0, 24.0)
+  kept = ps.confirm_on_val(tmp_path, SCHEDULE, chosen, 2, 2000)
+  assert [k["run"] for k in kept] == ["val_crf_w1_rgb6_xy24"] * 2 and trained == [chosen] * 2
+  config = table1.run_config(ps.as_run(chosen, 2000, on_val=True), SCHEDULE, 1, 2000)
+  assert (config.eval.split, config.data.train_fraction, config.seed) == ("val", 1.0, 1)
+  assert ps.confirm_on_val(tmp_path, SCHEDULE, chosen, 2, 2000) == kept    # kept, not retrained
+  assert len(trained) == 2
+  markdown = ps.report([], chosen, SCHEDULE, 2000, "cmd", kept)[1]
+  assert "seeds 0..1): 30.0, 30.0 % mIoU" in markdown

@@ -50,6 +50,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_list("weights", [str(v) for v in GRID["weight"]], "Weights to try.", **fv)
   flags.DEFINE_list("sigma_rgb", [str(v) for v in GRID["sigma_rgb"]], "sigma_rgb to try.", **fv)
   flags.DEFINE_list("sigma_xy", [str(v) for v in GRID["sigma_xy"]], "sigma_xy to try.", **fv)
+  flags.DEFINE_integer("val_seeds", 3, "After the search: train the chosen setting on all train "
+                       "images and score it on val for this many seeds (0 = skip; the default "
+                       "setting is never retrained: it is the sweep's point_crf row).", **fv)
   flags.DEFINE_bool("table_only", False, "Train nothing; rebuild search.md / search.json.", **fv)
   flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
   flags.mark_flag_as_required("out", flag_values=flag_values)
@@ -79,15 +82,31 @@ def holdout(num_train: int) -> tuple[float, str]:
   return fraction, f"train[{k}:]"
 
 
-def as_run(setting: Setting, num_train: int) -> table1.Run:
-  fraction, split = holdout(num_train)
-  split_fields = (("data.train_fraction", fraction), ("eval.split", split))
+def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> table1.Run:
+  """The search's run (hold-out) or, on_val, the chosen setting's run on the whole train split,
+  scored on val like the Table 1 rows."""
+  if on_val:
+    name, split_fields = f"val_{setting.name}", ()
+  else:
+    fraction, split = holdout(num_train)
+    name, split_fields = setting.name, (("data.train_fraction", fraction), ("eval.split", split))
   if setting.weight == 0:
-    return table1.Run(setting.name, "point", overrides=split_fields)
-  return table1.Run(setting.name, "point_crf", overrides=split_fields + (
+    return table1.Run(name, "point", overrides=split_fields)
+  return table1.Run(name, "point_crf", overrides=split_fields + (
       ("loss.weights.pairwise", setting.weight),
       ("loss.pairwise.sigma_rgb", setting.sigma_rgb),
       ("loss.pairwise.sigma_xy", setting.sigma_xy)))
+
+
+def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what):
+  """(the run's kept summary, or a fresh one when train_missing (else None); whether it trained)."""
+  path = table1.run_dirs(out, run, seed)[0] / "summary.json"
+  fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
+  summary = table1.load_summary(path, fp)
+  if summary is not None or not train_missing:
+    return summary, False
+  print(f"[pairwise_search] {what}", flush=True)
+  return table1.train_one(run, schedule, seed, out, num_train, data_dir), True
 
 
 def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_dir=None,
@@ -98,17 +117,10 @@ def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_d
 
   def score(setting, stage):
     run = as_run(setting, num_train)
-    path = table1.run_dirs(out, run, seed)[0] / "summary.json"
-    fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
-    summary = table1.load_summary(path, fp)
+    summary, trained = kept_or_trained(out, run, schedule, seed, num_train, data_dir,
+                                       train_missing, f"{stage}: {setting}")
     if summary is None:
-      if not train_missing:
-        return None
-      print(f"[pairwise_search] {stage}: {setting}", flush=True)
-      summary = table1.train_one(run, schedule, seed, out, num_train, data_dir)
-      trained = True
-    else:
-      trained = False
+      return None
     miou = summary["miou"]
     scores[setting] = -1.0 if miou is None else miou
     rows.append({"stage": stage, **dataclasses.asdict(setting), "run": run.name,
@@ -120,10 +132,10 @@ def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_d
 
   if score(Setting(0.0, DEFAULT.sigma_rgb, DEFAULT.sigma_xy), "baseline") is None:
     return rows, None
-  best = Setting(DEFAULT_WEIGHT, DEFAULT.sigma_rgb, DEFAULT.sigma_xy)
+  best = default_setting()
   for field in ("weight", "sigma_rgb", "sigma_xy"):
-    values = sorted(set(grid[field]) | {getattr(best, field)},
-                    key=lambda v: v != getattr(best, field))   # the incumbent first
+    values = sorted(sorted(set(grid[field]) | {getattr(best, field)}),
+                    key=lambda v: v != getattr(best, field))   # the incumbent, then ascending
     for value in values:
       setting = dataclasses.replace(best, **{field: value})
       if setting not in scores and score(setting, field) is None:
@@ -133,20 +145,40 @@ def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_d
   return rows, best
 
 
-def report(rows, chosen, schedule, num_train, command) -> tuple[dict, str]:
+def confirm_on_val(out, schedule, chosen: Setting, seeds: int, num_train: int, *,
+                   train_missing=True, data_dir=None) -> list[dict]:
+  """The chosen setting trained on all train images and scored on val, seeds 0..seeds-1 (the
+  only time val is read). The default setting is the sweep's `point_crf` row: not retrained."""
+  if chosen == default_setting() or seeds < 1:
+    return []
+  run, kept = as_run(chosen, num_train, on_val=True), []
+  for seed in range(seeds):
+    summary, _ = kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing,
+                                 f"val: {chosen} seed {seed}")
+    if summary is not None:
+      kept.append(summary)
+  return kept
+
+
+def default_setting() -> Setting:
+  return Setting(DEFAULT_WEIGHT, DEFAULT.sigma_rgb, DEFAULT.sigma_xy)
+
+
+def report(rows, chosen, schedule, num_train, command, val=()) -> tuple[dict, str]:
   fraction, split = holdout(num_train)
   result = {"command": command, "schedule": dataclasses.asdict(schedule),
             "train_images": round(fraction * num_train), "holdout_split": split,
-            "default": dataclasses.asdict(Setting(DEFAULT_WEIGHT, DEFAULT.sigma_rgb,
-                                                  DEFAULT.sigma_xy)),
-            "chosen": dataclasses.asdict(chosen) if chosen else None, "rows": rows}
+            "default": dataclasses.asdict(default_setting()),
+            "chosen": dataclasses.asdict(chosen) if chosen else None, "rows": rows,
+            "val": [{"seed": v["seed"], "miou": v["miou"]} for v in val]}
   lines = [
       "# Pairwise term: hold-out search (never val)", "",
       f"`{command}`", "",
       f"Train on {result['train_images']} train images, score on `{split}` (dense masks); "
       f"schedule `{schedule.name}` ({schedule.num_steps} steps), one seed. Radius "
       f"{DEFAULT.radius}, scale {DEFAULT.scale} fixed.", "",
-      "| stage | weight | sigma_rgb | sigma_xy | hold-out mIoU (%) | at half the steps | wall min |",
+      "| stage | weight | sigma_rgb | sigma_xy | hold-out mIoU (%) | at half the steps "
+      "| wall min |",
       "|---|---|---|---|---|---|---|"]
   for r in rows:
     curve = r["eval_miou_by_step"] or {}
@@ -158,11 +190,18 @@ def report(rows, chosen, schedule, num_train, command) -> tuple[dict, str]:
   lines += ["", "Chosen: " + (f"weight {chosen.weight:g}, sigma_rgb {chosen.sigma_rgb:g}, "
                               f"sigma_xy {chosen.sigma_xy:g}" if chosen else
                               "pending (the search has not finished)"), ""]
+  if chosen is not None and chosen == default_setting():
+    lines += ["The default won: its val result is the sweep's `point_crf` row (RESULTS.md).", ""]
+  elif val:
+    per_seed = ", ".join("diverged" if v["miou"] is None else f"{100 * v['miou']:.1f}"
+                         for v in val)
+    lines += [f"The chosen setting on val (all train images, seeds 0..{len(val) - 1}): "
+              f"{per_seed} % mIoU.", ""]
   return result, "\n".join(lines)
 
 
-def write(out, rows, chosen, schedule, num_train, command):
-  result, markdown = report(rows, chosen, schedule, num_train, command)
+def write(out, rows, chosen, schedule, num_train, command, val=()):
+  result, markdown = report(rows, chosen, schedule, num_train, command, val)
   (out / "search.json").write_text(json.dumps(result, indent=1) + "\n")
   (out / "search.md").write_text(markdown)
   return result
@@ -196,7 +235,11 @@ def main(argv):
   rows, chosen = search(out, schedule, grid, num_train, seed=FLAGS.seed,
                         train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
                         after_each=after_each)
-  write(out, rows, chosen, schedule, num_train, command)
+  val = []
+  if chosen is not None:
+    val = confirm_on_val(out, schedule, chosen, FLAGS.val_seeds, num_train,
+                         train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir)
+  write(out, rows, chosen, schedule, num_train, command, val)
   if FLAGS.git_commit and chosen:
     table1.git_commit(out, "chosen", FILES, what="pairwise search")
   print(f"[pairwise_search] {len(rows)} settings scored -> {out / 'search.md'}; chosen: "
