@@ -423,14 +423,11 @@ def findings(rows: dict) -> list[dict]:
   return out
 
 
-def _pm(mean, std, digits=1):
+def _pm(mean, std, digits=1, signed=False):
   if mean is None:
     return "–"
-  return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
-
-
-def _signed_pm(mean, std):
-  return "–" if mean is None else f"{mean:+.1f}" + ("" if std is None else f" ± {std:.1f}")
+  sign = "+" if signed else ""
+  return f"{mean:{sign}.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
 def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int) -> str:
@@ -463,7 +460,7 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
     sigma = "–" if f.get("sigma") is None else f"{f['sigma']:.1f}"
     lines.append(f"| {f['finding']} | {f['paper']} | `{f['b']}` | "
                  f"`{f.get('compared_with', ', '.join(f['a']))}` | {diff} | {sigma} | "
-                 f"{f['verdict']} | {_signed_pm(f.get('paired_mean'), f.get('paired_sd'))} |")
+                 f"{f['verdict']} | {_pm(f.get('paired_mean'), f.get('paired_sd'), signed=True)} |")
   return "\n".join(lines) + "\n"
 
 
