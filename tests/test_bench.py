@@ -42,3 +42,11 @@ def test_vs_pytorch_without_torch_says_so_and_exits_0(tmp_path):
   assert p.returncode == 0, p.stderr[-2000:]
   assert "torch is not installed" in p.stdout
   assert p.stdout.strip().splitlines()[-1].startswith("SUMMARY vs PyTorch: skipped")
+
+
+def test_wgrad_dots_checks_every_formulation_against_lax_and_ends_with_its_summary():
+  p = _run(["bench.wgrad_dots", "--size=16", "--cin=4", "--cout=8", "--rounds=1", "--reps=1"])
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "| wgrad: wgmm (layers.py) |" in p.stdout and "| bare: the 9 TN dots alone |" in p.stdout
+  summary = p.stdout.strip().splitlines()[-1]
+  assert summary.startswith("SUMMARY wgrad_dots GFLOP/s: lax ") and "matmul peak" in summary
