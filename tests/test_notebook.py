@@ -44,3 +44,18 @@ def test_notebook_runs_top_to_bottom_on_a_tiny_run(tiny_run, monkeypatch):
   miou = float(re.search(r"16 images, mIoU ([\d.]+) %", text).group(1))
   summary = json.loads((workdir / "summary.json").read_text())
   assert miou == pytest.approx(100 * summary["eval/miou"], abs=0.05)
+
+
+def test_install_cell_outside_a_checkout_asks_for_the_repository_url(tmp_path, monkeypatch):
+  """On Colab (package missing, no checkout around) the placeholder URL is a clear error, not a
+  git clone of a repository that does not exist."""
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  install = [c for c in nb.cells if c.cell_type == "code"][0].source
+  (tmp_path / "nb").mkdir()
+  monkeypatch.chdir(tmp_path / "nb")   # its parent holds no setup.cfg
+  monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+  calls = []
+  monkeypatch.setattr("subprocess.run", lambda *a, **k: calls.append(a))
+  with pytest.raises(SystemExit, match="Set REPO_URL in this cell"):
+    exec(compile(install, "install-cell", "exec"), {})  # pylint: disable=exec-used
+  assert calls == []
