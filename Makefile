@@ -13,7 +13,7 @@ DEMO_DIR ?= runs/demo
 
 .PHONY: install test test-slow demo clean tcmalloc
 
-# uv installs the same pinned set as pip in ~8 s instead of ~60 s (BENCHMARKS.md, "Time to first
+# uv installs the same pinned set as pip in ~15 s instead of ~60 s (BENCHMARKS.md, "Time to first
 # result"); pip is the fallback when uv cannot be installed or fails, and `INSTALLER=pip` forces
 # it. uv does not read pip.conf: behind a private index set UV_INDEX_URL (or use INSTALLER=pip).
 INSTALLER ?= uv
