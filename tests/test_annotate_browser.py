@@ -188,8 +188,8 @@ def test_token_form_and_bad_token(browser, tmp_path):
 @pytest.mark.slow
 def test_browser_to_dataset_to_training(browser, tmp_path):
   import tensorflow_datasets as tfds
-  from test_train import load_config
-  from test_voc2012_points import VOC_VAL, make_tree
+  from helpers import load_config
+  from voc_tree import VOC_VAL, make_tree
   from pointseg_jax import train
   from pointseg_jax.data import prepare
   from pointseg_jax.data.voc2012_points import voc2012_points as vp

@@ -312,7 +312,7 @@ def test_cli_both_directions_and_errors(tmp_path):
 def test_a_tool_export_feeds_the_dataset_builder(tmp_path):
   """One conversion command and the voc2012_points builder reads the result: a Label Studio export
   of clicks on a fabricated VOC tree becomes the builder's click file, every click on its object."""
-  from test_voc2012_points import make_tree
+  from voc_tree import make_tree
   from pointseg_jax.data.voc2012_points import voc2012_points as vp
   root = tmp_path / "manual"
   root.mkdir()

@@ -14,7 +14,7 @@ from pointseg_jax import train
 from pointseg_jax.experiments import annotation_cost
 from pointseg_jax.experiments import compare
 from pointseg_jax.experiments import table1
-from test_train import REPO
+from helpers import REPO
 
 
 def test_cost_model_is_the_papers_arithmetic():

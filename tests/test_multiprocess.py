@@ -27,7 +27,7 @@ from pointseg_jax import state as state_lib
 from pointseg_jax import supervision
 from pointseg_jax import train
 from pointseg_jax.data import pipeline
-from test_train import tiny_config
+from helpers import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_PROCESSES, LOCAL_DEVICES, NUM_STEPS = 2, 4, 4

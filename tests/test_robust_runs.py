@@ -31,9 +31,9 @@ from pointseg_jax import progress as progress_lib
 from pointseg_jax import state as state_lib
 from pointseg_jax import train
 from pointseg_jax import workdir as workdir_lib
-from test_bad_inputs import SIGINT
-from test_bad_inputs import matches_stop_line
-from test_train import tiny_config
+from helpers import SIGINT
+from helpers import matches_stop_line
+from helpers import tiny_config
 
 # Guarded fields differ from configs/point.py:tiny (seed, lr), so eval without --config must read
 # config.json; the lr is a traced input, so the compiled step is shared with test_train.py.

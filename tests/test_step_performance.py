@@ -12,7 +12,7 @@ from pointseg_jax import state as state_lib
 from pointseg_jax import supervision
 from pointseg_jax import train
 from pointseg_jax.data import spec as spec_lib
-from test_train import tiny_config
+from helpers import tiny_config
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"   # one per XLA compilation
 

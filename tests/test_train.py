@@ -3,7 +3,6 @@ resume -> eval -> predict), NaN stop, and the clear errors for bad configs."""
 import hashlib
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -16,31 +15,14 @@ import pytest
 from PIL import Image
 
 from pointseg_jax import checkpointing
-from pointseg_jax import config_lib
 from pointseg_jax import evaluate
 from pointseg_jax import parallel
 from pointseg_jax import predict
 from pointseg_jax import state as state_lib
 from pointseg_jax import train
+from helpers import REPO, load_config, tiny_config  # noqa: F401
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
-
-
-def load_config(name="point", arg="tiny", **overrides):
-  config = config_lib.get_config(name, arg)
-  for dotted, value in overrides.items():
-    node = config
-    *parents, leaf = dotted.split("__")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
-def tiny_config(data_dir, name="point", **overrides):
-  return load_config(name, "tiny", data__data_dir=data_dir, train__progress_bar=False,
-                     **overrides)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,7 +244,7 @@ def test_sigterm_saves_the_current_step_and_rerun_gives_the_same_params(referenc
   """Preemption: SIGTERM (what a preempted spot VM or a batch scheduler sends) a real training
   process mid-run; it saves the step it is at, says so in one line, exits 143, and the same
   command again ends with the uninterrupted run's params."""
-  from test_bad_inputs import SIGTERM, matches_stop_line  # pylint: disable=g-import-not-at-top
+  from helpers import SIGTERM, matches_stop_line  # pylint: disable=g-import-not-at-top
   _, _, reference = reference_run
   workdir = tmp_path / "run"
   proc = _signal_after_first_checkpoint(workdir, tiny_data_dir, tmp_path / "first.log",

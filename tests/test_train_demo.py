@@ -5,7 +5,7 @@ from pointseg_jax import CLASS_NAMES
 from pointseg_jax.experiments import compare
 from pointseg_jax.experiments import demo
 from pointseg_jax import supervision
-from test_train import load_config
+from helpers import load_config
 
 
 def test_default_config_is_configs_point():

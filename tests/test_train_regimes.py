@@ -14,7 +14,7 @@ import pytest
 from pointseg_jax import evaluate
 from pointseg_jax import supervision
 from pointseg_jax import train
-from test_train import tiny_config  # noqa: F401
+from helpers import tiny_config  # noqa: F401
 
 
 FAST = ("image", "full", "point_crf")
