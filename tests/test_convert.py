@@ -303,7 +303,7 @@ def test_cli_both_directions_and_errors(tmp_path):
   r = _cli("--from=labelme", "--to=cvat", "--input=x", "--output=y")
   assert r.returncode == 2 and "give exactly one of --from TOOL" in r.stderr
   r = _cli("--from=labelstudio", f"--input={tmp_path / 'missing.json'}", "--output=y")
-  assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'missing.json'}: file not found"
+  assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'missing.json'}: Label Studio export not found"
   r = _cli("--print_labelstudio_config")
   assert r.returncode == 0 and '<KeyPointLabels name="point" toName="image">' in r.stdout
   assert '<Label value="tvmonitor"/>' in r.stdout and 'choice="multiple"' in r.stdout

@@ -26,6 +26,7 @@ for a class without a click cannot be stored in the click JSON: such tags are co
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
@@ -33,17 +34,21 @@ import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 import zipfile
-from typing import Mapping
+import zlib
+from typing import IO, Iterator, Mapping
 
+import defusedxml
+import defusedxml.ElementTree
 import numpy as np
 from absl import flags
 from absl import logging
-from PIL import Image
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax import image_io
 from pointseg_jax.data import click_json
+from pointseg_jax.data import safe_json
 
 
 TOOLS = ("labelstudio", "cvat", "labelme")
@@ -54,6 +59,11 @@ ALIASES = {"airplane": "aeroplane", "plane": "aeroplane", "bike": "bicycle",
            "motorcycle": "motorbike", "couch": "sofa", "tv": "tvmonitor", "monitor": "tvmonitor",
            "table": "diningtable", "plant": "pottedplant"}
 LABELME_VERSION = "5.5.0"
+# Largest annotations.xml read from a CVAT zip (uncompressed): a zip's declared sizes are checked and
+# the stream is cut there, so a small zip cannot expand into gigabytes (our writer spends about 250
+# bytes per click, so this is about a million clicks).
+MAX_ZIP_XML_BYTES = 256 * 2**20
+_INT32_MAX = 2**31 - 1
 
 Rows = dict[str, list[dict]]   # image id -> clicks {x, y, cls, rank, annotator[, time_ms]}
 
@@ -78,8 +88,9 @@ class Labels:
   def cls(self, label, *, source: str) -> int:
     if isinstance(label, str) and _norm(label) in self.table:
       return self.table[_norm(label)]
-    raise errors.DataError(f"{source}: label {label!r} is not a PASCAL VOC class; name it one of "
-                           f"{list(CLASS_NAMES[1:])} or map it with --label_map {label}=<voc name>")
+    raise errors.DataError(f"{source}: label {safe_json.show(label)} is not a PASCAL VOC class; "
+                           f"name it one of {list(CLASS_NAMES[1:])} or map it with --label_map "
+                           f"{label if isinstance(label, str) else 'LABEL'}=<voc name>")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,16 +103,42 @@ def image_id_of(path: str) -> str:
 
 
 def _number(v, *, source: str, what: str, integer: bool = False):
+  """A finite number (integers within int32) from a JSON value or an XML attribute's text."""
   if isinstance(v, str):
     try:
       v = int(v) if integer else float(v)
-    except ValueError:
-      raise errors.DataError(f"{source}: {what} {v!r} is not a number") from None
-  if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    except ValueError:   # also a string of over 4,300 digits (CPython's int conversion limit)
+      raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is not a number") from None
+  if isinstance(v, bool) or not isinstance(v, (int, float)):
+    raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is not a finite number")
+  if isinstance(v, int) and abs(v) > _INT32_MAX:   # checked before float(), which overflows
+    raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is out of range (|{what}| must "
+                           f"be <= {_INT32_MAX})")
+  if not math.isfinite(v):
     raise errors.DataError(f"{source}: {what} {v!r} is not a finite number")
   if integer and float(v) != int(v):
     raise errors.DataError(f"{source}: {what} {v!r} must be an integer")
   return int(v) if integer else float(v)
+
+
+def _size(v, *, source: str, what: str) -> int:
+  """An image width or height: an integer >= 1 (0 would put every Label Studio click at x = 0)."""
+  n = _number(v, source=source, what=what, integer=True)
+  if n < 1:
+    raise errors.DataError(f"{source}: {what} {n} must be >= 1 (the image's size in pixels)")
+  return n
+
+
+_KINDS = {list: "a list", dict: "an object", str: "a string"}
+
+
+def _get(obj: Mapping, key: str, kind: type, *, where: str, default=None):
+  """obj[key] (or default) when it is of `kind`; else a one-line DataError naming the field."""
+  value = obj.get(key, default)
+  if not isinstance(value, kind):
+    raise errors.DataError(f"{where}: field {key!r} is {safe_json.show(value)}, expected "
+                           f"{_KINDS[kind]}")
+  return value
 
 
 def _px(v: float) -> float:
@@ -133,8 +170,14 @@ class _Report:
     self.ignored = collections.Counter()          # shape / result type -> count
     self.tag_only = []                            # (image, class) tagged present without a click
     self.outside = []                             # image ids with clicks outside the image
+    self.unannotated = []                         # image ids left out: nobody annotated them
 
   def log(self) -> None:
+    if self.unannotated:
+      logging.warning("%s: %d tasks have no annotation (or only cancelled ones) and are left out: "
+                      "nobody said which classes they hold, so they are not 'no class present': "
+                      "%s", self.source, len(self.unannotated),
+                      ", ".join(self.unannotated[:20]) + (" ..." if len(self.unannotated) > 20 else ""))
     if self.ignored:
       logging.warning("%s: ignored %s (only points and image tags are read)", self.source,
                       ", ".join(f"{n} {k}" for k, n in sorted(self.ignored.items())))
@@ -161,10 +204,14 @@ def _finish(rows: Rows, tags: Mapping[str, set], sizes: Mapping[str, tuple[int, 
   return {k: rows[k] for k in sorted(rows)}
 
 
+def _twice(image: str, source: str) -> errors.DataError:
+  return errors.DataError(f"{source}: image {image!r} appears twice; merge its annotations in the "
+                          "tool or rename one image")
+
+
 def _add_image(rows: Rows, image: str, source: str) -> None:
   if image in rows:
-    raise errors.DataError(f"{source}: image {image!r} appears twice; merge its annotations in the "
-                           "tool or rename one image")
+    raise _twice(image, source)
   rows[image] = []
 
 
@@ -211,11 +258,8 @@ def image_files(images_dir: str, ids) -> dict[str, tuple[str, int, int]]:
     if image not in by_id:
       missing.append(image)
       continue
-    try:
-      with Image.open(os.path.join(images_dir, by_id[image])) as im:
-        w, h = im.size
-    except (OSError, SyntaxError, ValueError) as e:
-      raise errors.DataError(f"{os.path.join(images_dir, by_id[image])}: unreadable image ({e})") from e
+    h, w = image_io.size(os.path.join(images_dir, by_id[image]),
+                         fix="every image with clicks is written to the tool's file: replace it")
     out[image] = (by_id[image], h, w)
   if missing:
     raise errors.MissingInputError(f"--images {images_dir}: no image file for {len(missing)} ids of "
@@ -227,19 +271,26 @@ def image_files(images_dir: str, ids) -> dict[str, tuple[str, int, int]]:
 # Label Studio.
 
 
-def _ls_image_id(url: str) -> str:
-  parsed = urllib.parse.urlparse(url)
+def _ls_image_id(url: str, *, where: str) -> str:
+  try:
+    parsed = urllib.parse.urlparse(url)
+  except ValueError as e:   # e.g. 'http://[::1' (an unclosed IPv6 host)
+    raise errors.DataError(f"{where}: image URL {safe_json.show(url)} is not a URL ({e})") from None
   query = urllib.parse.parse_qs(parsed.query)
   path = query["d"][0] if "d" in query else urllib.parse.unquote(parsed.path)
   image = image_id_of(path)
   # Files uploaded to Label Studio are stored as /data/upload/<project>/<8 hex>-<original name>.
   if "/data/upload/" in parsed.path and re.match(r"^[0-9a-f]{8}-.", image):
     image = image[9:]
+  if not image:
+    raise errors.DataError(f"{where}: image URL {safe_json.show(url)} names no file")
   return image
 
 
 def read_labelstudio(path: str, labels: Labels, *, image_key: str = "image") -> Rows:
-  data = _load_json(path)
+  """Rows of a Label Studio JSON export. A task with no annotation (or only cancelled ones) was
+  never annotated: it is left out and counted, never read as "no class present"."""
+  data = safe_json.load(path, what="Label Studio export")
   if isinstance(data, dict):
     data = [data]
   if not isinstance(data, list):
@@ -248,45 +299,62 @@ def read_labelstudio(path: str, labels: Labels, *, image_key: str = "image") -> 
   sizes, tags = {}, collections.defaultdict(set)
   report, rank = _Report(path), _Ranker()
   for n, task in enumerate(data):
-    where = f"{path}: task {task.get('id', n) if isinstance(task, dict) else n}"
+    where = f"{path}: task {safe_json.show(task.get('id', n)) if isinstance(task, dict) else n}"
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
       raise errors.DataError(f"{where}: a task must be an object with a 'data' object (use the "
                              "'JSON' export, not 'JSON_MIN' or CSV)")
     url = task["data"].get(image_key)
     if not isinstance(url, str):
       raise errors.DataError(f"{where}: data has no image URL under {image_key!r} (keys "
-                             f"{sorted(task['data'])}); pass --labelstudio_image_key")
-    image = _ls_image_id(url)
-    _add_image(rows, image, path)
-    annotations = task.get("annotations", task.get("completions", []))
+                             f"{safe_json.show(sorted(task['data']))}); pass --labelstudio_image_key")
+    image = _ls_image_id(url, where=where)
+    key = "annotations" if "annotations" in task else "completions"   # older exports
+    annotations = _get(task, key, list, where=where, default=[])
+    for k, ann in enumerate(annotations):
+      if not isinstance(ann, dict):
+        raise errors.DataError(f"{where}: {key}[{k}] is {safe_json.show(ann)}, expected an object")
+    if image in rows or image in report.unannotated:
+      raise _twice(image, path)
+    cancelled = sum(bool(a.get("was_cancelled")) for a in annotations)
+    if cancelled:
+      report.ignored["cancelled annotations"] += cancelled
+    if cancelled == len(annotations):
+      report.unannotated.append(image)
+      continue
+    rows[image] = []
     annotator = 0
-    for ann in annotations:
+    for k, ann in enumerate(annotations):
       if ann.get("was_cancelled"):
-        report.ignored["cancelled annotations"] += 1
         continue
-      for res in ann.get("result", []):
+      for j, res in enumerate(_get(ann, "result", list, where=f"{where}: {key}[{k}]", default=[])):
+        rw = f"{where}: {key}[{k}].result[{j}]"
+        if not isinstance(res, dict):
+          raise errors.DataError(f"{rw} is {safe_json.show(res)}, expected an object")
         kind = res.get("type")
         if kind == "choices":
-          tags[image] |= {labels.cls(c, source=where) for c in res["value"].get("choices", [])}
+          choices = _get(_get(res, "value", dict, where=rw), "choices", list, where=f"{rw}.value",
+                         default=[])
+          tags[image] |= {labels.cls(c, source=where) for c in choices}
           continue
         if kind != "keypointlabels":
-          report.ignored[f"{kind} results"] += 1
+          report.ignored[f"{kind if isinstance(kind, str) else safe_json.show(kind)} results"] += 1
           continue
-        value = res.get("value", {})
-        names = value.get("keypointlabels", [])
+        value = _get(res, "value", dict, where=rw)
+        names = _get(value, "keypointlabels", list, where=f"{rw}.value", default=[])
         if len(names) != 1:
-          raise errors.DataError(f"{where}: a keypoint has labels {names}; give each point one class")
-        w = _number(res.get("original_width"), source=where, what="original_width", integer=True)
-        h = _number(res.get("original_height"), source=where, what="original_height", integer=True)
+          raise errors.DataError(f"{rw}: a keypoint has labels {safe_json.show(names)}; give each "
+                                 "point one class")
+        w = _size(res.get("original_width"), source=rw, what="original_width")
+        h = _size(res.get("original_height"), source=rw, what="original_height")
         if res.get("image_rotation", 0):
-          raise errors.DataError(f"{where}: image_rotation {res['image_rotation']} is not supported; "
-                                 "annotate unrotated images")
+          raise errors.DataError(f"{rw}: image_rotation {safe_json.show(res['image_rotation'])} is "
+                                 "not supported; annotate unrotated images")
         sizes[image] = (h, w)
-        extras = _meta_extras(res.get("meta"), source=where)
-        cls = labels.cls(names[0], source=where)
+        extras = _meta_extras(res.get("meta"), source=rw)
+        cls = labels.cls(names[0], source=rw)
         rows[image].append({
-            "x": _px(_number(value.get("x"), source=where, what="x") * w / 100),
-            "y": _px(_number(value.get("y"), source=where, what="y") * h / 100), "cls": cls,
+            "x": _px(_number(value.get("x"), source=rw, what="x") * w / 100),
+            "y": _px(_number(value.get("y"), source=rw, what="y") * h / 100), "cls": cls,
             "rank": rank(image, annotator, cls, extras.get("rank")), "annotator": annotator,
             **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
       annotator += 1
@@ -295,10 +363,11 @@ def read_labelstudio(path: str, labels: Labels, *, image_key: str = "image") -> 
 
 def _meta_extras(meta, *, source: str) -> dict:
   """rank / time_ms from a region's meta text 'rank=2 time_ms=2410' (what write_labelstudio puts)."""
-  if not isinstance(meta, dict):
+  if meta is None:
     return {}
+  lines = _get({"meta": meta}, "meta", dict, where=source)
   found = {}
-  for line in meta.get("text", []):
+  for line in _get(lines, "text", list, where=f"{source}.meta", default=[]):
     for key, value in re.findall(r"\b(rank|time_ms)=(\S+)", str(line)):
       found[key] = value
   return _extras(found, source=source)
@@ -346,44 +415,102 @@ def labelstudio_config() -> str:
 # CVAT for images 1.1.
 
 
-def _cvat_root(path: str) -> ET.Element:
+class _Capped:
+  """A binary stream that refuses to give more than `limit` bytes (a zip member that lies about
+  its size, or is larger than we read)."""
+
+  def __init__(self, stream: IO[bytes], limit: int, source: str):
+    self.stream, self.left, self.limit, self.source = stream, limit, limit, source
+
+  def read(self, n: int = -1) -> bytes:
+    data = self.stream.read(self.left + 1 if n < 0 else min(n, self.left + 1))
+    self.left -= len(data)
+    if self.left < 0:
+      raise errors.DataError(f"{self.source}: more than {self.limit >> 20} MiB uncompressed; "
+                             "export fewer images per file")
+    return data
+
+
+@contextlib.contextmanager
+def _cvat_stream(path: str) -> Iterator[IO[bytes]]:
+  """The XML bytes of a CVAT export: the file itself, or annotations.xml of an export zip, read
+  as a stream cut at MAX_ZIP_XML_BYTES (never the whole member in memory)."""
   if not os.path.isfile(path):
     raise errors.MissingInputError(f"{path}: file not found")
-  if path.lower().endswith(".zip"):
-    with zipfile.ZipFile(path) as z:
-      if "annotations.xml" not in z.namelist():
-        raise errors.DataError(f"{path}: the zip holds no annotations.xml (export as 'CVAT for "
-                               "images 1.1')")
-      text = z.read("annotations.xml")
-  else:
+  if not path.lower().endswith(".zip"):
     with open(path, "rb") as f:
-      text = f.read()
-  if b"<!DOCTYPE" in text or b"<!ENTITY" in text:
-    raise errors.DataError(f"{path}: XML with a DOCTYPE or entities is refused (CVAT writes none)")
+      yield f
+    return
   try:
-    root = ET.fromstring(text)
-  except ET.ParseError as e:
-    raise errors.DataError(f"{path}: malformed XML ({e})") from e
-  if root.tag != "annotations":
-    raise errors.DataError(f"{path}: root element is <{root.tag}>, expected <annotations> (CVAT XML)")
-  if root.find("track") is not None:
-    raise errors.DataError(f"{path}: this is a 'CVAT for video' export; export as 'CVAT for images 1.1'")
-  return root
+    z = zipfile.ZipFile(path)
+  except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+    raise errors.DataError(f"{path}: not a zip archive ({e}); give CVAT's export zip or its "
+                           "annotations.xml") from None
+  with z:
+    try:
+      info = z.getinfo("annotations.xml")
+    except KeyError:
+      raise errors.DataError(f"{path}: the zip holds no annotations.xml (export as 'CVAT for "
+                             "images 1.1')") from None
+    if info.file_size > MAX_ZIP_XML_BYTES:
+      raise errors.DataError(f"{path}: annotations.xml declares {info.file_size} bytes "
+                             f"uncompressed, over the {MAX_ZIP_XML_BYTES >> 20} MiB this reader "
+                             "takes from a zip; export fewer images per file")
+    try:
+      member = z.open(info)
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError) as e:
+      raise errors.DataError(f"{path}: cannot open annotations.xml in the zip ({e})") from None
+    with member:
+      yield _Capped(member, MAX_ZIP_XML_BYTES, f"{path}: annotations.xml")
+
+
+def _cvat_images(path: str) -> Iterator[ET.Element]:
+  """The <image> elements of a CVAT for images 1.1 export, one at a time (each freed after use).
+
+  Parsed with defusedxml: a DOCTYPE, entities or external references are refused whatever the
+  file's encoding (CVAT writes none)."""
+  with _cvat_stream(path) as stream:
+    depth, root = 0, None
+    try:
+      for event, el in defusedxml.ElementTree.iterparse(stream, events=("start", "end"),
+                                                         forbid_dtd=True):
+        if event == "start":
+          depth += 1
+          if depth == 1:
+            root = el
+            if el.tag != "annotations":
+              raise errors.DataError(f"{path}: root element is <{el.tag}>, expected <annotations> "
+                                     "(CVAT XML)")
+          elif depth == 2 and el.tag == "track":
+            raise errors.DataError(f"{path}: this is a 'CVAT for video' export; export as 'CVAT "
+                                   "for images 1.1'")
+          continue
+        depth -= 1
+        if depth == 1:
+          if el.tag == "image":
+            yield el
+          root.clear()   # drop what was read: memory stays one <image>, whatever the file's size
+    except defusedxml.DefusedXmlException as e:
+      raise errors.DataError(f"{path}: XML with a DOCTYPE or entities is refused (CVAT writes none; "
+                             f"{type(e).__name__})") from None
+    except ET.ParseError as e:
+      raise errors.DataError(f"{path}: malformed XML ({e})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+      raise errors.DataError(f"{path}: corrupt zip, annotations.xml cannot be read ({e})") from None
 
 
 def read_cvat(path: str, labels: Labels) -> Rows:
-  root = _cvat_root(path)
   rows: Rows = {}
   sizes, tags = {}, collections.defaultdict(set)
   report, rank = _Report(path), _Ranker()
-  for el in root.iter("image"):
+  for el in _cvat_images(path):
     image = image_id_of(el.get("name", ""))
-    where = f"{path}: image {el.get('name')!r}"
+    where = f"{path}: image {safe_json.show(el.get('name'))}"
     if not image:
       raise errors.DataError(f"{path}: an <image> has no name")
     _add_image(rows, image, path)
-    sizes[image] = (_number(el.get("height"), source=where, what="height", integer=True),
-                    _number(el.get("width"), source=where, what="width", integer=True))
+    sizes[image] = (_size(el.get("height"), source=where, what="height"),
+                    _size(el.get("width"), source=where, what="width"))
     for shape in el:
       if shape.tag == "tag":
         tags[image].add(labels.cls(shape.get("label"), source=where))
@@ -395,19 +522,27 @@ def read_cvat(path: str, labels: Labels) -> Rows:
       extras = _extras({a.get("name"): a.text for a in shape.findall("attribute")}, source=where)
       annotator = extras.get("annotator", 0)
       points = [p for p in (shape.get("points") or "").split(";") if p.strip()]
+      if not points:
+        raise errors.DataError(f"{where}: a <points> shape of label {shape.get('label')!r} has no "
+                               f"point (points={safe_json.show(shape.get('points'))}); delete the "
+                               "shape in CVAT or give it its click")
       if len(points) > 1 and ("rank" in extras or "time_ms" in extras):
         raise errors.DataError(f"{where}: a <points> shape with several points cannot carry one "
                                "rank / time_ms attribute; use one shape per point")
       for p in points:
         xy = p.split(",")
         if len(xy) != 2:
-          raise errors.DataError(f"{where}: points {shape.get('points')!r} must be 'x,y;x,y;...'")
+          raise errors.DataError(f"{where}: points {safe_json.show(shape.get('points'))} must be "
+                                 "'x,y;x,y;...'")
         rows[image].append({
             "x": _px(_number(xy[0], source=where, what="x")),
             "y": _px(_number(xy[1], source=where, what="y")),
             "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")),
             "annotator": annotator,
             **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
+  if not rows:
+    raise errors.DataError(f"{path}: no <image> elements (an empty task, or not a 'CVAT for "
+                           "images 1.1' export)")
   return _finish(rows, tags, sizes, report)
 
 
@@ -450,25 +585,36 @@ def write_cvat(path: str, rows: Rows, images: Mapping[str, tuple[str, int, int]]
 # labelme.
 
 
+def labelme_files(folder: str) -> list[str]:
+  """Every .json file under `folder`, subfolders included (labelme saves next to each image, so
+  a dataset kept in subfolders has its files there), sorted."""
+  files = [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names
+           if n.lower().endswith(".json")]
+  if not files:
+    raise errors.DataError(f"{folder}: no labelme .json files in this folder or its subfolders")
+  return sorted(files)
+
+
 def read_labelme(path: str, labels: Labels) -> Rows:
-  if os.path.isdir(path):
-    files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(".json"))
-    if not files:
-      raise errors.DataError(f"{path}: no labelme .json files in this folder")
-  else:
-    files = [path]
+  """Rows of a labelme file, or of every labelme file under a folder (image id = the stem of
+  imagePath: two files naming the same image id are an error, never one silently kept)."""
+  files = labelme_files(path) if os.path.isdir(path) else [path]
   rows: Rows = {}
   sizes, tags = {}, collections.defaultdict(set)
   report, rank = _Report(path), _Ranker()
   for file in files:
-    data = _load_json(file)
+    data = safe_json.load(file, what="labelme file")
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
       raise errors.DataError(f"{file}: not a labelme file (an object with a 'shapes' list)")
-    image = image_id_of(data.get("imagePath") or file)
+    image_path = data.get("imagePath") or file
+    if not isinstance(image_path, str):
+      raise errors.DataError(f"{file}: field 'imagePath' is {safe_json.show(image_path)}, expected "
+                             "a string (the image's file name)")
+    image = image_id_of(image_path)
     _add_image(rows, image, file)
     if data.get("imageHeight") is not None and data.get("imageWidth") is not None:
-      sizes[image] = (_number(data["imageHeight"], source=file, what="imageHeight", integer=True),
-                      _number(data["imageWidth"], source=file, what="imageWidth", integer=True))
+      sizes[image] = (_size(data["imageHeight"], source=file, what="imageHeight"),
+                      _size(data["imageWidth"], source=file, what="imageWidth"))
     flags_ = data.get("flags") or {}
     if not isinstance(flags_, dict):
       raise errors.DataError(f"{file}: flags must be an object {{name: true/false}}")
@@ -476,12 +622,15 @@ def read_labelme(path: str, labels: Labels) -> Rows:
     for shape in data["shapes"]:
       if not isinstance(shape, dict):
         raise errors.DataError(f"{file}: every shape must be an object")
-      if shape.get("shape_type", "polygon") != "point":
-        report.ignored[f"{shape.get('shape_type', 'polygon')} shapes"] += 1
+      shape_type = shape.get("shape_type", "polygon")
+      if shape_type != "point":
+        report.ignored[f"{shape_type if isinstance(shape_type, str) else safe_json.show(shape_type)}"
+                       " shapes"] += 1
         continue
       pts = shape.get("points")
       if not isinstance(pts, list) or len(pts) != 1 or not isinstance(pts[0], list) or len(pts[0]) != 2:
-        raise errors.DataError(f"{file}: a point shape needs points [[x, y]], got {pts!r}")
+        raise errors.DataError(f"{file}: a point shape needs points [[x, y]], got "
+                             f"{safe_json.show(pts)}")
       cls = labels.cls(shape.get("label"), source=file)
       extras = _extras(shape, source=file)
       annotator = extras.get("annotator", 0)
@@ -512,16 +661,6 @@ def write_labelme(out_dir: str, rows: Rows, images: Mapping[str, tuple[str, int,
 
 # ------------------------------------------------------------------------------------------------
 # Files and the command line.
-
-
-def _load_json(path: str):
-  if not os.path.isfile(path):
-    raise errors.MissingInputError(f"{path}: file not found")
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise errors.DataError(f"{path}: malformed JSON ({e})") from e
 
 
 def _write_text(path: str, text: str) -> None:
