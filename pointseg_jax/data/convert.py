@@ -59,10 +59,12 @@ ALIASES = {"airplane": "aeroplane", "plane": "aeroplane", "bike": "bicycle",
            "motorcycle": "motorbike", "couch": "sofa", "tv": "tvmonitor", "monitor": "tvmonitor",
            "table": "diningtable", "plant": "pottedplant"}
 LABELME_VERSION = "5.5.0"
-# Largest annotations.xml read from a CVAT zip (uncompressed): a zip's declared sizes are checked and
-# the stream is cut there, so a small zip cannot expand into gigabytes (our writer spends about 250
-# bytes per click, so this is about a million clicks).
-MAX_ZIP_XML_BYTES = 256 * 2**20
+# Memory bounds for CVAT files (a 1 MB zip can declare gigabytes of XML, and "1,2;" is a click in 4
+# bytes): annotations.xml read from a zip is cut at MAX_ZIP_XML_BYTES uncompressed (its declared
+# size is checked first), and a CVAT file holds at most MAX_CVAT_CLICKS clicks (VOC's 10,582 train
+# images with 3 annotators are about 50,000). Measured peaks: docs/annotate.md, "Converters".
+MAX_ZIP_XML_BYTES = 64 * 2**20
+MAX_CVAT_CLICKS = 1_000_000
 _INT32_MAX = 2**31 - 1
 
 Rows = dict[str, list[dict]]   # image id -> clicks {x, y, cls, rank, annotator[, time_ms]}
@@ -156,8 +158,10 @@ class _Ranker:
 
   def __init__(self):
     self.count = collections.Counter()
+    self.total = 0
 
   def __call__(self, image: str, annotator: int, cls: int, explicit: int | None) -> int:
+    self.total += 1
     self.count[(image, annotator, cls)] += 1
     return explicit if explicit is not None else self.count[(image, annotator, cls)]
 
@@ -464,13 +468,15 @@ def _cvat_stream(path: str) -> Iterator[IO[bytes]]:
       yield _Capped(member, MAX_ZIP_XML_BYTES, f"{path}: annotations.xml")
 
 
-def _cvat_images(path: str) -> Iterator[ET.Element]:
-  """The <image> elements of a CVAT for images 1.1 export, one at a time (each freed after use).
+def _cvat_shapes(path: str) -> Iterator[tuple[ET.Element, ET.Element | None]]:
+  """The shapes of a CVAT for images 1.1 export in file order, as (image, None) when an <image>
+  starts (its attributes are read) and (image, shape) for each of its children once parsed; each
+  shape is freed after use, so memory holds one shape, whatever the size of the file or an image.
 
   Parsed with defusedxml: a DOCTYPE, entities or external references are refused whatever the
   file's encoding (CVAT writes none)."""
   with _cvat_stream(path) as stream:
-    depth, root = 0, None
+    depth, root, image = 0, None, None
     try:
       for event, el in defusedxml.ElementTree.iterparse(stream, events=("start", "end"),
                                                          forbid_dtd=True):
@@ -484,12 +490,17 @@ def _cvat_images(path: str) -> Iterator[ET.Element]:
           elif depth == 2 and el.tag == "track":
             raise errors.DataError(f"{path}: this is a 'CVAT for video' export; export as 'CVAT "
                                    "for images 1.1'")
+          elif depth == 2 and el.tag == "image":
+            image = el
+            yield image, None
           continue
         depth -= 1
-        if depth == 1:
-          if el.tag == "image":
-            yield el
-          root.clear()   # drop what was read: memory stays one <image>, whatever the file's size
+        if depth == 2 and image is not None:   # a child of <image> is complete
+          yield image, el
+          image.remove(el)
+        elif depth == 1:
+          image = None
+          root.clear()
     except defusedxml.DefusedXmlException as e:
       raise errors.DataError(f"{path}: XML with a DOCTYPE or entities is refused (CVAT writes none; "
                              f"{type(e).__name__})") from None
@@ -503,43 +514,48 @@ def read_cvat(path: str, labels: Labels) -> Rows:
   rows: Rows = {}
   sizes, tags = {}, collections.defaultdict(set)
   report, rank = _Report(path), _Ranker()
-  for el in _cvat_images(path):
-    image = image_id_of(el.get("name", ""))
-    where = f"{path}: image {safe_json.show(el.get('name'))}"
-    if not image:
-      raise errors.DataError(f"{path}: an <image> has no name")
-    _add_image(rows, image, path)
-    sizes[image] = (_size(el.get("height"), source=where, what="height"),
-                    _size(el.get("width"), source=where, what="width"))
-    for shape in el:
-      if shape.tag == "tag":
-        tags[image].add(labels.cls(shape.get("label"), source=where))
-        continue
-      if shape.tag != "points":
-        report.ignored[f"<{shape.tag}> shapes"] += 1
-        continue
-      cls = labels.cls(shape.get("label"), source=where)
-      extras = _extras({a.get("name"): a.text for a in shape.findall("attribute")}, source=where)
-      annotator = extras.get("annotator", 0)
-      points = [p for p in (shape.get("points") or "").split(";") if p.strip()]
-      if not points:
-        raise errors.DataError(f"{where}: a <points> shape of label {shape.get('label')!r} has no "
-                               f"point (points={safe_json.show(shape.get('points'))}); delete the "
-                               "shape in CVAT or give it its click")
-      if len(points) > 1 and ("rank" in extras or "time_ms" in extras):
-        raise errors.DataError(f"{where}: a <points> shape with several points cannot carry one "
-                               "rank / time_ms attribute; use one shape per point")
-      for p in points:
-        xy = p.split(",")
-        if len(xy) != 2:
-          raise errors.DataError(f"{where}: points {safe_json.show(shape.get('points'))} must be "
-                                 "'x,y;x,y;...'")
-        rows[image].append({
-            "x": _px(_number(xy[0], source=where, what="x")),
-            "y": _px(_number(xy[1], source=where, what="y")),
-            "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")),
-            "annotator": annotator,
-            **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
+  for el, shape in _cvat_shapes(path):
+    if shape is None:   # an <image> starts
+      image = image_id_of(el.get("name", ""))
+      where = f"{path}: image {safe_json.show(el.get('name'))}"
+      if not image:
+        raise errors.DataError(f"{path}: an <image> has no name")
+      _add_image(rows, image, path)
+      sizes[image] = (_size(el.get("height"), source=where, what="height"),
+                      _size(el.get("width"), source=where, what="width"))
+      continue
+    if shape.tag == "tag":
+      tags[image].add(labels.cls(shape.get("label"), source=where))
+      continue
+    if shape.tag != "points":
+      report.ignored[f"<{shape.tag}> shapes"] += 1
+      continue
+    cls = labels.cls(shape.get("label"), source=where)
+    extras = _extras({a.get("name"): a.text for a in shape.findall("attribute")}, source=where)
+    annotator = extras.get("annotator", 0)
+    text = shape.get("points") or ""
+    if rank.total + text.count(";") + 1 > MAX_CVAT_CLICKS:   # counted before splitting
+      raise errors.DataError(f"{where}: more than {MAX_CVAT_CLICKS} clicks in one CVAT file; "
+                             "export fewer images per file and convert each")
+    points = [p for p in text.split(";") if p.strip()]
+    if not points:
+      raise errors.DataError(f"{where}: a <points> shape of label {shape.get('label')!r} has no "
+                             f"point (points={safe_json.show(shape.get('points'))}); delete the "
+                             "shape in CVAT or give it its click")
+    if len(points) > 1 and ("rank" in extras or "time_ms" in extras):
+      raise errors.DataError(f"{where}: a <points> shape with several points cannot carry one "
+                             "rank / time_ms attribute; use one shape per point")
+    for p in points:
+      xy = p.split(",")
+      if len(xy) != 2:
+        raise errors.DataError(f"{where}: points {safe_json.show(shape.get('points'))} must be "
+                               "'x,y;x,y;...'")
+      rows[image].append({
+          "x": _px(_number(xy[0], source=where, what="x")),
+          "y": _px(_number(xy[1], source=where, what="y")),
+          "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")),
+          "annotator": annotator,
+          **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
   if not rows:
     raise errors.DataError(f"{path}: no <image> elements (an empty task, or not a 'CVAT for "
                            "images 1.1' export)")
