@@ -113,13 +113,13 @@ def _number(v, *, source: str, what: str, integer: bool = False):
       raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is not a number") from None
   if isinstance(v, bool) or not isinstance(v, (int, float)):
     raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is not a finite number")
-  if isinstance(v, int) and abs(v) > _INT32_MAX:   # checked before float(), which overflows
-    raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is out of range (|{what}| must "
-                           f"be <= {_INT32_MAX})")
-  if not math.isfinite(v):
-    raise errors.DataError(f"{source}: {what} {v!r} is not a finite number")
+  if not (abs(v) <= _INT32_MAX if isinstance(v, int) else math.isfinite(v)):   # before float()
+    raise errors.DataError(f"{source}: {what} {safe_json.show(v)} is "
+                           f"{'out of range' if isinstance(v, int) else 'not a finite number'}")
   if integer and float(v) != int(v):
     raise errors.DataError(f"{source}: {what} {v!r} must be an integer")
+  if integer and abs(v) > _INT32_MAX:
+    raise errors.DataError(f"{source}: {what} {v!r} is out of range")
   return int(v) if integer else float(v)
 
 
@@ -430,7 +430,7 @@ class _Capped:
     data = self.stream.read(self.left + 1 if n < 0 else min(n, self.left + 1))
     self.left -= len(data)
     if self.left < 0:
-      raise errors.DataError(f"{self.source}: more than {self.limit >> 20} MiB uncompressed; "
+      raise errors.DataError(f"{self.source}: more than {self.limit / 2**20:g} MiB uncompressed; "
                              "export fewer images per file")
     return data
 
@@ -458,8 +458,9 @@ def _cvat_stream(path: str) -> Iterator[IO[bytes]]:
                              "images 1.1')") from None
     if info.file_size > MAX_ZIP_XML_BYTES:
       raise errors.DataError(f"{path}: annotations.xml declares {info.file_size} bytes "
-                             f"uncompressed, over the {MAX_ZIP_XML_BYTES >> 20} MiB this reader "
-                             "takes from a zip; export fewer images per file")
+                             f"uncompressed, over the {MAX_ZIP_XML_BYTES / 2**20:g} MiB this reader "
+                             "takes from a zip; unzip it and give annotations.xml (read as a stream), "
+                             "or export fewer images per file")
     try:
       member = z.open(info)
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError) as e:
