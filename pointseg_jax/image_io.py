@@ -40,7 +40,7 @@ def decoded(path: str | os.PathLike, *, fix: str = "copy it again or re-export i
     im = Image.open(path)
     im.load()
   except DECODE_ERRORS as e:
-    raise DataError(f"{path}: truncated, corrupt or unreadable image ({e}); {fix}") from None
+    raise DataError(f"{path}: corrupt or unreadable image ({e}); {fix}") from None
   with im:
     yield im
 
