@@ -19,9 +19,16 @@ Coordinates are pixels with (0, 0) at the top-left corner of the image in all fo
 float pixels, a click on pixel (r, c) has floor(y) = r, floor(x) = c). Ranks are the click order per
 (annotator, class) unless a click carries its own; rank, annotator and time_ms travel in the slot
 each tool keeps for extra data (Label Studio region meta text, CVAT shape attributes, labelme extra
-shape keys), so ours -> tool -> ours gives the same clicks back exactly. Every image in a tool's
-export counts as annotated: one without points becomes an empty list (no class present). A tag
-for a class without a click cannot be stored in the click JSON: such tags are counted and logged.
+shape keys), so ours -> tool -> ours gives the same clicks back exactly. An image in a tool's
+export that an annotator answered counts as annotated: one without points becomes an empty list
+(no class present); a Label Studio task with no (uncancelled) annotation was never answered and is
+left out, counted and logged. A tag for a class without a click cannot be stored in the click JSON:
+such tags are counted and logged.
+
+Bad files (docs/annotate.md, "Converters"): every refusal is one `DataError` line naming the file,
+the place in it and the field; JSON is read through `safe_json` (depth and number limits), CVAT XML
+through defusedxml as a stream (no DOCTYPE or entities; zips cut at MAX_ZIP_XML_BYTES), and every
+image `--to` names is fully decoded (`image_io`).
 """
 from __future__ import annotations
 
