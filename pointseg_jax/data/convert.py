@@ -522,48 +522,49 @@ def read_cvat(path: str, labels: Labels) -> Rows:
   rows: Rows = {}
   sizes, tags = {}, collections.defaultdict(set)
   report, rank = _Report(path), _Ranker()
-  for el, shape in _cvat_shapes(path):
-    if shape is None:   # an <image> starts
-      image = image_id_of(el.get("name", ""))
-      where = f"{path}: image {safe_json.show(el.get('name'))}"
-      if not image:
-        raise errors.DataError(f"{path}: an <image> has no name")
-      _add_image(rows, image, path)
-      sizes[image] = (_size(el.get("height"), source=where, what="height"),
-                      _size(el.get("width"), source=where, what="width"))
-      continue
-    if shape.tag == "tag":
-      tags[image].add(labels.cls(shape.get("label"), source=where))
-      continue
-    if shape.tag != "points":
-      report.ignored[f"<{shape.tag}> shapes"] += 1
-      continue
-    cls = labels.cls(shape.get("label"), source=where)
-    extras = _extras({a.get("name"): a.text for a in shape.findall("attribute")}, source=where)
-    annotator = extras.get("annotator", 0)
-    text = shape.get("points") or ""
-    if rank.total + text.count(";") + 1 > MAX_CVAT_CLICKS:   # counted before splitting
-      raise errors.DataError(f"{where}: more than {MAX_CVAT_CLICKS} clicks in one CVAT file; "
-                             "export fewer images per file and convert each")
-    points = [p for p in text.split(";") if p.strip()]
-    if not points:
-      raise errors.DataError(f"{where}: a <points> shape of label {shape.get('label')!r} has no "
-                             f"point (points={safe_json.show(shape.get('points'))}); delete the "
-                             "shape in CVAT or give it its click")
-    if len(points) > 1 and ("rank" in extras or "time_ms" in extras):
-      raise errors.DataError(f"{where}: a <points> shape with several points cannot carry one "
-                             "rank / time_ms attribute; use one shape per point")
-    for p in points:
-      xy = p.split(",")
-      if len(xy) != 2:
-        raise errors.DataError(f"{where}: points {safe_json.show(shape.get('points'))} must be "
-                               "'x,y;x,y;...'")
-      rows[image].append({
-          "x": _px(_number(xy[0], source=where, what="x")),
-          "y": _px(_number(xy[1], source=where, what="y")),
-          "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")),
-          "annotator": annotator,
-          **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
+  with contextlib.closing(_cvat_shapes(path)) as events:   # the file is closed on an error too
+    for el, shape in events:
+      if shape is None:   # an <image> starts
+        image = image_id_of(el.get("name", ""))
+        where = f"{path}: image {safe_json.show(el.get('name'))}"
+        if not image:
+          raise errors.DataError(f"{path}: an <image> has no name")
+        _add_image(rows, image, path)
+        sizes[image] = (_size(el.get("height"), source=where, what="height"),
+                        _size(el.get("width"), source=where, what="width"))
+        continue
+      if shape.tag == "tag":
+        tags[image].add(labels.cls(shape.get("label"), source=where))
+        continue
+      if shape.tag != "points":
+        report.ignored[f"<{shape.tag}> shapes"] += 1
+        continue
+      cls = labels.cls(shape.get("label"), source=where)
+      extras = _extras({a.get("name"): a.text for a in shape.findall("attribute")}, source=where)
+      annotator = extras.get("annotator", 0)
+      text = shape.get("points") or ""
+      if rank.total + text.count(";") + 1 > MAX_CVAT_CLICKS:   # counted before splitting
+        raise errors.DataError(f"{where}: more than {MAX_CVAT_CLICKS} clicks in one CVAT file; "
+                               "export fewer images per file and convert each")
+      points = [p for p in text.split(";") if p.strip()]
+      if not points:
+        raise errors.DataError(f"{where}: a <points> shape of label {safe_json.show(shape.get('label'))} has no "
+                               f"point (points={safe_json.show(shape.get('points'))}); delete the "
+                               "shape in CVAT or give it its click")
+      if len(points) > 1 and ("rank" in extras or "time_ms" in extras):
+        raise errors.DataError(f"{where}: a <points> shape with several points cannot carry one "
+                               "rank / time_ms attribute; use one shape per point")
+      for p in points:
+        xy = p.split(",")
+        if len(xy) != 2:
+          raise errors.DataError(f"{where}: points {safe_json.show(shape.get('points'))} must be "
+                                 "'x,y;x,y;...'")
+        rows[image].append({
+            "x": _px(_number(xy[0], source=where, what="x")),
+            "y": _px(_number(xy[1], source=where, what="y")),
+            "cls": cls, "rank": rank(image, annotator, cls, extras.get("rank")),
+            "annotator": annotator,
+            **({"time_ms": extras["time_ms"]} if "time_ms" in extras else {})})
   if not rows:
     raise errors.DataError(f"{path}: no <image> elements (an empty task, or not a 'CVAT for "
                            "images 1.1' export)")
