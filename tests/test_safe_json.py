@@ -66,6 +66,15 @@ def test_duplicate_keys_missing_files_and_folders(tmp_path):
     safe_json.load(_file(tmp_path, '{"a": '))
 
 
+def test_an_unreadable_file(tmp_path, monkeypatch):
+  """(open() is replaced: chmod 0 does not stop root, who runs CI here.)"""
+  def denied(path, *args, **kwargs):
+    raise PermissionError(13, "Permission denied", str(path))
+  monkeypatch.setattr(safe_json, "open", denied, raising=False)
+  with pytest.raises(DataError, match=r"locked.json: cannot read the JSON file \(Permission denied\)"):
+    safe_json.load(_file(tmp_path, "{}", "locked.json"))
+
+
 def test_show_is_short_whatever_the_value():
   assert safe_json.show("dog") == "'dog'"
   assert safe_json.show(12) == "12"

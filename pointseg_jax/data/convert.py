@@ -449,7 +449,11 @@ def _cvat_stream(path: str) -> Iterator[IO[bytes]]:
   if not os.path.isfile(path):
     raise errors.MissingInputError(f"{path}: file not found")
   if not path.lower().endswith(".zip"):
-    with open(path, "rb") as f:
+    try:
+      f = open(path, "rb")
+    except OSError as e:
+      raise errors.DataError(f"{path}: cannot read the CVAT file ({e.strerror or e})") from None
+    with f:
       yield f
     return
   try:

@@ -92,8 +92,11 @@ def load(path: str | os.PathLike, *, what: str = "JSON file", duplicates: str = 
     raise DataError(f"{path}: a folder, not a {what}")
   if not os.path.isfile(path):
     raise MissingInputError(f"{path}: {what} not found")
-  with open(path, "rb") as f:
-    raw = f.read()
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+  except OSError as e:   # permissions, a dangling network mount
+    raise DataError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
   text, utf8 = _decode(raw, path)
   depth = nesting_depth(utf8)
   if depth > MAX_DEPTH:
