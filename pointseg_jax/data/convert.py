@@ -376,9 +376,10 @@ def _meta_extras(meta, *, source: str) -> dict:
   """rank / time_ms from a region's meta text 'rank=2 time_ms=2410' (what write_labelstudio puts)."""
   if meta is None:
     return {}
-  lines = _get({"meta": meta}, "meta", dict, where=source)
+  if not isinstance(meta, dict):
+    raise errors.DataError(f"{source}: field 'meta' is {safe_json.show(meta)}, expected an object")
   found = {}
-  for line in _get(lines, "text", list, where=f"{source}.meta", default=[]):
+  for line in _get(meta, "text", list, where=f"{source}.meta", default=[]):
     for key, value in re.findall(r"\b(rank|time_ms)=(\S+)", str(line)):
       found[key] = value
   return _extras(found, source=source)
