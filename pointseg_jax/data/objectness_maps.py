@@ -57,23 +57,15 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                       "synthetic_points/default.", **fv)
   flags.DEFINE_string("split", "train", "TFDS split.", **fv)
   flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS's).", **fv)
-  flags.DEFINE_string("out", None, "Output folder of <example id>.png maps.", **fv)
-  flags.DEFINE_integer("workers", None, "Processes (default: all cores).", lower_bound=1, **fv)
-  flags.DEFINE_integer("seed", 0, "Base seed; each image gets (seed, crc32(id)).", **fv)
-  flags.DEFINE_integer("num_windows", 1000, "Scored windows per image.", lower_bound=1, **fv)
-  flags.DEFINE_integer("max_side", None, "Long side the cues are computed at.", lower_bound=1,
-                       **fv)
+  precompute.define_map_flags(flag_values)
   flags.mark_flags_as_required(["dataset", "out"], flag_values=flag_values)
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  res = run(FLAGS.out, FLAGS.dataset, FLAGS.split, FLAGS.data_dir, workers=FLAGS.workers,
-            seed=FLAGS.seed, num_windows=FLAGS.num_windows, max_side=FLAGS.max_side)
-  print(f"objectness: {res['done']} written, {res['skipped']} already there, "
-        f"{len(res['failed'])} failed -> {FLAGS.out}")
-  return 1 if res["failed"] else 0
+  return precompute.report(run(FLAGS.out, FLAGS.dataset, FLAGS.split, FLAGS.data_dir,
+                               **precompute.map_options(FLAGS)), FLAGS.out)
 
 
 if __name__ == "__main__":

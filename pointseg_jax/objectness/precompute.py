@@ -130,28 +130,43 @@ def run(out, images, workers=None, seed=0, num_windows=1000, max_side=None, recu
   return {"done": done, "skipped": skipped, "failed": failed}
 
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+def define_map_flags(flag_values: flags.FlagValues) -> None:
+  """--out and how maps are computed: shared with data/objectness_maps.py's command."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("images", None, "Folder of images (jpg/png/...).", **fv)
   flags.DEFINE_string("out", None, "Output folder of <name>.png maps.", **fv)
   flags.DEFINE_integer("workers", None, "Processes (default: all cores).", lower_bound=1, **fv)
   flags.DEFINE_integer("seed", 0, "Base seed; each image gets (seed, crc32(name)).", **fv)
   flags.DEFINE_integer("num_windows", 1000, "Scored windows per image.", lower_bound=1, **fv)
   flags.DEFINE_integer("max_side", None, "Long side the cues are computed at (default "
                        f"{pipeline.DEFAULT_MAX_SIDE}).", lower_bound=1, **fv)
-  flags.DEFINE_bool("recursive", False, "Also images in sub-folders.", **fv)
+
+
+def map_options(flag_values) -> dict:
+  """The keyword arguments `run` and `objectness_maps.run` take from define_map_flags' flags."""
+  return {"workers": flag_values.workers, "seed": flag_values.seed,
+          "num_windows": flag_values.num_windows, "max_side": flag_values.max_side}
+
+
+def report(res: dict, out) -> int:
+  """The command's last line; exit status 1 when any image failed (each was logged)."""
+  print(f"objectness: {res['done']} written, {res['skipped']} already there, "
+        f"{len(res['failed'])} failed -> {out}")
+  return 1 if res["failed"] else 0
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  flags.DEFINE_string("images", None, "Folder of images (jpg/png/...).", flag_values=flag_values)
+  define_map_flags(flag_values)
+  flags.DEFINE_bool("recursive", False, "Also images in sub-folders.", flag_values=flag_values)
   flags.mark_flags_as_required(["images", "out"], flag_values=flag_values)
 
 
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  res = run(FLAGS.out, images=FLAGS.images, workers=FLAGS.workers, seed=FLAGS.seed,
-            num_windows=FLAGS.num_windows, max_side=FLAGS.max_side, recursive=FLAGS.recursive)
-  print(f"objectness: {res['done']} written, {res['skipped']} already there, "
-        f"{len(res['failed'])} failed -> {FLAGS.out}")
-  return 1 if res["failed"] else 0
+  return report(run(FLAGS.out, images=FLAGS.images, recursive=FLAGS.recursive,
+                    **map_options(FLAGS)), FLAGS.out)
 
 
 if __name__ == "__main__":
