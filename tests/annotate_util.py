@@ -133,3 +133,16 @@ def wrong_answer(name: str, kind: str, cls: int) -> list[tuple[float, float, int
   if right_answer(name, kind, cls):
     return []
   return [(1.0, 1.0, 700)]
+
+
+def do_task(store, client, right=True):
+  """Answer every image of the client's current task (right or wrong on gold) and finish it."""
+  t = client.task()
+  names = task_images(store, t["assignment"])
+  for pos, name in enumerate(names):
+    fn = right_answer if right else wrong_answer
+    status, body, _ = client.answer(t["assignment"], pos, fn(name, t["kind"], t["cls"]), seq=pos + 1)
+    assert status == 200, body
+  status, body, _ = client.finish(t["assignment"])
+  assert status == 200, body
+  return t, body

@@ -17,7 +17,8 @@ from pointseg_jax.annotate import qc
 from pointseg_jax.annotate import report
 from pointseg_jax.data import click_json
 
-from annotate_util import DOG, GOLD, PERSON, Client, make_images, make_store, right_answer
+from annotate_util import DOG, GOLD, PERSON, Client, do_task, make_images, make_store
+from annotate_util import right_answer
 from annotate_util import serving, task_images, wrong_answer
 
 
@@ -37,19 +38,6 @@ def api(store):
     yield store, port, a, b
     a.close()
     b.close()
-
-
-def do_task(store, client, right=True):
-  """Answer every image of the client's current task (right or wrong on gold) and finish it."""
-  t = client.task()
-  names = task_images(store, t["assignment"])
-  for pos, name in enumerate(names):
-    fn = right_answer if right else wrong_answer
-    status, body, _ = client.answer(t["assignment"], pos, fn(name, t["kind"], t["cls"]), seq=pos + 1)
-    assert status == 200, body
-  status, body, _ = client.finish(t["assignment"])
-  assert status == 200, body
-  return t, body
 
 
 # ----------------------------------------------------------------------------------------------
