@@ -1,5 +1,6 @@
 """Load and crash test of the annotation server: 50 simulated annotators for a bounded time against
-the real server process on localhost, which is killed with SIGKILL and restarted mid-way. Clients
+the real server (`serve --workers 2`: a supervisor and two worker processes) on localhost, all of
+whose processes are killed with SIGKILL and restarted mid-way. Clients
 retry (same idempotency key) until acknowledged and sometimes send an answer twice on purpose.
 Afterwards every acknowledged click must be in the database exactly once: lost = 0, duplicated = 0,
 and each task's gold check must match what its annotator did."""
@@ -13,6 +14,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from pointseg_jax.annotate import db
 
 from annotate_util import Client, make_store, right_answer, task_images, wrong_answer
@@ -23,10 +26,13 @@ KILL_AT_S = 2.5
 HARD_LIMIT_S = 40.0       # clients give up retrying after this (the test then fails)
 
 
+WORKERS = 2
+
+
 def _start_server(dbf: str, port: int = 0) -> tuple[subprocess.Popen, int]:
   proc = subprocess.Popen([sys.executable, "-m", "pointseg_jax.annotate", "serve", f"--db={dbf}",
-                           f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True)
+                           f"--port={port}", f"--workers={WORKERS}"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, start_new_session=True)
   line = proc.stdout.readline()
   m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
   assert m, line
@@ -100,6 +106,7 @@ class Annotator(threading.Thread):
     self.results[a] = resp["status"]
 
 
+@pytest.mark.e2e
 def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path):
   store = make_store(str(tmp_path), n_work=12, classes=tuple(range(8, 18)))   # 60 tasks of 6 images
   tokens = [store.add_annotator(f"a{i:02d}") for i in range(ANNOTATORS)]
@@ -114,15 +121,15 @@ def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path):
     c.start()
   try:
     time.sleep(KILL_AT_S)
-    proc.send_signal(signal.SIGKILL)          # a crash: no shutdown, no flush
+    os.killpg(proc.pid, signal.SIGKILL)       # a crash of every process: no shutdown, no flush
     proc.wait(10)
     killed_at = time.time() - t_start
     proc, _ = _start_server(dbf, port)
     for c in clients:
       c.join(LOAD_S + HARD_LIMIT_S + 10)
   finally:
-    proc.terminate()
-    proc.wait(10)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(20)
   errors_ = [c.error for c in clients if c.error]
   assert not errors_, errors_[:3]
   assert not any(c.is_alive() for c in clients)
@@ -148,7 +155,7 @@ def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path):
   n_clicks = sum(len(v) for v in acked.values())
   requests = sum(c.requests for c in clients)
   lat = sorted(x for c in clients for x in c.latencies)
-  print(f"\n{ANNOTATORS} annotators, {LOAD_S:.0f} s of load, SIGKILL + restart at {killed_at:.1f} s: "
+  print(f"\n{ANNOTATORS} annotators, {WORKERS} workers, {LOAD_S:.0f} s of load, SIGKILL + restart at {killed_at:.1f} s: "
         f"{requests} requests ({sum(c.retries for c in clients)} retried through the crash, "
         f"{sum(c.replayed for c in clients)} duplicates answered from the idempotency table), "
         f"{len(acked)} image answers with {n_clicks} clicks acknowledged, "

@@ -104,7 +104,7 @@ def run(store: db.Store, sock: socket.socket, workers: int = 1) -> None:
     return
   os.environ[DB_ENV] = os.path.abspath(store.path)
   config = _config(f"{server.__name__}:app_from_env", workers)
-  Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+  Multiprocess(config, sockets=[sock]).run()
 
 
 @contextlib.contextmanager
