@@ -53,6 +53,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_string("host", "127.0.0.1",
                       "serve: address to listen on (0.0.0.0: every interface).", **fv)
   flags.DEFINE_integer("port", 8000, "serve: port (0: any free port).", **fv)
+  flags.DEFINE_string("public_url", None,
+                      "serve: the address annotators use, e.g. https://annotate.example.org behind "
+                      "a TLS reverse proxy (docs/annotate.md, Deploy); the printed links use it.",
+                      **fv)
   flags.DEFINE_integer("workers", 1, "serve: worker processes (each serves any request; SQLite "
                        "WAL keeps them consistent). About one per core.", **fv)
   flags.DEFINE_multi_string("add_annotator", [],
@@ -110,6 +114,8 @@ def open_or_create() -> db.Store:
 def serve() -> None:
   if FLAGS.workers < 1:
     raise errors.ConfigError(f"--workers={FLAGS.workers}: give at least 1")
+  if FLAGS.public_url and not FLAGS.public_url.startswith(("https://", "http://")):
+    raise errors.ConfigError(f"--public_url={FLAGS.public_url}: give a URL starting with https://")
   sock = runner.bind(FLAGS.host, FLAGS.port)   # a busy port fails before anything is written
   store = open_or_create()
   tokens = {n: store.add_annotator(n) for n in FLAGS.add_annotator}
@@ -118,8 +124,10 @@ def serve() -> None:
     tokens = {"annotator-1": first} if first else {}
   admin = store.ensure_admin_token()
   host = socket.gethostname() if FLAGS.host in ("0.0.0.0", "::", "") else FLAGS.host
-  base = f"http://{host}:{sock.getsockname()[1]}/"
-  print(f"serving {store.config.images_dir} on {base}", flush=True)
+  local = f"http://{host}:{sock.getsockname()[1]}/"
+  # Behind a TLS reverse proxy the links annotators open are the proxy's.
+  base = FLAGS.public_url.rstrip("/") + "/" if FLAGS.public_url else local
+  print(f"serving {store.config.images_dir} on {local}", flush=True)
   for name, token in tokens.items():
     print(f"annotator {name}: {base}#token={token}", flush=True)
   if admin:
