@@ -443,6 +443,7 @@ def _cli(*args, **kwargs):
                         text=True, timeout=60, **kwargs)
 
 
+@pytest.mark.e2e
 def test_cli_serve_report_export_and_errors(tmp_path):
   images, gold = make_images(str(tmp_path))
   dbf = str(tmp_path / "p.db")
