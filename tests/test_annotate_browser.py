@@ -359,5 +359,33 @@ def screenshot(path: str) -> None:
   print(f"{CLASS_NAMES[cls]} x {len(by_class[cls])}: wrote {path}")
 
 
-if __name__ == "__main__":
+def dashboard_screenshot(path: str) -> None:
+  """The dashboard with three annotators: one good, one rejected and revoked, one just started."""
+  import io
+  import tempfile
+  from PIL import Image
+  with tempfile.TemporaryDirectory() as d:
+    store = make_store(d)
+    tokens = {n: store.add_annotator(n) for n in ("alice", "bob", "carol")}
+    admin = store.ensure_admin_token()
+    with serving(store) as port, sync_api.sync_playwright() as p:
+      for name, right in (("alice", True), ("bob", False), ("alice", True)):
+        do_task(store, Client(port, tokens[name]), right=right)
+      Client(port, tokens["carol"]).task()
+      b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+      page = open_page(b, port, admin, viewport=(1100, 760), path="/admin")
+      page.wait_for_selector("#annotators tbody tr[data-name='carol']")
+      page.click("#annotators tr[data-name='bob'] button[data-action='revoke']")
+      page.wait_for_function("() => document.querySelector(\"#annotators tr[data-name='bob'] "
+                             "td.token\").textContent === 'revoked'")
+      png = page.screenshot(full_page=True)
+      b.close()
+  Image.open(io.BytesIO(png)).convert("RGB").quantize(
+      256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":   # python tests/test_annotate_browser.py PAGE.png [DASHBOARD.png]
   screenshot(sys.argv[1])
+  if len(sys.argv) > 2:
+    dashboard_screenshot(sys.argv[2])

@@ -198,6 +198,25 @@ def test_a_slow_body_is_cut(api, monkeypatch):
   assert out.startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 3
 
 
+def test_connection_limit_answers_503_and_recovers(tmp_path, monkeypatch):
+  monkeypatch.setattr(runner, "MAX_CONNECTIONS", 20)
+  monkeypatch.setattr(runner, "HEADER_TIMEOUT_S", 1.0)
+  store = make_store(str(tmp_path))
+  token = store.add_annotator("alice")
+  with serving(store) as port:
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(25)]
+    try:
+      time.sleep(0.2)
+      status, body, r = Client(port, token).request("GET", "/api/me")
+      assert status == 503, body                       # over the limit: refused, not queued
+      time.sleep(1.5)                                  # the idle sockets pass the header deadline
+      assert Client(port, token).request("GET", "/api/me")[0] == 200
+    finally:
+      for s in idle:
+        s.close()
+  store.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # The organiser: admin token, tokens, dashboard numbers, export.
 
