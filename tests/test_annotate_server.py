@@ -344,6 +344,20 @@ def _links(proc) -> dict:
       return out
 
 
+def _workers(pgid: int) -> list[int]:
+  """The spawned worker processes in process group `pgid` (uvicorn's workers are `spawn`ed)."""
+  pids = []
+  for name in os.listdir("/proc"):
+    try:
+      with open(f"/proc/{name}/cmdline", "rb") as f:
+        spawned = b"spawn_main" in f.read()
+      if spawned and os.getpgid(int(name)) == pgid:
+        pids.append(int(name))
+    except (OSError, ValueError):   # not a process, or gone
+      pass
+  return pids
+
+
 def _stop(proc) -> str:
   os.killpg(proc.pid, 15)
   try:
@@ -410,6 +424,7 @@ def test_workers_busy_port_revocation_and_slow_clients(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert bad.stderr.startswith(f"error: {notes}: not an SQLite database")
 
+    assert len(_workers(proc.pid)) == 2
     fresh = lambda t: Client(port, t, timeout=5)   # a new connection: any worker may take it
     assert all(fresh(token).request("GET", "/api/me")[0] == 200 for _ in range(10))
     assert fresh(admin).request("POST", "/api/admin/revoke", {"name": "alice"})[0] == 200
