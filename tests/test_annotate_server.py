@@ -188,6 +188,32 @@ def test_slow_loris_is_cut_at_the_header_deadline_and_starves_nobody(api, monkey
   assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
 
 
+def test_a_gets_trickled_body_is_cut_after_the_answer(api, monkeypatch):
+  _, port, alice, _ = api
+  monkeypatch.setattr(runner, "HEADER_TIMEOUT_S", 1.0)
+  with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    s.sendall(b"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + alice.token.encode() +
+              b"\r\nContent-Length: 100000\r\n\r\n")
+    t0, out = time.monotonic(), b""
+    while time.monotonic() - t0 < 6:
+      try:
+        s.sendall(b"a")
+        time.sleep(0.1)
+        s.setblocking(False)
+        chunk = s.recv(65536)
+        s.setblocking(True)
+      except BlockingIOError:
+        s.setblocking(True)
+        continue
+      except OSError:
+        break
+      if not chunk:
+        break
+      out += chunk
+  assert out.startswith(b"HTTP/1.1 200") and b'"name":"alice"' in out
+  assert time.monotonic() - t0 < 1.0 + 1.5       # cut at the deadline, not after the 100 KB
+
+
 def test_a_slow_body_is_cut(api, monkeypatch):
   _, port, alice, _ = api
   monkeypatch.setattr(server, "BODY_TIMEOUT_S", 1.0)

@@ -6,8 +6,9 @@ KB instead of a thread, so slow clients cannot exhaust workers; h11 is a strict 
 the next request); uvicorn has the idle (keep-alive) timeout, a connection limit, a header-size
 limit and a multi-process supervisor. It lacks one thing: a deadline for the request line and
 headers, so a client trickling a header byte by byte would hold its connection for ever. `_Protocol`
-adds that deadline (HEADER_TIMEOUT_S from the start of each request); the app bounds the body
-(server.BODY_TIMEOUT_S).
+adds that deadline (HEADER_TIMEOUT_S from the connection or the previous response; it also cuts a
+body that no route reads, e.g. a GET's, still trickling in after the answer); the app bounds the
+bodies it reads (server.BODY_TIMEOUT_S).
 
 Workers are processes sharing one listening socket, each with its own connections to the SQLite
 database; WAL lets readers run beside the one writer, and every write is one BEGIN IMMEDIATE
@@ -64,8 +65,12 @@ class _Protocol(H11Protocol):
     self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._header_deadline)
 
   def _header_deadline(self) -> None:
-    # Still IDLE: the request's headers are not complete (a request being answered is not IDLE).
-    if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+    state = self.conn.their_state
+    # IDLE: the request's headers are not complete (a request being answered is not IDLE).
+    # SEND_BODY after our answer: a body nobody reads (a GET's) still trickling in.
+    unread = (self.cycle is not None and self.cycle.response_complete and
+              state is h11.SEND_BODY)
+    if (state is h11.IDLE or unread) and not self.transport.is_closing():
       self.transport.close()
 
 
