@@ -29,6 +29,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
   pytest.skip(f"no chromium at {CHROMIUM}: install the Debian package `chromium` "
               "(.ci/run does when it runs as root)", allow_module_level=True)
+pytestmark = pytest.mark.e2e   # a real browser against a server
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
