@@ -357,10 +357,11 @@ def _start(*args, stderr=subprocess.PIPE):
 
 def _links(proc) -> dict:
   """What serve printed up to its dashboard line: {port, annotators {name: token}, admin}."""
-  out = {"annotators": {}, "admin": None, "port": None}
+  out = {"annotators": {}, "admin": None, "port": None, "lines": []}
   while True:
     line = proc.stdout.readline()
     assert line, f"serve ended early: {proc.stderr.read() if proc.stderr else ''}"
+    out["lines"].append(line.strip())
     if m := re.match(r"serving .* on http://127\.0\.0\.1:(\d+)/", line):
       out["port"] = int(m.group(1))
     elif m := re.match(r"annotator (\S+): .*#token=(\S+)", line):
@@ -429,15 +430,18 @@ def test_two_servers_creating_one_new_database(tmp_path, gap_s):
 
 @pytest.mark.e2e
 def test_workers_busy_port_revocation_and_slow_clients(tmp_path):
-  """`serve --workers 2`: a second serve on its port and a --db that is not a database each
-  exit 2 with one line; a revoked token is refused by every worker from the next request; 120
-  sockets trickling headers are cut at the deadline while valid requests keep succeeding."""
+  """`serve --workers 2 --public_url ...`: the printed links use the public URL; a second serve on
+  its port and a --db that is not a database each exit 2 with one line; a revoked token is refused
+  from the next request on; 120 sockets trickling headers are cut at the deadline while valid
+  requests keep succeeding; `admin-token` replaces the dashboard's token while the server runs."""
   store = make_store(str(tmp_path))
   token = store.add_annotator("alice")
-  proc = _start(f"--db={store.path}", "--port=0", "--workers=2")
+  proc = _start(f"--db={store.path}", "--port=0", "--workers=2",
+                "--public_url=https://annotate.example.org")
   try:
     link = _links(proc)
     port, admin = link["port"], link["admin"]
+    assert link["lines"][-1] == f"dashboard: https://annotate.example.org/admin#token={admin}"
     busy = subprocess.run([*SERVE, f"--db={store.path}", f"--port={port}"], capture_output=True,
                           text=True, timeout=60)
     assert busy.returncode == 2 and busy.stderr.strip().splitlines() == [
@@ -463,6 +467,13 @@ def test_workers_busy_port_revocation_and_slow_clients(tmp_path):
     lived, latencies = _trickle(port, 120, seconds=runner.HEADER_TIMEOUT_S + 6, valid=valid)
     assert max(lived) < runner.HEADER_TIMEOUT_S + 2, sorted(lived)[-5:]
     assert max(latencies) < 1.0, latencies
+
+    rotated = subprocess.run([*SERVE[:-1], "admin-token", f"--db={store.path}"],
+                             capture_output=True, text=True, timeout=60)
+    assert rotated.returncode == 0, rotated.stderr
+    new_admin = re.search(r"#token=(\S+)", rotated.stdout).group(1)
+    assert fresh(admin).request("GET", "/api/admin/campaign")[0] == 401
+    assert fresh(new_admin).request("GET", "/api/admin/campaign")[0] == 200
   finally:
     err = _stop(proc)
   assert "Traceback" not in err, err
