@@ -612,6 +612,26 @@ def test_gpu_check_dry_run_is_the_voc_sized_model_on_the_embedded_data(tmp_path)
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32", None])
+def test_gpu_check_dtype_sets_the_model_compute_dtype(tmp_path, dtype):
+  """--dtype passes config.model.compute_dtype (the mixed-precision switch); without it the
+  config's own default stands (no flag at all)."""
+  proc = subprocess.run(["bash", str(LAUNCH / "gpu_check.sh"), "--dry-run", "--workdir",
+                         str(tmp_path / "w"), *(["--dtype", dtype] if dtype else [])],
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  train_cmd = shlex.split(proc.stdout.splitlines()[0][2:])
+  dtype_flags = [a for a in train_cmd if "compute_dtype" in a]
+  assert dtype_flags == ([f"--config.model.compute_dtype={dtype}"] if dtype else [])
+
+
+def test_gpu_check_rejects_an_unknown_dtype(tmp_path):
+  proc = subprocess.run(["bash", str(LAUNCH / "gpu_check.sh"), "--dry-run", "--dtype", "float16"],
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2 and "--dtype must be float32 or bfloat16, got 'float16'" in proc.stderr
+  assert "+ " not in proc.stdout
+
+
 def test_gpu_check_refuses_a_used_workdir(tmp_path):
   (tmp_path / "summary.json").write_text("{}")
   proc = subprocess.run(["bash", str(LAUNCH / "gpu_check.sh"), "--tiny", "--workdir",
