@@ -55,6 +55,17 @@ def count(regime: str) -> dict:
               compile_s=time.perf_counter() - t)
 
 
+def small_layer_shares(size: int = 500) -> tuple[float, float]:
+  """Shares of the forward conv FLOPs (voc geometry) in layers with fewer than 128 / 256 channels
+  on one side: the part that cannot fill a 128- / 256-wide MXU along that side."""
+  rows = []
+  for _, h, _, cin, cout, k, pad in common.layer_shapes(size, 1.0, "caffe"):
+    out = h + 2 * pad - k + 1
+    rows.append((min(cin, cout), 2.0 * out * out * cin * cout * k * k))
+  total = sum(f for _, f in rows)
+  return (sum(f for c, f in rows if c < 128) / total, sum(f for c, f in rows if c < 256) / total)
+
+
 def images_per_s(gflop_per_image: float, peak_tflops: float, mfu: float) -> float:
   """Training images/s of one chip: the FLOP/s it delivers over the FLOPs of one image."""
   return peak_tflops * 1e12 * mfu / (gflop_per_image * 1e9)
@@ -77,6 +88,9 @@ def main(argv):
                 + tuple(f"{images_per_s(r['gflop_per_image'], p, lo):.0f}–"
                         f"{images_per_s(r['gflop_per_image'], p, hi):.0f}"
                         for p in PEAK_BF16_TFLOPS.values()) for r in rows])
+  lt128, lt256 = small_layer_shares()
+  print(f"\nforward conv FLOPs in layers with < 128 channels on one side: {100 * lt128:.0f} %, "
+        f"< 256: {100 * lt256:.0f} % (v6e's MXUs are 256x256)")
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump(dict(peak_bf16_tflops=PEAK_BF16_TFLOPS, mfu=[lo, hi], regimes=rows), f, indent=2)
