@@ -1,7 +1,7 @@
 """Plan a Cloud TPU budget before renting one: XLA's FLOP count of each regime's `voc` train step
 and the images/s per chip it implies on TPU v4 / v5e / v5p / v6e at an assumed utilisation.
 
-    python -m launch.plan [--regimes point,full] [--mfu 0.25,0.5] [--json out.json]
+    python -m launch.plan [--regimes point,full] [--mfu 0.25,0.5] [--out_json plan.json]
 
 The FLOPs are counted, not estimated: each regime's `configs/<regime>.py:voc` step (full-width
 FCN-32s, Caffe geometry, 500x500 input, that regime's losses, Caffe SGD) is compiled here for one
@@ -31,7 +31,7 @@ flags.DEFINE_list("regimes", ["full", "image", "image_obj", "point", "point_noob
                               "squiggle", "box", "point_crf"],
                   "Regimes whose configs/<regime>.py:voc step is counted.")
 flags.DEFINE_list("mfu", ["0.25", "0.5"], "Assumed model-FLOP utilisation range (low, high).")
-flags.DEFINE_string("json", "", "Also write the counts and estimates to this file.")
+flags.DEFINE_string("out_json", "", "Also write the counts and estimates to this file.")
 FLAGS = flags.FLAGS
 
 
@@ -91,8 +91,8 @@ def main(argv):
   lt128, lt256 = small_layer_shares()
   print(f"\nforward conv FLOPs in layers with < 128 channels on one side: {100 * lt128:.0f} %, "
         f"< 256: {100 * lt256:.0f} % (v6e's MXUs are 256x256)")
-  if FLAGS.json:
-    with open(FLAGS.json, "w") as f:
+  if FLAGS.out_json:
+    with open(FLAGS.out_json, "w") as f:
       json.dump(dict(peak_bf16_tflops=PEAK_BF16_TFLOPS, mfu=[lo, hi], regimes=rows), f, indent=2)
   common.summary("launch.plan GFLOP/image: " + ", ".join(
       f"{r['regime']} {r['gflop_per_image']:.0f}" for r in rows),
