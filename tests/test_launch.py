@@ -586,10 +586,12 @@ def test_plan_estimate_is_delivered_flops_over_the_flops_of_an_image():
   from launch import plan  # pylint: disable=g-import-not-at-top  (absl flags: only when tested)
   # 200 TFLOP/s at 50 % = 1e14 FLOP/s; 1,000 GFLOP per image -> 100 images/s.
   assert plan.images_per_s(1000.0, 200.0, 0.5) == pytest.approx(100.0)
-  # Forward conv FLOPs at the voc geometry (700x700 conv1 input): conv1_1 1.67, conv1_2 35.9,
-  # conv2_1 18.0 GFLOP have 64 channels on one side (2 * 698^2 * 3 * 64 * 9, ...), of 361.8 in all.
+  # Forward conv FLOPs at the voc geometry (700x700 conv1 input): conv1_1 1.67, conv1_2 35.9 and
+  # conv2_1 18.0 GFLOP have <= 64 channels on one side (2 * 698^2 * 3 * 64 * 9, ...), and the 1x1
+  # score_fr has 21 outputs on a 16x16 map; of 361.8 GFLOP in all.
   lt128, lt256 = plan.small_layer_shares()
-  small = 2 * 9 * (698**2 * 3 * 64 + 698**2 * 64 * 64 + 349**2 * 64 * 128)
+  small = (2 * 9 * (698**2 * 3 * 64 + 698**2 * 64 * 64 + 349**2 * 64 * 128)
+           + 2 * 16**2 * 4096 * 21)
   assert lt128 == pytest.approx(small / 361.807e9, rel=1e-4)
   assert lt128 < lt256 < 0.5
   # The peaks in the code are the ones docs/cloud_tpu.md cites.
