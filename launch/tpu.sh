@@ -43,8 +43,9 @@ source "${LAUNCH_SETTINGS:-$LAUNCH_DIR/settings.sh}"
 : "${WATCH_BACKOFF_MAX:=1800}"
 
 REMOTE_DIR="pointseg_jax"            # on every worker, under the login user's home
-REMOTE_LOG="pointseg_run.log"        # ditto
-REMOTE_RC="pointseg_run.rc"          # ditto: main's exit status, written when it ends (watch reads it)
+REMOTE_STEM="pointseg_run"            # ditto: the run's log, and main's exit status written when
+REMOTE_LOG="$REMOTE_STEM.log"          # it ends (watch reads it)
+REMOTE_RC="$REMOTE_STEM.rc"
 # BUCKET mounted with gcsfuse on every worker: the run's workdir is a folder in it, because main
 # writes the workdir with local-file calls (it refuses a gs:// workdir) and every worker of a pod
 # slice must see the same one (docs/cloud_tpu.md, "The workdir").
@@ -354,11 +355,13 @@ cmd_resume() {
 watch_log() { echo "$(date -u +%H:%M:%S) watch: $*"; }
 
 # What worker 0 says about training, first line: `running`, `exited N` (then the log's last lines),
-# `idle` (installed, nothing running: e.g. the VM restarted) or `new` (setup never ran here). The
-# pattern's brackets keep pgrep from matching this probe's own command line.
+# `idle` (installed, nothing running: e.g. the VM restarted) or `new` (setup never ran here).
+# Running = run's wrapper shell is alive (its command line names the rc file; it lives exactly as
+# long as main). The probe never spells that name out (it writes \$f.rc and a bracketed pattern),
+# so that pgrep does not find the probe's own shell.
 probe_command() {
-  echo "if [ -f ~/$REMOTE_RC ]; then echo exited \$(cat ~/$REMOTE_RC); tail -n 5 ~/$REMOTE_LOG;" \
-       "elif pgrep -f 'pointseg_jax[.]main' >/dev/null; then echo running;" \
+  echo "f=~/$REMOTE_STEM; if [ -f \$f.rc ]; then echo exited \$(cat \$f.rc); tail -n 5 \$f.log;" \
+       "elif pgrep -f '${REMOTE_STEM}[.]rc' >/dev/null; then echo running;" \
        "elif [ -x ~/$REMOTE_DIR/.venv/bin/python ]; then echo idle; else echo new; fi"
 }
 
@@ -469,9 +472,20 @@ cmd_watch() {
       READY)
         probe="$(probe_worker)"
         answer="${probe%%$'\n'*}"
-        tail_lines="${probe#*$'\n'}"
+        tail_lines=""
+        [[ "$probe" != *$'\n'* ]] || tail_lines="${probe#*$'\n'}"
         status="$SLICE_DETAIL, training ${answer:-not answering (ssh to worker 0 failed)}"
+        if [[ "$answer" == exited* ]] && (( ! WATCH_STARTED )); then
+          # An exit status from before this watch: a finished or failed earlier run (watch is
+          # started again after a fix, or with more steps). Start this one.
+          answer=previous
+        fi
         case "$answer" in
+          previous)
+            watch_recovery "$SLICE_DETAIL, the last run there has ended: run"
+            cmd_run "$@" || watch_log "run failed; trying again"
+            status=""
+            ;;
           ""|running)
             if [[ "$answer" == running ]]; then
               WATCH_STARTED=1 WATCH_PENDING=0

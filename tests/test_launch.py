@@ -10,6 +10,7 @@ import pathlib
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -149,10 +150,10 @@ def main_argv(remote):
   return shlex.split(main)
 
 
-def fake_worker(tmp_path, mounted, gcsfuse_status=0, main_status=0):
+def fake_worker(tmp_path, mounted, gcsfuse_status=0, main_status=0, main_seconds=0):
   """A home folder and PATH in which run's remote command can run: mountpoint answers `mounted`,
   sudo / gcsfuse only log their arguments (gcsfuse exits gcsfuse_status), and .venv/bin/python
-  writes its argv to main_args."""
+  writes its argv to main_args, prints two lines, sleeps main_seconds and exits main_status."""
   bin_dir, home = tmp_path / "bin", tmp_path / "home"
   venv = home / "pointseg_jax" / ".venv" / "bin"
   for d in (bin_dir, venv):
@@ -162,6 +163,8 @@ def fake_worker(tmp_path, mounted, gcsfuse_status=0, main_status=0):
              bin_dir / "gcsfuse": f'echo "gcsfuse $*" >> {tmp_path}/calls; exit {gcsfuse_status}',
              venv / "python": f'for a; do echo "$a"; done > {tmp_path}/main_args.tmp; '
                               f"mv {tmp_path}/main_args.tmp {tmp_path}/main_args; "
+                              f"echo step 1; echo done; echo $$ > {tmp_path}/main_pid; "
+                              f"[ {main_seconds} = 0 ] || exec sleep {main_seconds}; "
                               f"exit {main_status}"}
   for path, body in scripts.items():
     path.write_text(f"#!/bin/sh\n{body}\n")
@@ -400,13 +403,16 @@ def test_watch_gives_up_after_the_retry_budget_with_a_doubling_backoff(tmp_path)
 
 @pytest.mark.parametrize("probe, reruns, status", [
     # Killed by a signal (e.g. SIGTERM) on a live VM: rerun.
-    (["exited 143\nsaved step 1200", "running", "exited 0"], 1, 0),
+    (["running", "exited 143\nsaved step 1200", "running", "exited 0"], 1, 0),
+    # An exit status found by the first poll is an earlier run's (watch started again after a
+    # fix or with more steps): start this one.
+    (["exited 1\nFloatingPointError: NaN", "running", "exited 0"], 1, 0),
     # The workdir lock still held (not yet seen as stale): wait the backoff, rerun.
     (["running", "exited 2\nworkdir /mnt/pointseg_bucket/runs/point_voc is locked by host "
       "t1v-n-1-w-0 pid 4242 (started 01:02)", "running", "exited 0"], 1, 0),
     # Any other exit 2 (a bad flag) or a crash: rerunning cannot help.
-    (["exited 2\nerror: --config.train.num_steps=-1 must be an integer >= 1"], 0, 2),
-    (["exited 1\nTraceback (most recent call last):\nFloatingPointError: NaN"], 0, 2),
+    (["running", "exited 2\nerror: --config.train.num_steps=-1 must be an integer >= 1"], 0, 2),
+    (["running", "exited 1\nTraceback (most recent call last):\nFloatingPointError: NaN"], 0, 2),
 ])
 def test_watch_reruns_only_what_a_rerun_can_fix(tmp_path, probe, reruns, status):
   proc = watch(tmp_path, {"vm": ["READY"], "probe": probe})
@@ -414,7 +420,7 @@ def test_watch_reruns_only_what_a_rerun_can_fix(tmp_path, probe, reruns, status)
   labels = [label for label, _ in cloud_calls(tmp_path)]
   assert labels.count("run") == reruns and "vm create" not in labels
   if status:
-    assert probe[0].splitlines()[-1] in proc.stdout and "not rerun" in proc.stderr
+    assert probe[-1].splitlines()[-1] in proc.stdout and "not rerun" in proc.stderr
 
 
 def test_watch_dry_run_prints_poll_probe_and_recovery():
@@ -425,38 +431,35 @@ def test_watch_dry_run_prints_poll_probe_and_recovery():
   assert main_argv(remote_command(commands[-1]))[-1] == "--config.train.num_steps=7"
 
 
-@pytest.mark.parametrize("files, expected", [
-    (["pointseg_run.rc", "pointseg_run.log"], "exited 3"),
-    (["main", "pointseg_jax/.venv/bin/python"], "running"),
-    (["pointseg_jax/.venv/bin/python"], "idle"),
-    ([], "new"),
-])
-def test_watch_probe_on_a_worker(tmp_path, files, expected):
-  """The probe run by bash in a fake home: the rc file wins, then a live pointseg_jax.main process
-  (the probe's own command line must not count), then an installed venv."""
-  _, commands = dry_run("watch")
-  probe = remote_command(commands[2 if "queued" in " ".join(commands[0]) else 1])
-  home = tmp_path / "home"
-  home.mkdir()
-  process = None
-  for name in files:
-    if name == "main":   # a process whose command line names pointseg_jax.main
-      process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                                  "-m", "pointseg_jax.main"])
-      continue
-    (home / name).parent.mkdir(parents=True, exist_ok=True)
-    (home / name).write_text("3\n" if name.endswith(".rc") else "a\nb\n")
-    (home / name).chmod(0o755)
+@pytest.mark.parametrize("state, expected", [
+    ("finished", "exited 3"), ("training", "running"), ("installed", "idle"), ("fresh", "new")])
+def test_watch_probe_on_a_worker(tmp_path, state, expected):
+  """The probe run by bash on a fake worker, where `run`'s remote command really started (a
+  sleeping fake) main: its exit status file wins, then run's live wrapper shell (the probe's own
+  command line must not count), then an installed venv."""
+  _, (ssh,) = dry_run("run")
+  probe = remote_command(dry_run("watch", PROVISIONING="spot")[1][1])
+  env = fake_worker(tmp_path, mounted=True, main_status=3,
+                    main_seconds=60 if state == "training" else 0)
+  home = pathlib.Path(env["HOME"])
+  if state == "fresh":
+    shutil.rmtree(home / "pointseg_jax")
+  if state in ("finished", "training"):
+    subprocess.run(["bash", "-c", remote_command(ssh)], cwd=home, env=env, check=True, timeout=30)
+    wait_for(tmp_path / "main_args")
+    if state == "finished":
+      wait_for(home / "pointseg_run.rc")
+      time.sleep(0.1)
   try:
-    proc = subprocess.run(["bash", "-c", probe], env=dict(os.environ, HOME=str(home)),
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(["bash", "-c", probe], env=env, capture_output=True, text=True,
+                          timeout=30)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == expected, proc.stdout + proc.stderr
+    if state == "finished":   # then the log's last lines
+      assert lines[1:] == (home / "pointseg_run.log").read_text().splitlines()[-5:]
   finally:
-    if process:
-      process.kill()
-      process.wait()
-  assert proc.stdout.splitlines()[0] == expected, proc.stdout + proc.stderr
-  if expected.startswith("exited"):
-    assert proc.stdout.splitlines()[1:] == ["a", "b"]
+    if state == "training":   # the fake main we started (now `sleep 60`), by its pid
+      os.kill(int((tmp_path / "main_pid").read_text()), signal.SIGTERM)
 
 
 def bucket_run(tmp_path, with_checkpoints=True):
