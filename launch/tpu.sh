@@ -256,7 +256,10 @@ cmd_init() {
   if [[ -n "$SERVICE_ACCOUNT" ]]; then
     sa="$SERVICE_ACCOUNT"
   else   # the default Compute Engine service account: PROJECT_NUMBER-compute@...
-    run_output number gcloud projects describe "$PROJECT" "--format=value(projectNumber)"
+    run_output number gcloud projects describe "$PROJECT" "--format=value(projectNumber)" ||
+      die "cannot read the project number of PROJECT=$PROJECT (gcloud's error above)"
+    (( DRY_RUN )) || [[ "$number" =~ ^[0-9]+$ ]] ||
+      die "PROJECT=$PROJECT: expected a project number from gcloud, got '$number'"
     sa="${number:-PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
   fi
   run gcloud storage buckets add-iam-policy-binding "gs://$bucket_name" \

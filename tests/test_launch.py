@@ -550,6 +550,14 @@ def test_init_creates_what_is_missing_and_grants_the_vm_account(tmp_path, bucket
   assert "gcloud auth application-default login" in proc.stderr   # a warning, not an error
 
 
+def test_init_stops_when_the_project_cannot_be_read(tmp_path):
+  answers = {"account": ["me@example.com"], "bucket": ["test-bucket"],
+             "project": [{"rc": 1, "err": "ERROR: (gcloud.projects.describe) NOT_FOUND\n"}]}
+  proc = tpu_sh("init", **fake_cloud(tmp_path, answers))
+  assert proc.returncode == 2 and "cannot read the project number of PROJECT=test-project" in proc.stderr
+  assert not any("add-iam-policy-binding" in argv for _, argv in cloud_calls(tmp_path))
+
+
 def test_init_needs_a_login(tmp_path):
   proc = tpu_sh("init", **fake_cloud(tmp_path, {"account": [""]}))
   assert proc.returncode == 2 and "run 'gcloud auth login' first" in proc.stderr
