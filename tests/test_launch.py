@@ -340,6 +340,7 @@ def watch(tmp_path, answers, *extra, **settings):
   return tpu_sh("watch", *extra, **env, **settings)
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 def test_watch_recreates_a_preempted_spot_vm_and_reruns_the_same_command(tmp_path):
   """describe says READY (training running), then PREEMPTED, then READY: watch deletes and
   recreates the VM, installs, reruns exactly the command `run` prints, and ends when it exits 0."""
@@ -371,6 +372,7 @@ def test_watch_recreates_a_preempted_spot_vm_and_reruns_the_same_command(tmp_pat
   assert sleeps(tmp_path) == [5, 60, 5, 5, 5]
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 def test_watch_refiles_a_suspended_queued_resource(tmp_path):
   answers = {"qr": ["ACTIVE", "SUSPENDED", "WAITING_FOR_RESOURCES", "ACTIVE"],
              "vm": ["READY"], "probe": ["running", "new", "exited 0"]}
@@ -388,6 +390,7 @@ def test_watch_refiles_a_suspended_queued_resource(tmp_path):
   assert "watch: queued resource WAITING_FOR_RESOURCES" in proc.stdout
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 def test_watch_gives_up_after_the_retry_budget_with_a_doubling_backoff(tmp_path):
   """A slice that is never there and cannot be created: the first create is the start (no wait),
   then WATCH_RETRIES recoveries waiting 10, 20, 25 (capped) s, then a clear stop."""
@@ -401,6 +404,7 @@ def test_watch_gives_up_after_the_retry_budget_with_a_doubling_backoff(tmp_path)
   assert "create failed (capacity or quota?)" in proc.stdout
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 @pytest.mark.parametrize("probe, reruns, status", [
     # Killed by a signal (e.g. SIGTERM) on a live VM: rerun.
     (["running", "exited 143\nsaved step 1200", "running", "exited 0"], 1, 0),
@@ -431,6 +435,7 @@ def test_watch_dry_run_prints_poll_probe_and_recovery():
   assert main_argv(remote_command(commands[-1]))[-1] == "--config.train.num_steps=7"
 
 
+@pytest.mark.e2e   # run's remote command and the probe as real processes (make test-fast skips)
 @pytest.mark.parametrize("state, expected", [
     ("finished", "exited 3"), ("training", "running"), ("installed", "idle"), ("fresh", "new")])
 def test_watch_probe_on_a_worker(tmp_path, state, expected):
@@ -480,12 +485,12 @@ def fetched(dest):
   return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 @pytest.mark.parametrize("exclude", ["relative", "url"])
 def test_fetch_copies_the_results_and_only_the_last_checkpoint(tmp_path, exclude):
   """Step 10000 is the last (numerically, not as text); 11000 was never committed."""
   env = fake_cloud(tmp_path, {}, exclude=exclude)
   results = bucket_run(tmp_path)
-  dest = REPO / "runs" / "point_voc"
   # The real script writes runs/$RUN_NAME under the repository: use a unique run name.
   run_name = f"test_fetch_{os.getpid()}_{exclude}"
   dest = REPO / "runs" / run_name
@@ -494,8 +499,9 @@ def test_fetch_copies_the_results_and_only_the_last_checkpoint(tmp_path, exclude
   try:
     proc = tpu_sh("fetch", RUN_NAME=run_name, **env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert fetched(dest) == sorted(results + ["checkpoints/10000/_CHECKPOINT_METADATA",
-                                              "checkpoints/10000/default/array_metadatas/process_0"])
+    last = ["checkpoints/10000/_CHECKPOINT_METADATA",
+            "checkpoints/10000/default/array_metadatas/process_0"]
+    assert fetched(dest) == sorted(results + last)
     shutil.rmtree(dest)
     proc = tpu_sh("--all-checkpoints", "fetch", RUN_NAME=run_name, **env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -504,6 +510,7 @@ def test_fetch_copies_the_results_and_only_the_last_checkpoint(tmp_path, exclude
     shutil.rmtree(dest, ignore_errors=True)
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 def test_fetch_without_checkpoints_copies_the_results(tmp_path):
   env = fake_cloud(tmp_path, {})
   run_name = f"test_fetch_{os.getpid()}_none"
@@ -533,7 +540,9 @@ def test_init_dry_run_prints_the_one_time_setup():
        "--role=roles/storage.objectAdmin"]]
 
 
-@pytest.mark.parametrize("bucket_exists, service_account", [(False, ""), (True, "tpu@p.iam.gserviceaccount.com")])
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
+@pytest.mark.parametrize("bucket_exists, service_account",
+                         [(False, ""), (True, "tpu@p.iam.gserviceaccount.com")])
 def test_init_creates_what_is_missing_and_grants_the_vm_account(tmp_path, bucket_exists,
                                                                   service_account):
   answers = {"account": ["me@example.com"], "adc": [{"rc": 1}], "project": ["123456"],
@@ -550,14 +559,17 @@ def test_init_creates_what_is_missing_and_grants_the_vm_account(tmp_path, bucket
   assert "gcloud auth application-default login" in proc.stderr   # a warning, not an error
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 def test_init_stops_when_the_project_cannot_be_read(tmp_path):
   answers = {"account": ["me@example.com"], "bucket": ["test-bucket"],
              "project": [{"rc": 1, "err": "ERROR: (gcloud.projects.describe) NOT_FOUND\n"}]}
   proc = tpu_sh("init", **fake_cloud(tmp_path, answers))
-  assert proc.returncode == 2 and "cannot read the project number of PROJECT=test-project" in proc.stderr
+  assert proc.returncode == 2
+  assert "cannot read the project number of PROJECT=test-project" in proc.stderr
   assert not any("add-iam-policy-binding" in argv for _, argv in cloud_calls(tmp_path))
 
 
+@pytest.mark.e2e   # runs tpu.sh against the fake gcloud (make test-fast skips)
 def test_init_needs_a_login(tmp_path):
   proc = tpu_sh("init", **fake_cloud(tmp_path, {"account": [""]}))
   assert proc.returncode == 2 and "run 'gcloud auth login' first" in proc.stderr
@@ -590,7 +602,8 @@ def test_usage_and_unknown_command():
   proc = tpu_sh("--dry-run", "--all-checkpoints", "run")
   assert proc.returncode == 2 and "--all-checkpoints is an option of 'fetch'" in proc.stderr
   proc = tpu_sh("--dry-run", "fetch", "--", "--config.train.num_steps=5")
-  assert proc.returncode == 2 and "flags after -- are for 'run', 'resume' and 'watch'" in proc.stderr
+  assert proc.returncode == 2
+  assert "flags after -- are for 'run', 'resume' and 'watch'" in proc.stderr
 
 
 def test_plan_estimate_is_delivered_flops_over_the_flops_of_an_image():
@@ -657,7 +670,8 @@ def test_gpu_check_dtype_sets_the_model_compute_dtype(tmp_path, dtype):
 def test_gpu_check_rejects_an_unknown_dtype(tmp_path):
   proc = subprocess.run(["bash", str(LAUNCH / "gpu_check.sh"), "--dry-run", "--dtype", "float16"],
                         capture_output=True, text=True, timeout=60)
-  assert proc.returncode == 2 and "--dtype must be float32 or bfloat16, got 'float16'" in proc.stderr
+  assert proc.returncode == 2
+  assert "--dtype must be float32 or bfloat16, got 'float16'" in proc.stderr
   assert "+ " not in proc.stdout
 
 
