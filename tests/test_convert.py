@@ -217,6 +217,15 @@ def test_a_truncated_image_is_refused_when_writing_a_tool_file(tmp_path):
   assert not (tmp_path / "a.xml").exists()
 
 
+def test_two_images_with_one_id_are_refused_when_writing_a_tool_file(tmp_path):
+  """x.jpg beside x.png: the first by name was taken without a word before."""
+  images, ours, _ = _ours(tmp_path, np.random.default_rng(0))
+  Image.new("RGB", (5, 5)).save(os.path.join(images, "2007_000033.png"))
+  with pytest.raises(errors.DataError, match=r"'2007_000033.jpg' and '2007_000033.png' have the same "
+                                             "image id"):
+    convert.write_tool("labelme", str(tmp_path / "lm"), convert.read_ours(ours), images)
+
+
 def test_labelme_files(tmp_path, caplog):
   d = tmp_path / "labelme"
   d.mkdir()

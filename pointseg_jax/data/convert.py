@@ -53,13 +53,13 @@ from absl import logging
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax import image_io
 from pointseg_jax.data import click_json
 from pointseg_jax.data import safe_json
 
 
 TOOLS = ("labelstudio", "cvat", "labelme")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 EXTRA_KEYS = ("annotator", "rank", "time_ms")   # what travels in each tool's extra-data slot
 # Other spellings of the VOC classes (COCO / everyday names); anything else needs --label_map.
 ALIASES = {"airplane": "aeroplane", "plane": "aeroplane", "bike": "bicycle",
@@ -104,11 +104,6 @@ class Labels:
 
 # ------------------------------------------------------------------------------------------------
 # Shared helpers.
-
-
-def image_id_of(path: str) -> str:
-  """'s3://b/x/2007_000001.jpg', 'C:\\x\\2007_000001.jpg' -> '2007_000001'."""
-  return os.path.splitext(path.replace("\\", "/").rsplit("/", 1)[-1])[0]
 
 
 def _number(v, *, source: str, what: str, integer: bool = False):
@@ -260,10 +255,8 @@ def image_files(images_dir: str, ids) -> dict[str, tuple[str, int, int]]:
   if not os.path.isdir(images_dir):
     raise errors.MissingInputError(f"--images {images_dir}: folder not found (the tool formats "
                                    "need each image's file name and size)")
-  by_id = {}
-  for name in sorted(os.listdir(images_dir)):
-    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-      by_id.setdefault(os.path.splitext(name)[0], name)
+  # x.jpg beside x.png is an error naming both (files.list_images), never a silent pick.
+  by_id = {name: path.name for name, path in files.list_images(images_dir, what="--images")}
   out, missing = {}, []
   for image in ids:
     if image not in by_id:
@@ -289,7 +282,7 @@ def _ls_image_id(url: str, *, where: str) -> str:
     raise errors.DataError(f"{where}: image URL {safe_json.show(url)} is not a URL ({e})") from None
   query = urllib.parse.parse_qs(parsed.query)
   path = query["d"][0] if "d" in query else urllib.parse.unquote(parsed.path)
-  image = image_id_of(path)
+  image = files.image_id(path)
   # Files uploaded to Label Studio are stored as /data/upload/<project>/<8 hex>-<original name>.
   if "/data/upload/" in parsed.path and re.match(r"^[0-9a-f]{8}-.", image):
     image = image[9:]
@@ -410,7 +403,7 @@ def write_labelstudio(path: str, rows: Rows, images: Mapping[str, tuple[str, int
                        "to_name": "image", "value": {"choices": [CLASS_NAMES[c] for c in present]}})
       annotations.append({"result": result, "was_cancelled": False, "ground_truth": False})
     tasks.append({"id": n, "data": {"image": url_prefix + name}, "annotations": annotations})
-  _write_text(path, json.dumps(tasks, indent=1))
+  files.write_text(path, json.dumps(tasks, indent=1))
 
 
 def labelstudio_config() -> str:
@@ -530,7 +523,7 @@ def read_cvat(path: str, labels: Labels) -> Rows:
   with contextlib.closing(_cvat_shapes(path)) as events:   # the file is closed on an error too
     for el, shape in events:
       if shape is None:   # an <image> starts
-        image = image_id_of(el.get("name", ""))
+        image = files.image_id(el.get("name", ""))
         where = f"{path}: image {safe_json.show(el.get('name'))}"
         if not image:
           raise errors.DataError(f"{path}: an <image> has no name")
@@ -608,7 +601,7 @@ def write_cvat(path: str, rows: Rows, images: Mapping[str, tuple[str, int, int]]
     for cls in sorted({r["cls"] for r in rows[image]}):
       ET.SubElement(el, "tag", label=CLASS_NAMES[cls], source="manual")
   ET.indent(root)
-  _write_text(path, '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n")
+  files.write_text(path, '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -618,21 +611,21 @@ def write_cvat(path: str, rows: Rows, images: Mapping[str, tuple[str, int, int]]
 def labelme_files(folder: str) -> list[str]:
   """Every .json file under `folder`, subfolders included (labelme saves next to each image, so
   a dataset kept in subfolders has its files there), sorted."""
-  files = [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names
+  found = [os.path.join(d, n) for d, _, names in os.walk(folder) for n in names
            if n.lower().endswith(".json")]
-  if not files:
+  if not found:
     raise errors.DataError(f"{folder}: no labelme .json files in this folder or its subfolders")
-  return sorted(files)
+  return sorted(found)
 
 
 def read_labelme(path: str, labels: Labels) -> Rows:
   """Rows of a labelme file, or of every labelme file under a folder (image id = the stem of
   imagePath: two files naming the same image id are an error, never one silently kept)."""
-  files = labelme_files(path) if os.path.isdir(path) else [path]
+  paths = labelme_files(path) if os.path.isdir(path) else [path]
   rows: Rows = {}
   sizes, tags = {}, collections.defaultdict(set)
   report, rank = _Report(path), _Ranker()
-  for file in files:
+  for file in paths:
     data = safe_json.load(file, what="labelme file")
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
       raise errors.DataError(f"{file}: not a labelme file (an object with a 'shapes' list)")
@@ -640,7 +633,7 @@ def read_labelme(path: str, labels: Labels) -> Rows:
     if not isinstance(image_path, str):
       raise errors.DataError(f"{file}: field 'imagePath' is {safe_json.show(image_path)}, expected "
                              "a string (the image's file name)")
-    image = image_id_of(image_path)
+    image = files.image_id(image_path)
     _add_image(rows, image, file)
     if data.get("imageHeight") is not None and data.get("imageWidth") is not None:
       sizes[image] = (_size(data["imageHeight"], source=file, what="imageHeight"),
@@ -686,19 +679,11 @@ def write_labelme(out_dir: str, rows: Rows, images: Mapping[str, tuple[str, int,
             "shapes": shapes,
             "imagePath": os.path.relpath(os.path.join(images_dir, name), out_dir),
             "imageData": None, "imageHeight": h, "imageWidth": w}
-    _write_text(os.path.join(out_dir, image + ".json"), json.dumps(data, indent=1))
+    files.write_text(os.path.join(out_dir, image + ".json"), json.dumps(data, indent=1))
 
 
 # ------------------------------------------------------------------------------------------------
 # Files and the command line.
-
-
-def _write_text(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def read_tool(tool: str, path: str, labels: Labels | None = None, **kwargs) -> Rows:
