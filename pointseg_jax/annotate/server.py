@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.server
 import importlib.resources
 import json
-import os
 import socket
 import sqlite3
 import urllib.parse
@@ -159,10 +158,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
       return self._json(200, store.progress(annotator))
     if path == "/api/image":
       params = _query_ints(query, ("assignment", "pos"))
-      file = store.image_file(annotator, params["assignment"], params["pos"])
-      with open(file, "rb") as f:
-        body = f.read()
-      return self._send(200, body, db.IMAGE_TYPES[os.path.splitext(file)[1].lower()])
+      body, ctype = store.image_bytes(annotator, params["assignment"], params["pos"])
+      return self._send(200, body, ctype)
     raise _HttpError(404, "not found")
 
   def _post(self) -> None:
