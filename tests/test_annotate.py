@@ -387,8 +387,10 @@ def test_export_gives_the_builders_click_json(api, tmp_path):
     np.testing.assert_array_equal(c["time_ms"], [900, 900])
     np.testing.assert_array_equal(c["x"], [24.0, 24.0])
   raw = json.load(open(path))
-  assert raw["work_00"][0] == {"x": 24.0, "y": 20.0, "cls": DOG, "rank": 1, "annotator": 0,
-                               "time_ms": 900}
+  # The project served dog and person only: the other 18 classes are unknown, never absent.
+  assert all(raw[image]["asked"] == [DOG, PERSON] for image in raw)
+  assert raw["work_00"]["clicks"][0] == {"x": 24.0, "y": 20.0, "cls": DOG, "rank": 1,
+                                         "annotator": 0, "time_ms": 900}
   export.export(store, path, include_gold=True)
   assert any(k.startswith("gold") for k in click_json.load_clicks(path))
 
