@@ -160,6 +160,11 @@ class Plan:
     if self.unused:
       logging.warning("custom_points: %d images are in neither %s/train.txt nor val.txt (unused): "
                       "%s", len(self.unused), SPLITS, _ids(self.unused))
+    partial = [i for i in self.splits["train"] if i not in self.masked and i in self.asked
+               and not self.asked[i].all()]
+    if partial:
+      logging.info("custom_points: %d train images were asked about some classes only (the others "
+                   "are unknown for them, not absent): %s", len(partial), _ids(partial))
 
 
 def plan(folder: Folder) -> Plan:
