@@ -63,6 +63,7 @@ CREATE TABLE assignments(id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCE
                          status TEXT NOT NULL CHECK(status IN ('open', 'accepted', 'rejected')),
                          gold_right INTEGER, gold_total INTEGER, UNIQUE(task, annotator));
 CREATE INDEX assignments_by_task ON assignments(task, status);
+CREATE INDEX assignments_by_annotator ON assignments(annotator, status);
 CREATE TABLE answers(assignment INTEGER NOT NULL REFERENCES assignments(id),
                      pos INTEGER NOT NULL, absent INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
                      seq INTEGER NOT NULL, received REAL NOT NULL, PRIMARY KEY(assignment, pos));
@@ -324,24 +325,32 @@ class Store:
       row = conn.execute("SELECT id FROM assignments WHERE annotator = ? AND status = 'open' "
                          "ORDER BY id LIMIT 1", (annotator,)).fetchone()
       if row is None:
-        # Not a task it had, not one with a gold image it saw in a task of the same kind and
-        # class (gold would recur: recognisable), and one that still needs annotators.
-        task = conn.execute(
-            "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE "
-            "a.task = t.id AND a.annotator = ?) AND NOT EXISTS (SELECT 1 FROM task_images ti "
-            "JOIN images i ON i.id = ti.image AND i.gold = 1 WHERE ti.task = t.id AND ti.image IN "
-            "(SELECT ti2.image FROM assignments a2 JOIN tasks t2 ON t2.id = a2.task JOIN "
-            "task_images ti2 ON ti2.task = a2.task WHERE a2.annotator = ? AND t2.kind = t.kind "
-            "AND t2.cls = t.cls)) AND (SELECT COUNT(*) FROM assignments a WHERE "
-            "a.task = t.id AND (a.status = 'accepted' OR (a.status = 'open' AND a.active > ?))) < ? "
-            "ORDER BY t.id LIMIT 1",
-            (annotator, annotator, now - ACTIVE_S, self.config.redundancy)).fetchone()
+        task = self._next_task(conn, annotator, now)
         if task is None:
           return None
         cur = conn.execute("INSERT INTO assignments(task, annotator, started, active, status) "
-                           "VALUES (?, ?, ?, ?, 'open')", (task[0], annotator, now, now))
+                           "VALUES (?, ?, ?, ?, 'open')", (task, annotator, now, now))
         row = (cur.lastrowid,)
       return self._view(conn, row[0])
+
+  def _next_task(self, conn: sqlite3.Connection, annotator: int, now: float) -> int | None:
+    """The first task (by id) that still needs annotators, that `annotator` never had, and whose
+    gold images it has not seen in a task of the same kind and class (plan_tasks: gold would
+    recur, and be recognisable)."""
+    seen = {tuple(r) for r in conn.execute(
+        "SELECT t.kind, t.cls, ti.image FROM assignments a JOIN tasks t ON t.id = a.task JOIN "
+        "task_images ti ON ti.task = a.task JOIN images i ON i.id = ti.image WHERE a.annotator = ? "
+        "AND i.gold = 1", (annotator,))}
+    for task, kind, cls in conn.execute(
+        "SELECT t.id, t.kind, t.cls FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM assignments a "
+        "WHERE a.task = t.id AND a.annotator = ?) AND (SELECT COUNT(*) FROM assignments a WHERE "
+        "a.task = t.id AND (a.status = 'accepted' OR (a.status = 'open' AND a.active > ?))) < ? "
+        "ORDER BY t.id", (annotator, now - ACTIVE_S, self.config.redundancy)):
+      gold = conn.execute("SELECT ti.image FROM task_images ti JOIN images i ON i.id = ti.image "
+                          "WHERE ti.task = ? AND i.gold = 1", (task,)).fetchall()
+      if not any((kind, cls, g) in seen for (g,) in gold):
+        return task
+    return None
 
   def _view(self, conn: sqlite3.Connection, assignment: int) -> dict:
     kind, cls = conn.execute("SELECT t.kind, t.cls FROM assignments a JOIN tasks t ON t.id = a.task "
