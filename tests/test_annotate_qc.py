@@ -41,6 +41,16 @@ def test_false_pass_probability_by_hand():
   assert qc.min_present(10, 8) == 4 and qc.min_present(4, 4) == 2 and qc.min_present(2, 2) is None
 
 
+@pytest.mark.parametrize("n_pos,n_neg,weak", [
+    (4, 6, False), (6, 4, False), (5, 5, False), (4, 30, False), (30, 4, False),
+    (3, 30, True), (30, 3, True),
+])
+def test_gold_set_needs_4_with_4_without_10_in_all(n_pos, n_neg, weak):
+  """docs/annotate.md's condition for the paper's 8 of 10 (p = 4, 5 or 6 feasible)."""
+  assert qc.gold_split(n_pos, n_neg, 10, 8).weak is weak
+  assert qc.gold_split(4, 4, 10, 8) is None       # fewer than 10 gold images: no task at all
+
+
 def test_false_pass_probability_is_the_real_rules():
   """Blind annotators simulated against qc.gold_right / qc.accepted: the pass rate of the best
   blind strategy matches the formula (5 present of 10, 8 needed; clicks always in a box)."""
