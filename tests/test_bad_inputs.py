@@ -15,6 +15,7 @@ import sys
 
 from absl import flags
 import jax.numpy as jnp
+from PIL import Image
 import pytest
 
 from pointseg_jax import checkpointing
@@ -55,6 +56,22 @@ def touch(name):
   def make(tmp):
     (tmp / name).write_text("not a directory\n")
   return make
+
+
+def custom_folder(clicks_json):
+  """A custom_points folder `mine/`: one image and the clicks.json text given."""
+  def make(tmp):
+    (tmp / "mine" / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp / "mine" / "images" / "a.jpg")
+    (tmp / "mine" / "clicks.json").write_text(clicks_json)
+  return make
+
+
+def train_custom(tmp):
+  """Train on tmp/mine; the TFDS data_dir lies beside tmp (TFDS makes its folders before reading)."""
+  return main_lib.run(tiny(data__dataset="custom_points", data__manual_dir=str(tmp / "mine"),
+                           data__data_dir=str(tmp.parent / f"{tmp.name}_tfds")),
+                      str(tmp / "run"))
 
 
 def _bind_busy_port():
@@ -222,6 +239,13 @@ CASES = [
     Case("train_without_config", "`--mode=train --workdir=runs/x` (no --config)",
          "error: --mode=train needs --config, e.g. --config=configs/point.py",
          run=lambda tmp: main_lib.run(None, str(tmp / "run"), "train")),
+    # --- Your own data (custom_points): read before anything is trained ----------------------
+    Case("click_json_too_deep", "`--config.data.dataset=custom_points --config.data.manual_dir="
+         "mine` where mine/clicks.json is nested 100,000 levels deep",
+         "error: config.data.dataset='custom_points': <tmp>/mine/clicks.json: JSON nested 100001 "
+         "levels deep; a click file is at most 64 levels deep (a damaged or wrong file?)",
+         setup=custom_folder('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+         run=train_custom),
     # --- The annotation server (python -m pointseg_jax.annotate serve) ---------------------------
     Case("annotate_db_not_a_database", "`annotate serve --db notes.txt`, a file that is not the "
          "project's database",

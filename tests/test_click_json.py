@@ -47,12 +47,26 @@ from pointseg_jax.errors import DataError
      '"a": [{"x": 5.0, "y": 6.0, "cls": 7, "rank": 1}]}',
      r"key 'a' appears twice in one JSON object \(an image id listed twice.*merge the entries"),
     ('{"a": [{"x": 1.0, "y": 2.0, "cls": 2, "rank": 1, "x": 3.0}]}', r"key 'x' appears twice"),
+    # Issue 25 / 29: each of these used to be a traceback (RecursionError, ValueError, OverflowError).
+    ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", r"JSON nested 100001 levels deep; a click "
+     r"file is at most 64 levels deep"),
+    ('{"a": [{"x": 1.0, "y": 2.0, "cls": 2, "rank": 1%s}]}' % ("0" * 400),
+     r"an integer of 401 digits \(100000000000\.\.\.\); numbers in this file must fit 64 bits"),
+    ('{"a": [{"x": %s, "y": 2.0, "cls": 2, "rank": 1}]}' % ("9" * 5000), r"an integer of 5000 digits"),
+    ('{"a": [{"x": 1e999, "y": 2.0, "cls": 2, "rank": 1}]}', r"field 'x' is not finite \(inf\)"),
+    ('{"a": [' + '"' + "w" * 10_000 + '"]}', r"a click must be an object .* got 'wwwwww.*'$"),
 ])
 def test_malformed_click_json(tmp_path, text, message):
   path = tmp_path / "clicks.json"
   path.write_text(text)
   with pytest.raises(DataError, match=r"clicks.json: .*" + message):
     click_json.read_click_json(path)
+
+
+def test_a_huge_python_int_is_refused_before_any_float_conversion():
+  """The writer checks clicks with the reader's checks; float(10**400) would raise OverflowError."""
+  with pytest.raises(DataError, match=r"field 'rank' = 1000.* is out of range"):
+    click_json.check_click({"x": 1.0, "y": 2.0, "cls": 2, "rank": 10**400}, source="f", image_id="a")
 
 
 def test_missing_click_json(tmp_path):

@@ -28,11 +28,11 @@ from typing import Iterator, Mapping, Sequence
 
 from absl import logging
 import numpy as np
-from PIL import Image
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
 from pointseg_jax.annotate import blind
+from pointseg_jax import image_io
 from pointseg_jax.annotate import qc
 
 
@@ -156,10 +156,9 @@ def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
     if os.path.dirname(os.path.realpath(entry.path)) != root:
       outside.append(entry.name)
       continue
-    try:
-      with Image.open(entry.path) as im:
-        w, h = im.size
-    except (OSError, SyntaxError, ValueError):
+    try:   # every pixel decoded: a truncated file would be served as a thin strip
+      h, w = image_io.size(entry.path)
+    except errors.DataError:
       bad.append(entry.name)
       continue
     stem = image_id(entry.name)

@@ -26,6 +26,7 @@ from absl import logging
 import numpy as np
 
 from pointseg_jax import NUM_CLASSES
+from pointseg_jax.data import safe_json
 from pointseg_jax.errors import DataError
 
 # Keys a click carries in the released files; "annotator" / "time_ms" are our extension.
@@ -40,22 +41,11 @@ _INT32_MAX = 2**31 - 1
 _LOG_IDS = 20
 
 
-class _DuplicateKey(Exception):
-  """Raised by the JSON hook on a repeated key; `read_click_json` turns it into a DataError."""
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-  out = {}
-  for key, value in pairs:
-    if key in out:
-      raise _DuplicateKey(key)
-    out[key] = value
-  return out
-
-
 def _number(value: Any, *, where: str, field: str, integer: bool, minimum: float) -> float | int:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise DataError(f"{where}: click field {field!r} is {value!r}, expected a number")
+    raise DataError(f"{where}: click field {field!r} is {safe_json.show(value)}, expected a number")
+  if isinstance(value, int) and abs(value) > 2**63:   # before float(), which overflows on it
+    raise DataError(f"{where}: click field {field!r} = {safe_json.show(value)} is out of range")
   if not math.isfinite(value):
     raise DataError(f"{where}: click field {field!r} is not finite ({value!r})")
   if integer:
@@ -83,10 +73,10 @@ def check_click(click: Any, *, source: str, image_id: str) -> dict:
   where = f"{source}: image {image_id!r}"
   if not isinstance(click, Mapping):
     raise DataError(f"{where}: a click must be an object with keys {list(RELEASED_KEYS)}, "
-                    f"got {click!r}")
+                    f"got {safe_json.show(click)}")
   missing = [k for k in RELEASED_KEYS if k not in click]
   if missing:
-    raise DataError(f"{where}: click {dict(click)!r} lacks keys {missing}")
+    raise DataError(f"{where}: click {safe_json.show(dict(click))} lacks keys {missing}")
   out = dict(click)
   for field in ("x", "y"):
     out[field] = _number(click[field], where=where, field=field, integer=False, minimum=-MAX_COORD)
@@ -107,10 +97,10 @@ def check_asked(value: Any, *, source: str, image_id: str) -> frozenset[int]:
   if (not isinstance(value, list)
       or not all(isinstance(c, int) and not isinstance(c, bool) for c in value)):
     raise DataError(f"{where}: \"asked\" must be a list of class ids 1..{NUM_CLASSES - 1}, got "
-                    f"{value!r}")
+                    f"{safe_json.show(value)}")
   bad = [c for c in value if not 1 <= c < NUM_CLASSES]
   if bad or len(set(value)) != len(value):
-    raise DataError(f"{where}: \"asked\" {value!r} must list distinct class ids 1.."
+    raise DataError(f"{where}: \"asked\" {safe_json.show(value)} must list distinct class ids 1.."
                     f"{NUM_CLASSES - 1}" + (f" ({bad} are not)" if bad else " (some twice)"))
   return frozenset(value)
 
@@ -121,7 +111,7 @@ def _entry(value: Any, *, source: str, image_id: str) -> tuple[list, frozenset[i
   if isinstance(value, dict):
     if set(value) != {"asked", "clicks"}:
       raise DataError(f"{where}: an image's object must have exactly the keys \"asked\" and "
-                      f"\"clicks\", got {sorted(value)}")
+                      f"\"clicks\", got {safe_json.show(sorted(value))}")
     asked = check_asked(value["asked"], source=source, image_id=image_id)
     value = value["clicks"]
   else:
@@ -143,15 +133,8 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, list[dict]], dict[str, fro
   path = os.fspath(path)
   if not os.path.exists(path):
     raise DataError(f"{path}: click file not found")
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f, object_pairs_hook=_no_duplicate_keys)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise DataError(f"{path}: malformed JSON ({e})") from e
-  except _DuplicateKey as e:
-    raise DataError(f"{path}: key {e.args[0]!r} appears twice in one JSON object (an image id "
-                    "listed twice, or a click with a repeated field); a JSON reader would keep only "
-                    "the last one: merge the entries into one") from None
+  data = safe_json.load(path, what="click file",
+                        duplicates="an image id listed twice, or a click with a repeated field")
   if not isinstance(data, dict):
     raise DataError(f"{path}: top level must be an object {{image_id: [clicks]}}, "
                     f"got {type(data).__name__}")

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from pointseg_jax import cli
 from pointseg_jax import errors
 from pointseg_jax import files
+from pointseg_jax import image_io
 from pointseg_jax.objectness import pipeline
 
 FLAGS = flags.FLAGS
@@ -46,8 +47,7 @@ def _compute(job):
     if isinstance(source, np.ndarray):
       image = source
     else:
-      with Image.open(source) as im:
-        image = np.asarray(im.convert("RGB"))  # any PIL mode (L, P, RGBA, CMYK) -> RGB
+      image = image_io.read_rgb(source)   # any PIL mode -> RGB; a truncated file fails here
     o = pipeline.heatmap(image, rng=image_seed(opts["seed"], name),
                          num_windows=opts["num_windows"], max_side=opts["max_side"])
     files.save_image(out_path, Image.fromarray(o, mode="L"))

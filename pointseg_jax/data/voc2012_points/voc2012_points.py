@@ -21,11 +21,11 @@ from typing import Iterator
 
 from absl import logging
 import numpy as np
-from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
 from pointseg_jax import NUM_CLASSES
+from pointseg_jax import image_io
 from pointseg_jax import labels
 from pointseg_jax.data import click_json
 from pointseg_jax.data import clicks as clicks_lib
@@ -64,14 +64,10 @@ def read_image(path: str) -> tuple[object, int, int, bool]:
   RGB JPEG (its bytes are stored unchanged), else an RGB array (grayscale / CMYK photos)."""
   if not os.path.isfile(path):
     raise DataError(f"{path}: image not found")
-  try:
-    with Image.open(path) as im:
-      im.load()
-      fmt, mode = im.format, im.mode
-      arr = None if (fmt == "JPEG" and mode == "RGB") else np.asarray(im.convert("RGB"))
-      w, h = im.size
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{path}: corrupt or unreadable image ({e}); re-extract it from the archive") from e
+  with image_io.decoded(path, fix="re-extract it from the archive") as im:   # every pixel
+    fmt, mode = im.format, im.mode
+    arr = None if (fmt == "JPEG" and mode == "RGB") else np.asarray(im.convert("RGB"))
+    w, h = im.size
   return (path if arr is None else arr), h, w, arr is not None
 
 
