@@ -401,7 +401,7 @@ def test_two_servers_creating_one_new_database(tmp_path, gap_s):
   images, gold = make_images(str(tmp_path), n_work=40)
   dbf = str(tmp_path / "new.db")
   args = (f"--images={images}", f"--gold={gold}", f"--db={dbf}", "--classes=dog,person",
-          "--task_size=6", "--gold_per_task=2", "--min_gold_right=2", "--port=0")
+          "--task_size=6", "--gold_per_task=2", "--min_gold_right=2", "--port=0", "--allow_weak_gold")
   first = _start(*args)
   time.sleep(gap_s)
   second = _start(*args)

@@ -8,6 +8,7 @@ no traceback, and for run cases that nothing in the case's directory was created
 `python tests/test_bad_inputs.py` rewrites the table in docs/errors.md; a test fails while it is
 stale, so the table cannot drift from what the code prints.
 """
+import json
 import pathlib
 import socket
 import sys
@@ -85,6 +86,19 @@ def _bind_busy_port():
     annotate_runner.bind("127.0.0.1", BUSY_PORT)
   finally:
     holder.close()
+
+
+def _weak_gold_project(tmp):
+  """An images folder and a gold file where cow is in 2 of 20 gold images (issue 29)."""
+  from PIL import Image   # pylint: disable=g-import-not-at-top
+  (tmp / "images").mkdir()
+  gold = {}
+  for i in range(21):
+    Image.new("RGB", (16, 12)).save(tmp / "images" / f"img_{i:02d}.png")
+    if i < 20:
+      gold[f"img_{i:02d}"] = ([{"cls": "cow", "box": [0, 0, 8, 8]}] if i < 2 else []) + (
+          [{"cls": "dog", "box": [8, 4, 16, 12]}] if i < 10 else [])
+  (tmp / "gold.json").write_text(json.dumps(gold))
 
 
 CONFIG = "--config=configs/point.py:tiny"
@@ -239,6 +253,15 @@ CASES = [
          "project file that serve created, or a new path",
          setup=lambda tmp: (tmp / "notes.txt").write_text("eggs, milk, flour\n" * 20),
          run=lambda tmp: annotate_db.Store(str(tmp / "notes.txt"))),
+    Case("annotate_weak_gold", "`annotate serve --classes cow,dog` with a gold file where cow is in "
+         "2 of its 20 images",
+         "error: the gold check cannot tell a careless annotator for 1 classes (cow: 2 gold images "
+         "with it, a blind annotator passes 100% of tasks): at least 4 of the 10 gold images of each "
+         "task (and so of the gold set) must contain the class (docs/annotate.md, 'How much gold'); "
+         "add gold images, or pass --allow_weak_gold",
+         setup=_weak_gold_project,
+         run=lambda tmp: annotate_db.create(str(tmp / "p.db"), annotate_db.Config(
+             images_dir=str(tmp / "images"), classes=(10, 12), task_size=11), str(tmp / "gold.json"))),
     Case("annotate_port_busy", f"`annotate serve --port {BUSY_PORT}` while another server "
          "listens there",
          f"error: --port {BUSY_PORT}: address 127.0.0.1:{BUSY_PORT} is already in use (another "

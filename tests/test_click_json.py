@@ -15,7 +15,17 @@ from pointseg_jax.errors import DataError
 @pytest.mark.parametrize("text, message", [
     ('{"a": [{"x": 1.5, "y": 2', "malformed JSON"),
     ('[1, 2]', r"top level must be an object"),
-    ('{"a": {"x": 1}}', r"image 'a': value must be a list of clicks"),
+    ('{"a": 5}', r"image 'a': value must be a list of clicks"),
+    ('{"a": {"x": 1}}', r"image 'a': an image's object must have exactly the keys \"asked\" and"),
+    # Issue 29: the "asked" classes of an image.
+    ('{"a": {"asked": [3], "clicks": 4}}', r"image 'a': value must be a list of clicks"),
+    ('{"a": {"asked": "dog", "clicks": []}}', r"image 'a': \"asked\" must be a list of class ids"),
+    ('{"a": {"asked": [true], "clicks": []}}', r"\"asked\" must be a list of class ids 1..20"),
+    ('{"a": {"asked": [0, 3], "clicks": []}}', r"\"asked\" \[0, 3\] must list distinct class ids "
+     r"1..20 \(\[0\] are not\)"),
+    ('{"a": {"asked": [3, 3], "clicks": []}}', r"must list distinct class ids 1..20 \(some twice\)"),
+    ('{"a": {"asked": [3], "clicks": [{"x": 1.0, "y": 2.0, "cls": 5, "rank": 1}]}}',
+     r"image 'a': clicks on classes \[5\] that \"asked\" \[3\] does not list"),
     ('{"a": [3]}', r"image 'a': a click must be an object"),
     ('{"a": [{"x": 1.5, "y": 2.0, "cls": 3}]}', r"image 'a': click .* lacks keys \['rank'\]"),
     ('{"a": [{"x": "1", "y": 2.0, "cls": 3, "rank": 1}]}', r"field 'x' is '1', expected a number"),
@@ -240,6 +250,34 @@ def test_write_keeps_an_existing_file_on_a_bad_click(tmp_path):
     click_json.write_click_json(out, _one_image(cls=[99]))
   assert out.read_bytes() == before
   np.testing.assert_array_equal(click_json.load_clicks(out)["2008_000001"]["cls"], [3])
+
+
+def test_asked_classes_round_trip_and_default_to_all(tmp_path):
+  """An image asked about some classes only: written as {"asked", "clicks"}, read back by
+  `load_asked`; a plain list (released format) and an all-classes "asked" mean every class."""
+  clicks = _one_image()
+  clicks["b"] = click_json.empty_clicks()
+  clicks["c"] = click_json.empty_clicks()
+  out = tmp_path / "mine.json"
+  click_json.write_click_json(out, clicks, asked={"2008_000001": [3, 12], "b": [12],
+                                                  "c": range(1, 21)})
+  raw = json.loads(out.read_text())
+  assert raw["b"] == {"asked": [12], "clicks": []} and raw["c"] == []
+  assert raw["2008_000001"]["asked"] == [3, 12] and len(raw["2008_000001"]["clicks"]) == 1
+  asked = click_json.load_asked(out)
+  assert np.flatnonzero(asked["2008_000001"]).tolist() == [0, 3, 12]
+  assert np.flatnonzero(asked["b"]).tolist() == [0, 12] and asked["c"].all()
+  assert click_json.load_clicks(out)["2008_000001"]["cls"].tolist() == [3]
+  # Written again from what was read: byte-identical.
+  again = tmp_path / "again.json"
+  click_json.write_click_json(again, click_json.load_clicks(out), asked={
+      k: np.flatnonzero(v).tolist() for k, v in asked.items()})
+  assert again.read_bytes() == out.read_bytes()
+  # A click on a class that was not asked is refused on write too; nothing is written.
+  with pytest.raises(DataError, match=r"bad.json \(not written\): image '2008_000001': clicks on "
+                     r"classes \[3\] that \"asked\" \[12\] does not list"):
+    click_json.write_click_json(tmp_path / "bad.json", clicks, asked={"2008_000001": [12]})
+  assert not (tmp_path / "bad.json").exists()
 
 
 def test_check_click_is_the_readers_check():

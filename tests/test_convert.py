@@ -494,6 +494,31 @@ def test_cli_both_directions_and_errors(tmp_path):
   assert '<Label value="tvmonitor"/>' in r.stdout and 'choice="multiple"' in r.stdout
 
 
+def test_cli_asked_classes(tmp_path):
+  """Issue 29: the tools' formats cannot say which classes were asked. --to logs it and names the
+  --asked that restores it; --from --asked writes it; without --asked a class subset is logged."""
+  images, ours, canonical = _ours(tmp_path, np.random.default_rng(0))
+  asked_file = tmp_path / "asked.json"
+  clicks = click_json.load_clicks(ours)
+  asked = {k: [AEROPLANE, PERSON, CAT] for k in clicks}
+  click_json.write_click_json(str(asked_file), clicks, asked)
+  r = _cli("--to=labelme", f"--input={asked_file}", f"--images={images}", f"--output={tmp_path / 'lm'}")
+  assert r.returncode == 0, r.stderr
+  assert "3 images name the classes they were asked about; labelme files cannot carry that: " \
+         "convert back with --asked aeroplane,cat,person" in r.stderr
+  r = _cli("--from=labelme", f"--input={tmp_path / 'lm'}", f"--output={tmp_path / 'all.json'}")
+  assert r.returncode == 0 and "the clicks use 3 of the 20 classes (aeroplane, cat, person); " \
+      "every image is written with all 20 asked" in r.stderr
+  assert (tmp_path / "all.json").read_bytes() == canonical
+  r = _cli("--from=labelme", f"--input={tmp_path / 'lm'}", f"--output={tmp_path / 'back.json'}",
+           "--asked=aeroplane,cat,Person")
+  assert r.returncode == 0 and "pass --asked" not in r.stderr
+  assert (tmp_path / "back.json").read_bytes() == asked_file.read_bytes()   # exact round trip
+  r = _cli("--from=labelme", f"--input={tmp_path / 'lm'}", f"--output={tmp_path / 'x.json'}",
+           "--asked=aeroplane,unicorn")
+  assert r.returncode == 2 and "--asked: label 'unicorn' is not a PASCAL VOC class" in r.stderr
+
+
 def test_cli_bad_files_are_one_line(tmp_path):
   """What were tracebacks from `python -m pointseg_jax.data.convert` (issue 25 item 7, issue 29)."""
   (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)

@@ -104,7 +104,7 @@ def built(tmp_path_factory):
 def test_registered_with_the_shared_features(built):
   builder = built[3]
   assert isinstance(builder, CustomPoints) and "custom_points" in BUILDERS
-  assert builder.info.features.to_json() == features.click_features("jpeg").to_json()
+  assert builder.info.features.to_json() == features.click_features("jpeg", asked=True).to_json()
   assert "custom_points/default" in dataset_names()
   assert "custom_points/no_objectness" in dataset_names()
 

@@ -171,11 +171,12 @@ def test_batch_dict_matches_the_contract(data_dir):
                                      process_index=0, process_count=1))
   expect = {"image": (np.float32, (4, 32, 32, 3)), "valid": (np.bool_, (4, 32, 32)),
             "labels": (np.int32, (4, 32, 32)), "present": (np.bool_, (4, NUM_CLASSES)),
-            "sparse_labels": (np.int32, (4, 32, 32)), "sparse_weights": (np.float32, (4, 32, 32)),
+            "known": (np.bool_, (4, NUM_CLASSES)), "sparse_labels": (np.int32, (4, 32, 32)), "sparse_weights": (np.float32, (4, 32, 32)),
             "objectness": (np.float32, (4, 32, 32)), "example_id": (np.int32, (4,)),
             "example_mask": (np.bool_, (4,))}
   assert {k: (v.dtype.type, v.shape) for k, v in batch.items()} == expect
   assert batch["present"][:, 0].all() and batch["example_mask"].all()
+  assert batch["known"].all()   # this test dataset has no `asked` feature: every class answered
   pad = ~batch["valid"]
   assert (batch["labels"][pad] == 255).all() and (batch["sparse_labels"][pad] == 255).all()
   assert (batch["sparse_weights"][pad] == 0).all() and (batch["image"][pad] == 0).all()

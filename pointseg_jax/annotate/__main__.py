@@ -50,6 +50,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                        "serve: gold images that must be right (paper: 8).", **fv)
   flags.DEFINE_integer("redundancy", 1, "serve: annotators who must pass each task.", **fv)
   flags.DEFINE_integer("seed", 0, "serve: seed of the gold planting and image order.", **fv)
+  flags.DEFINE_bool("allow_weak_gold", False,
+                    "serve: create the project even when, for some class, the gold set is too "
+                    "small for the check to catch a careless annotator (docs/annotate.md).", **fv)
   flags.DEFINE_string("host", "127.0.0.1",
                       "serve: address to listen on (0.0.0.0: every interface).", **fv)
   flags.DEFINE_integer("port", 8000, "serve: port (0: any free port).", **fv)
@@ -76,7 +79,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 # serve flags that only matter when the project is created.
 CREATE_FLAGS = ("images", "gold", "classes", "task_types", "task_size", "gold_per_task",
-                "min_gold_right", "redundancy", "seed")
+                "min_gold_right", "redundancy", "seed", "allow_weak_gold")
 
 
 def _require(*names: str) -> None:
@@ -92,7 +95,7 @@ def _config() -> db.Config:
                     for c in FLAGS.classes),
       kinds=tuple(k.lower() for k in FLAGS.task_types), task_size=FLAGS.task_size,
       gold_per_task=FLAGS.gold_per_task, min_gold_right=FLAGS.min_gold_right,
-      redundancy=FLAGS.redundancy, seed=FLAGS.seed)
+      redundancy=FLAGS.redundancy, seed=FLAGS.seed, allow_weak_gold=FLAGS.allow_weak_gold)
 
 
 def open_or_create() -> db.Store:

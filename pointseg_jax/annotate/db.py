@@ -31,6 +31,7 @@ import numpy as np
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
+from pointseg_jax.annotate import blind
 from pointseg_jax import image_io
 from pointseg_jax.annotate import qc
 
@@ -65,6 +66,7 @@ CREATE TABLE assignments(id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCE
                          status TEXT NOT NULL CHECK(status IN ('open', 'accepted', 'rejected')),
                          gold_right INTEGER, gold_total INTEGER, UNIQUE(task, annotator));
 CREATE INDEX assignments_by_task ON assignments(task, status);
+CREATE INDEX assignments_by_annotator ON assignments(annotator, status);
 CREATE TABLE answers(assignment INTEGER NOT NULL REFERENCES assignments(id),
                      pos INTEGER NOT NULL, absent INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
                      seq INTEGER NOT NULL, received REAL NOT NULL, PRIMARY KEY(assignment, pos));
@@ -102,6 +104,7 @@ class Config:
   min_gold_right: int = 8       # ... of which at least 8 must be right
   redundancy: int = 1           # annotators that must pass each task
   seed: int = 0
+  allow_weak_gold: bool = False  # plan even where a blind annotator passes > qc.MAX_FALSE_PASS
 
   def check(self) -> None:
     if not self.classes:
@@ -178,9 +181,13 @@ def plan_tasks(names: Sequence[str], gold: Mapping[str, Sequence[qc.Box]], confi
                ) -> list[tuple[str, int, list[str]]]:
   """(kind, class, image names in display order) of every task.
 
-  The non-gold images, in name order, are cut into chunks of task_size - gold_per_task; each chunk
-  gets gold_per_task gold images (about half containing the class when the gold set allows, so an
-  annotator who answers "not present" everywhere fails) and is shuffled, all from a seeded rng.
+  The non-gold images, in name order, are cut into chunks of task_size - gold_per_task. Per (kind,
+  class) the gold images are split into disjoint groups of gold_per_task, each with the same number
+  of images containing the class (`qc.gold_split`: a blind annotator passes at most
+  qc.MAX_FALSE_PASS of the time, or the project must allow weak gold); chunk k gets group
+  k mod #groups, shuffled in, all from a seeded rng. An annotator is never given a task whose gold
+  group it has already seen for the same (kind, class) (`Store.current_assignment`), so no image
+  recurs within one annotator's tasks of a class: gold images recur exactly as the others do.
   """
   work = sorted(n for n in names if n not in gold)
   if not work:
@@ -191,23 +198,44 @@ def plan_tasks(names: Sequence[str], gold: Mapping[str, Sequence[qc.Box]], confi
                              "--gold_per_task (and --min_gold_right)")
   per = config.task_size - config.gold_per_task
   gold_names = sorted(gold)
+  splits = {}
+  for cls in config.classes:
+    present = [g for g in gold_names if any(b.cls == cls for b in gold[g])]
+    split = qc.gold_split(len(present), len(gold_names) - len(present), config.gold_per_task,
+                          config.min_gold_right)
+    splits[cls] = (present, split)
+  weak = {c: sp for c, (_, sp) in splits.items() if sp.weak}
+  if weak:
+    need = qc.min_present(config.gold_per_task, config.min_gold_right)
+    what = "; ".join(f"{CLASS_NAMES[c]}: {len(splits[c][0])} gold images with it, a blind "
+                     f"annotator passes {sp.false_pass:.0%} of tasks" for c, sp in weak.items())
+    rule = (f"at least {need} of the {config.gold_per_task} gold images of each task (and so of "
+            "the gold set) must contain the class" if need is not None else
+            f"no number of present gold images makes a check of {config.min_gold_right} of "
+            f"{config.gold_per_task} meaningful: raise --gold_per_task")
+    message = (f"the gold check cannot tell a careless annotator for {len(weak)} classes ({what}): "
+               f"{rule} (docs/annotate.md, 'How much gold')")
+    if not config.allow_weak_gold:
+      raise errors.ConfigError(message + "; add gold images, or pass --allow_weak_gold")
+    logging.warning("%s; planned anyway (allow_weak_gold)", message)
   tasks = []
   for kind in config.kinds:
     for cls in config.classes:
-      present = [g for g in gold_names if any(b.cls == cls for b in gold[g])]
+      present, split = splits[cls]
       absent = [g for g in gold_names if g not in present]
-      n_present = min(len(present), max(config.gold_per_task - len(absent),
-                                        (config.gold_per_task + 1) // 2))
-      if kind == config.kinds[0] and n_present == 0:
-        logging.warning("class %s: no gold image contains it, so the gold check cannot catch an "
-                        "annotator who answers 'not present' everywhere; add gold images with it",
-                        CLASS_NAMES[cls])
+      rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls])
+      pos, neg = rng.permutation(present), rng.permutation(absent)
+      n_neg = config.gold_per_task - split.present
+      groups = [[str(g) for g in pos[i * split.present:(i + 1) * split.present]] +
+                [str(g) for g in neg[i * n_neg:(i + 1) * n_neg]] for i in range(split.groups)]
+      if kind == config.kinds[0]:
+        logging.info("class %s: %d gold images with it, %d without: %d gold groups of %d with it "
+                     "(an annotator takes at most %d tasks of it per kind)", CLASS_NAMES[cls],
+                     len(present), len(absent), split.groups, split.present, split.groups)
       for k in range(0, len(work), per):
-        rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls, k])
-        chosen = (list(rng.choice(present, n_present, replace=False)) +
-                  list(rng.choice(absent, config.gold_per_task - n_present, replace=False)))
-        images = work[k:k + per] + [str(c) for c in chosen]
-        tasks.append((kind, cls, [images[i] for i in rng.permutation(len(images))]))
+        chunk_rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls, k])
+        images = work[k:k + per] + groups[(k // per) % split.groups]
+        tasks.append((kind, cls, [images[i] for i in chunk_rng.permutation(len(images))]))
   return tasks
 
 
@@ -363,17 +391,32 @@ class Store:
       row = conn.execute("SELECT id FROM assignments WHERE annotator = ? AND status = 'open' "
                          "ORDER BY id LIMIT 1", (annotator,)).fetchone()
       if row is None:
-        task = conn.execute(
-            "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE "
-            "a.task = t.id AND a.annotator = ?) AND (SELECT COUNT(*) FROM assignments a WHERE "
-            "a.task = t.id AND (a.status = 'accepted' OR (a.status = 'open' AND a.active > ?))) < ? "
-            "ORDER BY t.id LIMIT 1", (annotator, now - ACTIVE_S, self.config.redundancy)).fetchone()
+        task = self._next_task(conn, annotator, now)
         if task is None:
           return None
         cur = conn.execute("INSERT INTO assignments(task, annotator, started, active, status) "
-                           "VALUES (?, ?, ?, ?, 'open')", (task[0], annotator, now, now))
+                           "VALUES (?, ?, ?, ?, 'open')", (task, annotator, now, now))
         row = (cur.lastrowid,)
       return self._view(conn, row[0])
+
+  def _next_task(self, conn: sqlite3.Connection, annotator: int, now: float) -> int | None:
+    """The first task (by id) that still needs annotators, that `annotator` never had, and whose
+    gold images it has not seen in a task of the same kind and class (plan_tasks: gold would
+    recur, and be recognisable)."""
+    seen = {tuple(r) for r in conn.execute(
+        "SELECT t.kind, t.cls, ti.image FROM assignments a JOIN tasks t ON t.id = a.task JOIN "
+        "task_images ti ON ti.task = a.task JOIN images i ON i.id = ti.image WHERE a.annotator = ? "
+        "AND i.gold = 1", (annotator,))}
+    for task, kind, cls in conn.execute(
+        "SELECT t.id, t.kind, t.cls FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM assignments a "
+        "WHERE a.task = t.id AND a.annotator = ?) AND (SELECT COUNT(*) FROM assignments a WHERE "
+        "a.task = t.id AND (a.status = 'accepted' OR (a.status = 'open' AND a.active > ?))) < ? "
+        "ORDER BY t.id", (annotator, now - ACTIVE_S, self.config.redundancy)):
+      gold = conn.execute("SELECT ti.image FROM task_images ti JOIN images i ON i.id = ti.image "
+                          "WHERE ti.task = ? AND i.gold = 1", (task,)).fetchall()
+      if not any((kind, cls, g) in seen for (g,) in gold):
+        return task
+    return None
 
   def _view(self, conn: sqlite3.Connection, assignment: int) -> dict:
     kind, cls = conn.execute("SELECT t.kind, t.cls FROM assignments a JOIN tasks t ON t.id = a.task "
@@ -417,6 +460,11 @@ class Store:
     if os.path.dirname(path) != root:   # names come from the folder scan; checked again anyway
       raise NotFound("image outside the images folder")
     return path
+
+  def image_bytes(self, annotator: int, assignment: int, pos: int) -> tuple[bytes, str]:
+    """(bytes, content type) of image `pos` as the page gets it: every image re-encoded with fresh
+    noise (`blind.encode`), so a gold image is never recognisable by its bytes."""
+    return blind.encode(self.image_file(annotator, assignment, pos)), blind.CONTENT_TYPE
 
   # -- answers ----------------------------------------------------------------------------------
 

@@ -29,6 +29,11 @@ Bad files (docs/annotate.md, "Converters"): every refusal is one `DataError` lin
 the place in it and the field; JSON is read through `safe_json` (depth and number limits), CVAT XML
 through defusedxml as a stream (no DOCTYPE or entities; zips cut at MAX_ZIP_XML_BYTES), and every
 image `--to` names is fully decoded (`image_io`).
+
+Asked classes (docs/clicks.md, "asked"): none of the three formats records which classes a project
+asked about (a Label Studio / CVAT label list is project configuration, not export data), so
+--from writes every image with the classes of --asked (default: all 20), and logs when the clicks
+use fewer classes; --to cannot carry a file's "asked" lists and logs how many images had one.
 """
 from __future__ import annotations
 
@@ -246,8 +251,11 @@ def to_arrays(rows: Rows) -> dict[str, dict[str, np.ndarray]]:
   return {image: click_json.rows_to_arrays(clicks) for image, clicks in rows.items()}
 
 
-def write_ours(path: str, rows: Rows) -> None:
-  click_json.write_click_json(path, to_arrays(rows))
+def write_ours(path: str, rows: Rows, asked: list[int] | None = None) -> None:
+  """Our click JSON; `asked` (class ids) = the classes the tool's project asked about, for every
+  image (None: every class)."""
+  click_json.write_click_json(path, to_arrays(rows),
+                              None if asked is None else {image: asked for image in rows})
 
 
 def image_files(images_dir: str, ids) -> dict[str, tuple[str, int, int]]:
@@ -721,6 +729,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                       "--from labelstudio: task data key of the image.", **fv)
   flags.DEFINE_bool("print_labelstudio_config", False,
                     "Print the Label Studio labeling config and exit.", **fv)
+  flags.DEFINE_list("asked", [], "--from: the classes the tool's project asked about (its labels); "
+                    "the others are written as unknown, not absent (default: all 20).", **fv)
 
 def main(argv):
   if len(argv) > 1:
@@ -742,12 +752,28 @@ def main(argv):
     label_map[k.strip()] = v.strip()
   if src:
     kwargs = {"image_key": FLAGS.labelstudio_image_key} if src == "labelstudio" else {}
-    rows = read_tool(src, FLAGS.input, Labels(label_map), **kwargs)
-    write_ours(FLAGS.output, rows)
+    labels = Labels(label_map)
+    rows = read_tool(src, FLAGS.input, labels, **kwargs)
+    asked = sorted({labels.cls(c, source="--asked") for c in FLAGS.asked}) or None
+    used = sorted({r["cls"] for clicks in rows.values() for r in clicks})
+    if asked is None and len(used) < len(CLASS_NAMES) - 1:
+      logging.warning("%s: the clicks use %d of the 20 classes (%s); every image is written with all "
+                      "20 asked, so the others read as absent: if the project asked only for some "
+                      "classes, pass --asked with them (docs/clicks.md)", FLAGS.input, len(used),
+                      ", ".join(CLASS_NAMES[c] for c in used))
+    write_ours(FLAGS.output, rows, asked)
   else:
     if not FLAGS.images:
       raise errors.ConfigError(f"--to {dst} needs --images DIR (each image's file name and size)")
     rows = read_ours(FLAGS.input)
+    partial = {k: tuple(np.flatnonzero(v[1:]) + 1)
+               for k, v in click_json.load_asked(FLAGS.input).items() if not v.all()}
+    if partial:
+      sets = sorted(set(partial.values()))
+      logging.warning("%s: %d images name the classes they were asked about; %s files cannot carry "
+                      "that: convert back with --asked %s", FLAGS.input, len(partial), dst,
+                      ",".join(CLASS_NAMES[c] for c in sets[0]) if len(sets) == 1 else
+                      f"(they differ between images: {len(sets)} sets)")
     kwargs = {"url_prefix": FLAGS.image_url_prefix} if dst == "labelstudio" else {}
     write_tool(dst, FLAGS.output, rows, FLAGS.images, **kwargs)
   n = sum(len(v) for v in rows.values())

@@ -94,11 +94,16 @@ def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor,
     classes = (tf.cast(example["classes"], tf.int32) if spec.image_labels_from == "classes"
                else kind.classes(example, mask))
     present = _present(classes)
+  # Classes the image's annotation answered (features.py `asked`; a dataset without the feature
+  # answered every class). A present class is known by definition, background always.
+  asked = tf.cast(example["asked"], tf.bool) if "asked" in example else tf.ones([NUM_CLASSES], tf.bool)
+  known = asked | present
   out = {
       "image": image,
       "valid": valid,
       "labels": labels,
       "present": present,
+      "known": known,
       "sparse_labels": sparse,
       "sparse_weights": weights,
       "objectness": objectness,
@@ -383,7 +388,7 @@ def _blank_template(spec: spec_lib.DataSpec) -> dict:
   h, w = spec.image_size
   return {"image": np.zeros((1, h, w, 3), np.float32), "valid": np.zeros((1, h, w), bool),
           "labels": np.zeros((1, h, w), np.int32), "present": np.zeros((1, NUM_CLASSES), bool),
-          "sparse_labels": np.zeros((1, h, w), np.int32),
+          "known": np.zeros((1, NUM_CLASSES), bool), "sparse_labels": np.zeros((1, h, w), np.int32),
           "sparse_weights": np.zeros((1, h, w), np.float32),
           "objectness": np.zeros((1, h, w), np.float32), "example_id": np.zeros((1,), np.int32),
           "example_mask": np.zeros((1,), bool)}
