@@ -135,7 +135,7 @@ class WorkdirLock:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise self._refusal(_read(fd), "its lock is held") from None
+      raise self._refusal(_read(fd), "its lock is held", held=True) from None
     except OSError as e:
       if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
         raise
@@ -166,16 +166,19 @@ class WorkdirLock:
     logging.warning("%s: taking over a stale lock (%s): %s", self.path, reason,
                     json.dumps(holder) if holder else "")
 
-  def _refusal(self, holder: dict | None, why: str) -> errors.WorkdirError:
+  def _refusal(self, holder: dict | None, why: str, held: bool = False) -> errors.WorkdirError:
+    """The one line: who holds the workdir and what to do. held: its flock is held (a live
+    process; on NFS with lockd possibly on another host), which never goes stale."""
     where = f"--workdir={self.workdir}"
     if holder is None:
       return errors.WorkdirError(
           f"{where} is in use by another training run ({self.path} is locked, {why}; its details "
           "are being written); wait for it to finish or train into another --workdir")
-    who = (f"pid {holder['pid']} on host {holder['host']}, started {_utc(float(holder['started']))}"
-           f" ({why})")
-    if holder["host"] == self.host:
-      fix = f"wait for it to finish, stop it (kill {holder['pid']}), or train into another --workdir"
+    pid, host = holder["pid"], holder["host"]
+    who = f"pid {pid} on host {host}, started {_utc(float(holder['started']))} ({why})"
+    if held or host == self.host:
+      on_host = "" if host == self.host else f" on {host}"
+      fix = f"wait for it to finish, stop it (kill {pid}{on_host}), or train into another --workdir"
     else:
       stale_at = _utc(float(holder["heartbeat"]) + self.stale_after_s)
       fix = (f"wait for it to finish or train into another --workdir; if that process is gone, "
