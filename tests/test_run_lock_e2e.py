@@ -19,11 +19,12 @@ from pointseg_jax import checkpointing
 from pointseg_jax import run_lock
 
 
-def _steps(workdir):
+def _steps(workdir, kind="train/loss"):
+  """The steps of metrics.jsonl's rows holding `kind` (train rows; the last step also has an eval
+  row)."""
   path = workdir / "metrics.jsonl"
-  if not path.exists():
-    return []
-  return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+  rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+  return [row["step"] for row in rows if kind in row]
 
 
 def _wait_for(condition, proc, log, what, timeout=600):
@@ -75,5 +76,6 @@ def test_second_run_refused_then_killed_runs_lock_taken_over(tiny_data_dir, tmp_
   assert c.returncode == 0, c.stderr[-3000:]
   assert f"taking over a stale lock (process {a.pid} on this host is gone)" in c.stderr
   assert _steps(workdir) == list(range(1, last + 3))   # every step once, none twice
+  assert _steps(workdir, "eval/miou") == [last + 2]
   assert json.loads((workdir / "summary.json").read_text())["resumed_from_step"] == last
   assert not (workdir / run_lock.LOCK_FILE).exists()   # released at the end
