@@ -1,16 +1,14 @@
 """Shared by the annotation-tool tests: a fabricated image folder with gold boxes, a server in a
 thread, and a small HTTP client that speaks the page's API."""
-import contextlib
 import http.client
 import json
 import os
-import threading
 
 import numpy as np
 from PIL import Image
 
 from pointseg_jax.annotate import db
-from pointseg_jax.annotate import server as server_lib
+from pointseg_jax.annotate import runner
 
 DOG, PERSON = 12, 15
 H, W = 40, 48
@@ -50,19 +48,9 @@ def make_store(root, **config) -> db.Store:
                    db.Config(images_dir=images, **{**defaults, **config}), gold)
 
 
-@contextlib.contextmanager
 def serving(store: db.Store):
-  """The server on a free localhost port, in a thread; yields its port."""
-  httpd = server_lib.make_server(store, "127.0.0.1", 0)
-  thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                            daemon=True)
-  thread.start()
-  try:
-    yield httpd.server_address[1]
-  finally:
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+  """The server on a free localhost port, in a thread; a context manager yielding its port."""
+  return runner.in_thread(store)
 
 
 class Client:
@@ -145,3 +133,16 @@ def wrong_answer(name: str, kind: str, cls: int) -> list[tuple[float, float, int
   if right_answer(name, kind, cls):
     return []
   return [(1.0, 1.0, 700)]
+
+
+def do_task(store, client, right=True):
+  """Answer every image of the client's current task (right or wrong on gold) and finish it."""
+  t = client.task()
+  names = task_images(store, t["assignment"])
+  for pos, name in enumerate(names):
+    fn = right_answer if right else wrong_answer
+    status, body, _ = client.answer(t["assignment"], pos, fn(name, t["kind"], t["cls"]), seq=pos + 1)
+    assert status == 200, body
+  status, body, _ = client.finish(t["assignment"])
+  assert status == 200, body
+  return t, body

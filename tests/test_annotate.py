@@ -17,7 +17,8 @@ from pointseg_jax.annotate import qc
 from pointseg_jax.annotate import report
 from pointseg_jax.data import click_json
 
-from annotate_util import DOG, GOLD, PERSON, Client, make_images, make_store, right_answer
+from annotate_util import DOG, GOLD, PERSON, Client, do_task, make_images, make_store
+from annotate_util import right_answer
 from annotate_util import serving, task_images, wrong_answer
 
 
@@ -37,19 +38,6 @@ def api(store):
     yield store, port, a, b
     a.close()
     b.close()
-
-
-def do_task(store, client, right=True):
-  """Answer every image of the client's current task (right or wrong on gold) and finish it."""
-  t = client.task()
-  names = task_images(store, t["assignment"])
-  for pos, name in enumerate(names):
-    fn = right_answer if right else wrong_answer
-    status, body, _ = client.answer(t["assignment"], pos, fn(name, t["kind"], t["cls"]), seq=pos + 1)
-    assert status == 200, body
-  status, body, _ = client.finish(t["assignment"])
-  assert status == 200, body
-  return t, body
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,22 +230,22 @@ def test_images_are_served_by_position_only(api):
 @pytest.mark.parametrize("change,match", [
     (dict(clicks=[{"x": 48.0, "y": 1.0, "t": 5}]), r"click x = 48.0 is outside the image"),
     (dict(clicks=[{"x": -0.5, "y": 1.0, "t": 5}]), "is outside the image"),
-    (dict(clicks=[{"x": 1.0, "y": 40, "t": 5}]), r"click y = 40 is outside"),
+    (dict(clicks=[{"x": 1.0, "y": 40, "t": 5}]), r"click y = 40(\.0)? is outside"),
     (dict(clicks=[{"x": float("nan"), "y": 1.0, "t": 5}]), "malformed JSON|finite number"),
-    (dict(clicks=[{"x": "1", "y": 1.0, "t": 5}]), "must be a finite number"),
+    (dict(clicks=[{"x": "1", "y": 1.0, "t": 5}]), r"clicks\.0\.x: .*valid number"),
     (dict(clicks=[{"x": 1.0, "y": 1.0, "t": 5, "cls": 3}]), r"fields \['cls'\] are not known"),
     (dict(clicks=[{"x": 1.0, "y": 1.0, "t": 5000}]), "click t = 5000 is outside 0..1000"),
     (dict(clicks=[{"x": 1.0, "y": 1.0, "t": 5}], absent=True), "cannot have clicks"),
     (dict(clicks=[], absent=False), "must be marked 'not present'"),
     (dict(clicks=[{"x": 1.0, "y": 1.0, "t": 5}, {"x": 2.0, "y": 1.0, "t": 6}]),
      "a 1Point task takes one click"),
-    (dict(clicks=[{"x": 1.0, "y": 1.0, "t": 5}] * 101), "at most 100 clicks"),
+    (dict(clicks=[{"x": 1.0, "y": 1.0, "t": 5}] * 101), r"clicks: .*at most 100 items"),
     (dict(pos=6), "pos 6 is not an image of assignment"),
-    (dict(pos=True), "pos must be an integer"),
-    (dict(seq=0), "seq = 0 is outside"),
-    (dict(duration_ms=10**9), "duration_ms = 1000000000 is outside"),
-    (dict(key="short"), "key must be 16..64 hex"),
-    (dict(key="g" * 32), "key must be 16..64 hex"),
+    (dict(pos=True), "pos: .*valid integer"),
+    (dict(seq=0), "seq: .*greater than or equal to 1"),
+    (dict(duration_ms=10**9), "duration_ms: .*less than or equal to 3600000"),
+    (dict(key="short"), "key: .*at least 16 characters"),
+    (dict(key="g" * 32), "key: .*match pattern"),
     (dict(extra=1), r"fields \['extra'\] are not known"),
 ])
 def test_answers_are_validated(api, change, match):
@@ -455,6 +443,7 @@ def _cli(*args, **kwargs):
                         text=True, timeout=60, **kwargs)
 
 
+@pytest.mark.e2e
 def test_cli_serve_report_export_and_errors(tmp_path):
   images, gold = make_images(str(tmp_path))
   dbf = str(tmp_path / "p.db")

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import pathlib
+import socket
 import sys
 
 from absl import flags
@@ -23,6 +24,8 @@ from pointseg_jax import cli
 from pointseg_jax import main as main_lib
 from pointseg_jax import run_lock
 from pointseg_jax import workdir as workdir_lib
+from pointseg_jax.annotate import db as annotate_db
+from pointseg_jax.annotate import runner as annotate_runner
 from helpers import CTRL_C_OUTSIDE, REPO, STOPS, Case, load_config
 
 DOC = REPO / "docs" / "errors.md"
@@ -75,7 +78,22 @@ def touch(name):
   return make
 
 
+def _bind_busy_port():
+  """What `annotate serve` does first, while another socket listens on BUSY_PORT."""
+  holder = socket.socket()
+  try:
+    holder.bind(("127.0.0.1", BUSY_PORT))
+    holder.listen()
+  except OSError:   # something else listens there already: just as busy
+    pass
+  try:
+    annotate_runner.bind("127.0.0.1", BUSY_PORT)
+  finally:
+    holder.close()
+
+
 CONFIG = "--config=configs/point.py:tiny"
+BUSY_PORT = 47211
 UNUSED_DATA = {"data__data_dir": "/nonexistent/tfds"}   # every check runs before data is touched
 
 CASES = [
@@ -218,6 +236,19 @@ CASES = [
     Case("train_without_config", "`--mode=train --workdir=runs/x` (no --config)",
          "error: --mode=train needs --config, e.g. --config=configs/point.py",
          run=lambda tmp: main_lib.run(None, str(tmp / "run"), "train")),
+    # --- The annotation server (python -m pointseg_jax.annotate serve) ---------------------------
+    Case("annotate_db_not_a_database", "`annotate serve --db notes.txt`, a file that is not the "
+         "project's database",
+         "error: <tmp>/notes.txt: not an SQLite database (file is not a database); --db takes the "
+         "project file that serve created, or a new path",
+         setup=lambda tmp: (tmp / "notes.txt").write_text("eggs, milk, flour\n" * 20),
+         run=lambda tmp: annotate_db.Store(str(tmp / "notes.txt"))),
+    Case("annotate_port_busy", f"`annotate serve --port {BUSY_PORT}` while another server "
+         "listens there",
+         f"error: --port {BUSY_PORT}: address 127.0.0.1:{BUSY_PORT} is already in use (another "
+         "server, perhaps another `annotate serve`?); stop it or choose another --port (0 picks a "
+         "free one)",
+         run=lambda tmp: _bind_busy_port()),
 ]
 
 def _snapshot(root: pathlib.Path) -> dict[str, bytes]:

@@ -205,7 +205,7 @@ def test_bad_folders_name_the_file_and_the_fix(tmp_path, case):
       "split_id_unknown": r"train.txt: ids without an image .*\['nope'\]",
       "no_mask_at_all": "the val split is empty.* needs ground truth",
       "ids_do_not_match": "none of its 5 image ids.*file name without extension",
-      "two_files_one_id": "share a name but differ in suffix",
+      "two_files_one_id": "have the same image id",
   }[case]
   if case == "no_clicks_file":
     (root / "clicks.json").unlink()

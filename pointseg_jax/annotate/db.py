@@ -22,6 +22,7 @@ import os
 import queue
 import secrets
 import sqlite3
+import tempfile
 import time
 from typing import Iterator, Mapping, Sequence
 
@@ -41,6 +42,8 @@ IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
 MAX_CLICKS = 100            # AllPoints clicks on one image
 MAX_MS = 3_600_000          # one hour on one image
 KEY_CHARS = frozenset("0123456789abcdefABCDEF-")
+# A revoked annotator's token_sha256 starts with this (never a hex digest; see Store.revoke_token).
+REVOKED = "revoked:"
 # An open assignment without an answer for this long no longer holds its task's slot.
 ACTIVE_S = 3600.0
 
@@ -220,10 +223,15 @@ class Store:
         "`python -m pointseg_jax.annotate serve --images DIR --gold FILE --db FILE`")
     if not os.path.isfile(path):
       raise not_project
-    with self._conn() as conn:
-      if not _table_exists(conn, "meta"):
-        raise not_project
-      meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    try:
+      with self._conn() as conn:
+        if not _table_exists(conn, "meta"):
+          raise not_project
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as e:   # e.g. "file is not a database": some other file
+      self.close()
+      raise errors.MissingInputError(f"{path}: not an SQLite database ({e}); --db takes the "
+                                     "project file that serve created, or a new path") from e
     if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
       raise errors.DataError(f"{path}: schema version {meta.get('schema_version')} is not "
                              f"{SCHEMA_VERSION}, the version this code reads")
@@ -277,8 +285,19 @@ class Store:
       raise errors.ConfigError(f"annotator {name!r} already exists in {self.path}") from e
     return token
 
+  def add_first_annotator(self, name: str) -> str | None:
+    """Create annotator `name` if the project has no annotator yet (atomic: two servers started on
+    one new project create it once); its token, or None when annotators exist."""
+    token = secrets.token_urlsafe(32)
+    with self.transaction() as conn:
+      if conn.execute("SELECT 1 FROM annotators LIMIT 1").fetchone() is not None:
+        return None
+      conn.execute("INSERT INTO annotators(name, token_sha256, created) VALUES (?, ?, ?)",
+                   (name, token_hash(token), time.time()))
+    return token
+
   def annotator(self, token: str) -> int | None:
-    """The annotator id of a token, or None."""
+    """The annotator id of a token, or None (also for a revoked one: no hash equals its mark)."""
     with self._conn() as conn:
       row = conn.execute("SELECT id FROM annotators WHERE token_sha256 = ?",
                          (token_hash(token),)).fetchone()
@@ -287,6 +306,54 @@ class Store:
   def annotator_names(self) -> dict[int, str]:
     with self._conn() as conn:
       return dict(conn.execute("SELECT id, name FROM annotators").fetchall())
+
+  def revoked(self) -> set[int]:
+    """Ids of the annotators whose token is revoked."""
+    with self._conn() as conn:
+      return {r[0] for r in conn.execute("SELECT id FROM annotators WHERE token_sha256 LIKE ?",
+                                         (REVOKED + "%",))}
+
+  def rotate_token(self, name: str) -> str:
+    """A new token for annotator `name` (the old one stops working at once); their work stays."""
+    token = secrets.token_urlsafe(32)
+    self._set_token_hash(name, token_hash(token))
+    return token
+
+  def revoke_token(self, name: str) -> None:
+    """Revoke `name`'s token: every request with it gets 401 from now on (rotate to re-admit).
+
+    The stored hash becomes REVOKED + random hex, which no SHA-256 hex digest equals, so the row,
+    its assignments and its answers stay as they were."""
+    self._set_token_hash(name, REVOKED + secrets.token_hex(16))
+
+  def _set_token_hash(self, name: str, value: str) -> None:
+    with self.transaction() as conn:
+      if conn.execute("UPDATE annotators SET token_sha256 = ? WHERE name = ?",
+                      (value, name)).rowcount != 1:
+        raise NotFound(f"no annotator {name!r}")
+
+  # -- the organiser ----------------------------------------------------------------------------
+
+  def ensure_admin_token(self) -> str | None:
+    """Create the dashboard's admin token if the project has none; the token, else None."""
+    token = secrets.token_urlsafe(32)
+    with self.transaction() as conn:
+      cur = conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('admin_token_sha256', ?)",
+                         (token_hash(token),))
+    return token if cur.rowcount == 1 else None
+
+  def rotate_admin_token(self) -> str:
+    """A new admin token; the old one stops working at once."""
+    token = secrets.token_urlsafe(32)
+    with self.transaction() as conn:
+      conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('admin_token_sha256', ?)",
+                   (token_hash(token),))
+    return token
+
+  def is_admin(self, token: str) -> bool:
+    with self._conn() as conn:
+      row = conn.execute("SELECT value FROM meta WHERE key = 'admin_token_sha256'").fetchone()
+    return row is not None and secrets.compare_digest(row[0], token_hash(token))
 
   # -- tasks ------------------------------------------------------------------------------------
 
@@ -457,7 +524,12 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def create(path: str, config: Config, gold_path: str) -> Store:
-  """Create the project database at `path`: scan images, read gold boxes, plan every task."""
+  """Create the project database at `path`: scan images, read gold boxes, plan every task.
+
+  Safe between processes: each builds its own temporary file and hard-links it to `path`, which
+  fails when `path` exists, so the first one to finish wins and a later one opens the winner's file
+  (refusing it if it was made with other settings) and never replaces a database in use.
+  """
   config.check()
   if os.path.exists(path):
     raise errors.WorkdirError(f"{path}: already exists; open it with serve --db (or pick a new file)")
@@ -465,16 +537,37 @@ def create(path: str, config: Config, gold_path: str) -> Store:
   sizes = scan_images(config.images_dir)
   gold = qc.read_gold(gold_path, sizes)
   tasks = plan_tasks(list(sizes), gold, config)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".creating"
-  if os.path.exists(tmp):
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".creating")
+  os.close(fd)
+  try:
+    _write_project(tmp, config, gold_path, sizes, gold, tasks)
+    try:
+      os.link(tmp, path)        # atomic and never overwrites: exactly one creator wins
+    except FileExistsError:
+      store = Store(path)
+      if store.config != config:
+        store.close()
+        raise errors.WorkdirError(  # pylint: disable=raise-missing-from
+            f"{path}: another process created this project meanwhile with other settings "
+            f"({store.config}); use its settings or a new --db")
+      logging.info("%s: created meanwhile by another process; using it", path)
+      return store
+  finally:
     os.remove(tmp)
-  # A rollback journal (not WAL) while creating: the finished file is then complete on its own and
-  # can be renamed into place; Store opens it in WAL mode.
+  logging.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
+               len(tasks), config.task_size)
+  return Store(path)
+
+
+def _write_project(tmp: str, config: Config, gold_path: str, sizes, gold, tasks) -> None:
+  # A rollback journal (not WAL) while creating: the finished file is complete on its own and can
+  # be linked into place; Store opens it in WAL mode.
   conn = sqlite3.connect(tmp, isolation_level=None)
   try:
     conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(_SCHEMA)   # the file only becomes `path` (os.replace) once complete
+    conn.executescript(_SCHEMA)
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                      [("schema_version", str(SCHEMA_VERSION)), ("config", config.to_json()),
@@ -494,10 +587,6 @@ def create(path: str, config: Config, gold_path: str) -> Store:
     conn.execute("COMMIT")
   finally:
     conn.close()
-  os.replace(tmp, path)
-  logging.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
-               len(tasks), config.task_size)
-  return Store(path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 
 from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
 from pointseg_jax import errors
+from pointseg_jax import runtime
 from pointseg_jax.data import augment
 from pointseg_jax.data import label_kinds
 from pointseg_jax.data import spec as spec_lib
@@ -359,7 +360,7 @@ def make_dataset(spec: spec_lib.DataSpec, split: str, *, batch_size: int, train:
                      f"{start_step}")
   if process_index is None or process_count is None:
     process_index, process_count = jax.process_index(), jax.process_count()
-  _hide_accelerators_from_tf()
+  runtime.hide_accelerators_from_tensorflow()
   builder = _open_builder(spec)
   part = host_slice(builder, split, process_index, process_count)
   num_records = part.num_examples
@@ -411,10 +412,3 @@ def _blank_template(spec: spec_lib.DataSpec) -> dict:
           "objectness": np.zeros((1, h, w), np.float32), "example_id": np.zeros((1,), np.int32),
           "example_mask": np.zeros((1,), bool)}
 
-
-def _hide_accelerators_from_tf() -> None:
-  """TF must not grab the GPU / TPU memory JAX needs (flax issue #445)."""
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:  # TF already initialised its devices: nothing to do any more
-    pass
