@@ -30,6 +30,7 @@ print("batch", batch["example_id"].tolist(), flush=True)
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(1200)   # five processes at once; START_S + EXIT_S bound it
 def test_one_batch_scripts_exit_promptly(tiny_data_dir, tmp_path):
   procs = []
   for i in range(RUNS):
