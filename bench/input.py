@@ -18,6 +18,7 @@ objectness maps images/s (the offline prior) on both cores.
    --photos_dir resized to 500×375, else random textured images (a flag says which).
 """
 import importlib.util
+import linecache
 import multiprocessing as mp
 import pathlib
 import statistics
@@ -67,7 +68,10 @@ def pipeline_at(ref: str):
   name = f"pipeline_at_{ref}".replace("/", "_").replace("-", "_").replace(".", "_")
   module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
   sys.modules[name] = module    # dataclasses look their module up
-  exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)   # pylint: disable=exec-used
+  module.__file__ = f"{ref}:{path}"
+  # tf.data's autograph reads the map functions' source: give it this version's.
+  linecache.cache[module.__file__] = (len(source), None, source.splitlines(True), module.__file__)
+  exec(compile(source, module.__file__, "exec"), module.__dict__)   # pylint: disable=exec-used
   return module
 
 
