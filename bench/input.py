@@ -18,12 +18,12 @@ objectness maps images/s (the offline prior) on both cores.
    --photos_dir resized to 500×375, else random textured images (a flag says which).
 """
 import importlib.util
-import linecache
 import multiprocessing as mp
 import pathlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -60,18 +60,18 @@ def regimes_by_label_kind() -> dict[str, list[str]]:
 
 
 def pipeline_at(ref: str):
-  """pointseg_jax/data/pipeline.py as of git `ref`, imported as its own module."""
+  """pointseg_jax/data/pipeline.py as of git `ref`, imported as its own module (from a file, so
+  that tf.data's autograph can read its functions' source)."""
   repo = pathlib.Path(__file__).resolve().parents[1]
-  path = "pointseg_jax/data/pipeline.py"
-  source = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True,
-                          text=True, check=True).stdout
-  name = f"pipeline_at_{ref}".replace("/", "_").replace("-", "_").replace(".", "_")
-  module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+  source = subprocess.run(["git", "show", f"{ref}:pointseg_jax/data/pipeline.py"], cwd=repo,
+                          capture_output=True, text=True, check=True).stdout
+  name = "pipeline_at_" + "".join(c if c.isalnum() else "_" for c in ref)
+  path = pathlib.Path(tempfile.mkdtemp()) / f"{name}.py"
+  path.write_text(source)
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
   sys.modules[name] = module    # dataclasses look their module up
-  module.__file__ = f"{ref}:{path}"
-  # tf.data's autograph reads the map functions' source: give it this version's.
-  linecache.cache[module.__file__] = (len(source), None, source.splitlines(True), module.__file__)
-  exec(compile(source, module.__file__, "exec"), module.__dict__)   # pylint: disable=exec-used
+  spec.loader.exec_module(module)
   return module
 
 
