@@ -25,6 +25,7 @@ from pointseg_jax import evaluate as evaluate_lib
 from pointseg_jax import interrupt
 from pointseg_jax import parallel
 from pointseg_jax import progress as progress_lib
+from pointseg_jax import run_lock
 from pointseg_jax import run_setup
 from pointseg_jax import state as state_lib
 from pointseg_jax import supervision
@@ -118,6 +119,13 @@ def check_finite(step, values, last_checkpoint, ckpt_dir):
 
 
 def train_and_evaluate(config, workdir) -> dict[str, Any]:
+  """`_train_and_evaluate` while holding the workdir's lock: a second run on a live workdir is
+  refused at once, a dead run's lock is taken over (run_lock.py; docs/training.md)."""
+  with run_lock.WorkdirLock(workdir_lib.resolve(workdir), enabled=jax.process_index() == 0):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir) -> dict[str, Any]:
   """Train config's regime in workdir (resuming from its latest checkpoint), evaluate, summarise.
 
   Every check (config numbers, the workdir's saved config, batch sizes, data, init weights) runs

@@ -8,7 +8,9 @@ no traceback, and for run cases that nothing in the case's directory was created
 `python tests/test_bad_inputs.py` rewrites the table in docs/errors.md; a test fails while it is
 stale, so the table cannot drift from what the code prints.
 """
+import fcntl
 import json
+import os
 import pathlib
 import socket
 import sys
@@ -21,6 +23,7 @@ import pytest
 from pointseg_jax import checkpointing
 from pointseg_jax import cli
 from pointseg_jax import main as main_lib
+from pointseg_jax import run_lock
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.annotate import db as annotate_db
 from pointseg_jax.annotate import runner as annotate_runner
@@ -49,6 +52,24 @@ def saved_run(name="point", arg="tiny", checkpoint_step=None, **overrides):
       with checkpointing.Checkpointer(workdir / "checkpoints", async_save=False) as ckpt:
         ckpt.save(checkpoint_step, {"step": jnp.int32(checkpoint_step)})
     return workdir
+  return make
+
+
+_HELD_LOCKS = []   # fds whose flock plays the live run of "workdir_in_use" (closed at exit)
+
+
+def live_run_holding(workdir_name="run"):
+  """A workdir whose run.lock is flock-held (as by a live training run) by pid 4242 on host
+  trainer-vm, started 2026-12-06 00:00:00 UTC (fixed, so the line in docs/errors.md is too)."""
+  def make(tmp):
+    workdir = tmp / workdir_name
+    workdir.mkdir()
+    fd = os.open(workdir / run_lock.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    started = 1796515200.0   # 2026-12-06 00:00:00 UTC
+    os.write(fd, json.dumps({"host": "trainer-vm", "pid": 4242, "started": started,
+                             "heartbeat": started}).encode())
+    _HELD_LOCKS.append(fd)
   return make
 
 
@@ -207,6 +228,12 @@ CASES = [
          "config.train.num_steps=4: pass --config.train.num_steps=6 or more to resume it, or use "
          "a new --workdir",
          setup=saved_run(checkpoint_step=6), run=train(tiny(**UNUSED_DATA))),
+    Case("workdir_in_use", f"`{CONFIG}` while another training run uses the workdir (a second "
+         "launch, a forgotten terminal)",
+         "error: --workdir=<tmp>/run is in use by another training run: pid 4242 on host "
+         "trainer-vm, started 2026-12-06 00:00:00 UTC (its lock is held); wait for it to finish, "
+         "stop it (kill 4242 on trainer-vm), or train into another --workdir",
+         setup=live_run_holding(), run=train(tiny(**UNUSED_DATA))),
     Case("checkpoints_without_config", f"`{CONFIG}` in a workdir whose config.json was deleted",
          "error: <tmp>/run/checkpoints holds checkpoints but <tmp>/run has no config.json, so they "
          "cannot be checked against this config: restore the run's config.json, or use a new "
