@@ -21,6 +21,7 @@ from absl import logging
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax import labels
 from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export as export_lib
@@ -91,7 +92,7 @@ def _require(*names: str) -> None:
 def _config() -> db.Config:
   return db.Config(
       images_dir=FLAGS.images,
-      classes=tuple(qc.class_id(int(c) if c.isdigit() else c, source="--classes")
+      classes=tuple(files.class_id(int(c) if c.isdigit() else c, source="--classes")
                     for c in FLAGS.classes),
       kinds=tuple(k.lower() for k in FLAGS.task_types), task_size=FLAGS.task_size,
       gold_per_task=FLAGS.gold_per_task, min_gold_right=FLAGS.min_gold_right,

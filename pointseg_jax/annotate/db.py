@@ -31,6 +31,7 @@ import numpy as np
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax.annotate import blind
 from pointseg_jax import image_io
 from pointseg_jax.annotate import qc
@@ -134,11 +135,6 @@ def token_hash(token: str) -> str:
   return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def image_id(name: str) -> str:
-  """The id an image has in the click JSON: its file name without extension."""
-  return os.path.splitext(name)[0]
-
-
 def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
   """{file name: (height, width)} of the images directly in `images_dir`.
 
@@ -161,7 +157,7 @@ def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
     except errors.DataError:
       bad.append(entry.name)
       continue
-    stem = image_id(entry.name)
+    stem = files.image_id(entry.name)
     if stem in stems:
       raise errors.DataError(f"{images_dir}: {stems[stem]!r} and {entry.name!r} have the same image "
                              "id (file name without extension); rename one")

@@ -20,6 +20,7 @@ import collections
 from absl import logging
 import numpy as np
 
+from pointseg_jax import files
 from pointseg_jax.annotate import db
 from pointseg_jax.data import click_json
 
@@ -44,7 +45,7 @@ def collect_with_asked(store: db.Store, *, include_gold: bool = False
   slots = collections.Counter()
   classes = collections.defaultdict(set)
   for aid, _, cls, pos, name, _ in answers:
-    image = db.image_id(name)
+    image = files.image_id(name)
     annotator = slots[(image, cls)]
     slots[(image, cls)] += 1
     classes[image].add(cls)

@@ -39,6 +39,7 @@ import numpy as np
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
+from pointseg_jax import files
 
 KINDS = ("1point", "allpoints")
 # A gold check a blind annotator passes with a higher probability than this is refused unless the
@@ -57,18 +58,6 @@ class Box:
 
   def contains(self, x: float, y: float) -> bool:
     return self.xmin <= x < self.xmax and self.ymin <= y < self.ymax
-
-
-def class_id(value, *, source: str) -> int:
-  """A VOC object class (1..20) from its id or its name ('dog', 'Dog'); else a DataError."""
-  if isinstance(value, bool):
-    raise errors.DataError(f"{source}: class {value!r} is neither an id 1..20 nor a VOC class name")
-  if isinstance(value, int) and 1 <= value < len(CLASS_NAMES):
-    return value
-  if isinstance(value, str) and value.lower() in CLASS_NAMES[1:]:
-    return CLASS_NAMES.index(value.lower())
-  raise errors.DataError(f"{source}: class {value!r} is neither an id 1..20 nor one of the VOC "
-                         f"class names {list(CLASS_NAMES[1:])}")
 
 
 def parse_gold(data: object, sizes: Mapping[str, tuple[int, int]], *, source: str
@@ -107,7 +96,7 @@ def parse_gold(data: object, sizes: Mapping[str, tuple[int, int]], *, source: st
       if not (0 <= xmin < xmax <= w and 0 <= ymin < ymax <= h):
         raise errors.DataError(f"{where}: box {box!r} must satisfy 0 <= xmin < xmax <= {w} and "
                                f"0 <= ymin < ymax <= {h} (the image is {w}x{h})")
-      parsed.append(Box(class_id(b["cls"], source=where), xmin, ymin, xmax, ymax))
+      parsed.append(Box(files.class_id(b["cls"], source=where), xmin, ymin, xmax, ymax))
     out[name] = parsed
   return out
 
