@@ -50,3 +50,31 @@ def test_wgrad_dots_checks_every_formulation_against_lax_and_ends_with_its_summa
   assert "| wgrad: wgmm (layers.py) |" in p.stdout and "| bare: the 9 TN dots alone |" in p.stdout
   summary = p.stdout.strip().splitlines()[-1]
   assert summary.startswith("SUMMARY wgrad_dots GFLOP/s: lax ") and "matmul peak" in summary
+
+
+def test_xla_backends_report_names_the_backend_and_the_bfloat16_upcast():
+  """What bench/ reports as 'what XLA compiled': a float32 dot runs in float32 with no convert; a
+  bfloat16 dot is converted to float32 before the dot on XLA:CPU (jax 0.10.2: no bf16 kernel
+  reaches the CPU's avx512_bf16 units, docs/performance.md); a conv is a conv."""
+  import jax
+  import jax.numpy as jnp
+  if jax.default_backend() != "cpu":
+    return
+  a32 = jnp.ones((64, 64), jnp.float32)
+  f32 = common.xla_compiled_backends(jax.jit(jnp.dot).lower(a32, a32).compile())
+  assert not f32["bf16_upcast"] and any("f32" in op for op in f32["xla_ops"]), f32
+  a16 = a32.astype(jnp.bfloat16)
+  bf16 = common.xla_compiled_backends(jax.jit(jnp.dot).lower(a16, a16).compile())
+  assert bf16["bf16_upcast"] and "dot f32" in bf16["xla_ops"], bf16
+  conv = jax.jit(lambda x, w: jax.lax.conv(x, w, (1, 1), "SAME"))
+  x, w = jnp.ones((1, 4, 8, 8)), jnp.ones((4, 4, 3, 3))
+  c = common.xla_compiled_backends(conv.lower(x, w).compile())
+  assert "convolution f32" in c["xla_ops"] or c["fusions"], c
+  assert "bf16 converted to f32" in common.describe_backends(bf16)
+  assert "bf16" not in common.describe_backends(f32)
+
+
+def test_xla_backends_lists_its_flag_sets():
+  p = _run(["bench.xla_backends", "--list"])
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "onednn" in p.stdout and "--xla_cpu_use_onednn=true" in p.stdout
