@@ -174,6 +174,22 @@ def describe_backends(b: dict) -> str:
       " (bf16 converted to f32 first)" if b["bf16_upcast"] else "")
 
 
+def run_json_worker(cmd: Sequence[str], env: dict | None = None) -> dict:
+  """Run a worker process that prints `RESULT <json>`; its JSON plus `process_s` (wall seconds),
+  or a RuntimeError with the command and the end of its stderr."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  t = time.perf_counter()
+  p = subprocess.run(list(cmd), capture_output=True, text=True, env=env, check=False)
+  lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
+  if p.returncode or not lines:
+    sys.stderr.write(p.stderr[-3000:])
+    flags = f" (XLA_FLAGS={env.get('XLA_FLAGS', '')})" if env else ""
+    raise RuntimeError(f"worker failed (exit {p.returncode}): {' '.join(cmd)}{flags}")
+  out = json.loads(lines[-1][7:])
+  out["process_s"] = time.perf_counter() - t
+  return out
+
+
 def block(x):
   import jax  # pylint: disable=g-import-not-at-top
   return jax.block_until_ready(x)

@@ -32,7 +32,6 @@ and dtypes in the compiled step (XLA:CPU converts bfloat16 convolutions and dots
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -268,15 +267,8 @@ def run_worker(side: str, size: int, mode: str, dtype: str = "float32") -> dict:
   env = dict(os.environ)
   if side == "jax" and FLAGS.xla_flags:
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + FLAGS.xla_flags).strip()
-  t = time.perf_counter()
-  p = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-  lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
-  if p.returncode or not lines:
-    sys.stderr.write(p.stderr[-3000:])
-    raise RuntimeError(f"{side} worker failed (exit {p.returncode}): {' '.join(cmd)}")
-  result = json.loads(lines[-1][7:])
-  result["process_s"] = time.perf_counter() - t
-  return result
+  from bench import common  # pylint: disable=g-import-not-at-top
+  return common.run_json_worker(cmd, env)
 
 
 def whole_step(common) -> None:

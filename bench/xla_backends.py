@@ -16,9 +16,7 @@ backends", has the table of what was tried.
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -31,7 +29,8 @@ from bench import common
 FLAG_SETS = {
     "default": "",
     "onednn": "--xla_cpu_use_onednn=true",
-    "onednn_custom_call": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true",
+    "onednn_custom_call": ("--xla_cpu_use_onednn=true "
+                           "--xla_cpu_experimental_onednn_custom_call=true"),
     "onednn_fusion": ("--xla_cpu_use_onednn=true --xla_cpu_experimental_ynn_fusion_type=eltwise "
                       "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise"),
     "xnn_fusion": ("--xla_cpu_experimental_ynn_fusion_type=eltwise "
@@ -97,19 +96,12 @@ def worker() -> dict:
 
 
 def run(name: str) -> dict:
-  env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + FLAG_SETS[name]).strip())
+  flags_value = (os.environ.get("XLA_FLAGS", "") + " " + FLAG_SETS[name]).strip()
+  env = dict(os.environ, XLA_FLAGS=flags_value)
   cmd = [sys.executable, "-m", "bench.xla_backends", f"--worker={name}", f"--size={FLAGS.size}",
          f"--reps={FLAGS.reps}", f"--dtypes={','.join(FLAGS.dtypes)}",
          f"--layers={','.join(FLAGS.layers)}"]
-  t = time.perf_counter()
-  p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-  lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
-  if p.returncode or not lines:
-    sys.stderr.write(p.stderr[-3000:])
-    raise RuntimeError(f"flag set {name!r} failed (exit {p.returncode}): XLA_FLAGS={env['XLA_FLAGS']}")
-  out = json.loads(lines[-1][7:])
-  out["process_s"] = time.perf_counter() - t
-  return out
+  return common.run_json_worker(cmd, env)
 
 
 def main(argv):
@@ -151,8 +143,8 @@ def main(argv):
   rows.append(["all convs", "sum", f"{1e3 * statistics.median(sums[base]):.0f}"]
               + [common.fmt_range(*common.paired_ratio(sums[s], sums[base])) for s in sets[1:]])
   for dt in ("float32", "bfloat16"):
-    rows.append([f"matmul 4096² {dt}", "GFLOP/s", f"{statistics.median(x['matmul'][dt] for x in res[base]):.0f}"]
-                + [f"{statistics.median(x['matmul'][dt] for x in res[s]):.0f}" for s in sets[1:]])
+    rows.append([f"matmul 4096² {dt}", "GFLOP/s"]
+                + [f"{statistics.median(x['matmul'][dt] for x in res[s]):.0f}" for s in sets])
   common.table(["conv", "op", f"{base} ms"] + sets[1:], rows)
   print("\nwhat each set compiled (first round):")
   for s in sets:
