@@ -11,7 +11,8 @@ data fields and their defaults in `data/spec.py` (DataSpec). `arg` is the part a
 comma separated (`--config=configs/point.py:voc,tpu`), parsed by `parse_arg`:
   synthetic  (default) the embedded benchmark, width-1/8 FCN-8s from scratch, CPU-sized
   tiny       tiny model, images and step counts; finishes in seconds (tests, CI)
-  voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16
+  voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16,
+             bfloat16 compute (float32 params; --config.model.compute_dtype=float32 on CPU)
   tpu        platform: global batch 16, jax.distributed.initialize(); combine with voc
   key=value  regime arguments (squiggle: radius=2|5|25, or a bare number)
 """
