@@ -187,9 +187,9 @@ class Conv(nn.Module):
   Mixed precision as flax's `nn.Conv(dtype=...)`: the params are stored in float32, the input and
   kernel are cast to `dtype` and the conv computes and returns `dtype` (the gradient of the cast
   brings the kernel's gradient back to float32). The bias is added in float32 before the output's
-  cast (fused into the conv's output on every backend), so its gradient, a sum over every pixel
-  of the batch, is accumulated and returned in float32: rounding that sum to bfloat16 on each
-  device lost 10-20 % of it to cancellation (tests/test_parallel.py, bfloat16 parity).
+  cast (XLA fuses the add and both casts into one elementwise pass), so its gradient, a sum over
+  every pixel of the batch, is accumulated and returned in float32: rounding that sum to bfloat16
+  on each device lost 10-20 % of it to cancellation (tests/test_parallel.py, bfloat16 parity).
   """
   features: int
   kernel_size: int
