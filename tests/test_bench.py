@@ -113,3 +113,10 @@ def test_vs_pytorch_table_pairs_each_dtype_with_its_own_peak():
   assert "| same 256² float32 | ours (JAX, train.py step) | 2.000 [2.000–2.000] | 50.0 | 50 % |" in out
   assert "| same 256² bfloat16 | ours (JAX, train.py step) | 2.500 [2.500–2.500] | 40.0 | 20 % |" in out
   assert "PyTorch x eager + autocast" in out and "- same-256-bfloat16 torch: torch-bfloat16-isa" in out
+
+
+def test_dtype_peak_runs_and_ends_with_its_summary():
+  p = _run(["bench.dtype_peak", "--n=64", "--rounds=1", "--reps=1"])
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "| jax bfloat16 |" in p.stdout
+  assert p.stdout.strip().splitlines()[-1].startswith("SUMMARY bf16 / f32 speed: jax ")
