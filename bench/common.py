@@ -130,21 +130,63 @@ class Load:
             f"loadavg {self.before:.1f}->{self.after:.1f}")
 
 
-def matmul_peak(n: int = 4096, reps: int = 3) -> dict[str, float]:
-  """f32 n x n x n matmul GFLOP/s in this process: numpy (BLAS) and jitted jnp.dot; 'peak' = the
-  faster of the two (medians of `reps` after a warm-up). The denominator of every 'fraction of
-  peak' in BENCHMARKS.md."""
+def matmul_peak(n: int = 4096, reps: int = 3, dtype: str = "float32",
+                with_torch: bool = False) -> dict[str, float]:
+  """n x n x n matmul GFLOP/s of `dtype` in this process: numpy (BLAS, float32 only), jitted
+  jnp.dot and, with `with_torch`, torch.mm (oneDNN; the only one of the three with bfloat16
+  kernels on CPU); 'peak' = the fastest (medians of `reps` after a warm-up). The denominator of
+  every 'fraction of peak' in BENCHMARKS.md: a step in dtype d is compared with d's peak."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
-  ja, jb = jnp.asarray(a), jnp.asarray(b)
+  ja, jb = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
   dot = jax.jit(jnp.dot)
   flop = 2.0 * n ** 3
-  out = {"numpy": flop / median_time(lambda: a @ b, reps) / 1e9,
-         "jax": flop / median_time(lambda: dot(ja, jb), reps) / 1e9}
+  out = {"jax": flop / median_time(lambda: dot(ja, jb), reps) / 1e9}
+  if dtype == "float32":
+    out["numpy"] = flop / median_time(lambda: a @ b, reps) / 1e9
+  if with_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    ta, tb = (torch.from_numpy(v).to(getattr(torch, dtype)) for v in (a, b))
+    out["torch"] = flop / median_time(lambda: torch.mm(ta, tb), reps) / 1e9
   out["peak"] = max(out.values())
+  return out
+
+
+def xla_compiled_backends(compiled) -> dict:
+  """Which backend XLA:CPU gave the convolutions and dots of a compiled program, and in which
+  dtype they run: YNNPACK / oneDNN / XNNPACK fusions (`__ynn_fusion`, ...), XLA's own
+  `convolution` / `dot` thunks, and whether bfloat16 operands were converted to float32 first."""
+  import re  # pylint: disable=g-import-not-at-top
+  text = compiled.as_text()
+  kinds = sorted({a or b for a, b in re.findall(
+      r'"kind":"(__\w+_fusion)"|custom_call_target="([^"]+)"', text)})
+  ops = re.findall(r"= (\w+)\[[^\]]*\][^=]* (convolution|dot)\(", text)
+  return {"fusions": kinds, "xla_ops": sorted({f"{op} {dt}" for dt, op in ops}),
+          "bf16_upcast": bool(re.search(r"f32\[[^\]]*\][^=]*convert\([^)]*\)", text))
+          and "bf16[" in text}
+
+
+def describe_backends(b: dict) -> str:
+  return ("+".join(b["fusions"] + b["xla_ops"]) or "?") + (
+      " (bf16 converted to f32 first)" if b["bf16_upcast"] else "")
+
+
+def run_json_worker(cmd: Sequence[str], env: dict | None = None) -> dict:
+  """Run a worker process that prints `RESULT <json>`; its JSON plus `process_s` (wall seconds),
+  or a RuntimeError with the command and the end of its stderr."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  t = time.perf_counter()
+  p = subprocess.run(list(cmd), capture_output=True, text=True, env=env, check=False)
+  lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
+  if p.returncode or not lines:
+    sys.stderr.write(p.stderr[-3000:])
+    flags = f" (XLA_FLAGS={env.get('XLA_FLAGS', '')})" if env else ""
+    raise RuntimeError(f"worker failed (exit {p.returncode}): {' '.join(cmd)}{flags}")
+  out = json.loads(lines[-1][7:])
+  out["process_s"] = time.perf_counter() - t
   return out
 
 
@@ -251,10 +293,11 @@ def layer_shapes(size: int, width: float, mode: str):
 # ------------------------------------------------------------------------ the real train step ---
 
 def config_for(name: str, size: int | None = None, mode: str | None = None,
-               batch: int | None = None, width: float | None = None):
+               batch: int | None = None, width: float | None = None, dtype: str = "float32"):
   """A training config of the repository: 'demo' (configs/point.py, what `make demo` trains) or
   'fcn32s' (configs/full.py:voc, the paper's FCN-32s at full width, batch 1, no weight file),
-  with the image size, geometry, batch or width overridden."""
+  with the image size, geometry, batch or width overridden; compute dtype `dtype` (float32 unless
+  asked: the voc configs default to bfloat16, which XLA:CPU runs in float32 plus converts)."""
   from pointseg_jax import config_lib  # pylint: disable=g-import-not-at-top
   if name == "demo":
     config = config_lib.get_config("point")
@@ -271,6 +314,7 @@ def config_for(name: str, size: int | None = None, mode: str | None = None,
     config.train.batch_size = batch
   if width is not None:
     config.model.width = width
+  config.model.compute_dtype = dtype
   return config
 
 

@@ -2,10 +2,11 @@
 t_torch / t_ours per image size (target >= 1.0).
 
     pip install -e '.[bench]'        # torch (CPU build); without it this script says so, exits 0
-    python -m bench.vs_pytorch [--sizes 256,512] [--modes same] [--rounds 3] [--reps 3]
+    python -m bench.vs_pytorch [--sizes 256,512] [--modes same] [--dtypes float32,bfloat16]
+                               [--rounds 3] [--reps 3] [--xla_flags='--xla_cpu_use_onednn=true']
     python -m bench.vs_pytorch --per_layer --sizes 512     # where the time goes, conv by conv
 
-The step on both sides: FCN-32s VGG16 at width 1 (134,346,581 params), batch 1, float32,
+The step on both sides: FCN-32s VGG16 at width 1 (134,346,581 params), batch 1,
 dropout 0.5 after fc6/fc7, mean cross-entropy over the labelled pixels (our Eq. 1 `pixel_loss`,
 torch `F.cross_entropy(ignore_index=255)`), Caffe SGD (momentum 0.9, weight decay 5e-4 on
 weights, biases at 2x lr without decay: torch.optim.SGD with two parameter groups). Ours is the
@@ -18,11 +19,19 @@ round); each process times `--reps` steps after 2 warm-ups and reports the media
 seconds per step and how busy the machine was with other work. On a loaded machine the CPU-time
 ratio is the steadier of the two (it still counts threads spinning while descheduled). FLOPs are
 XLA's count of our step, used for both.
+
+Dtypes: 'float32' is float32 on both sides; 'bfloat16' is ours with config.model.compute_dtype =
+bfloat16 (float32 params, losses, optimiser) against torch eager under
+`torch.autocast('cpu', torch.bfloat16)`, the same split. Each row's rate is compared with the
+matmul peak of its own dtype, measured in the driver after the rounds (the fastest of jitted
+jnp.dot, torch.mm and, for float32, numpy). Which ISA each side used: torch's
+`torch.backends.cpu.get_cpu_capability()` and the oneDNN primitives of one step (ONEDNN_VERBOSE:
+implementation names such as `brg_conv_fwd:avx512_core_bf16` name the ISA); ours: the backends
+and dtypes in the compiled step (XLA:CPU converts bfloat16 convolutions and dots to float32).
 """
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -35,7 +44,10 @@ flags.DEFINE_integer("rounds", 3, "Alternating rounds (fresh processes each).")
 flags.DEFINE_integer("reps", 3, "Timed steps per process (median), after 2 warm-ups.")
 flags.DEFINE_bool("per_layer", False, "Time every conv's forward, input and weight gradient on "
                   "both sides instead of the whole step.")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes: float32 and/or bfloat16.")
+flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS for our side's processes.")
 flags.DEFINE_string("worker", "", "Internal: 'jax' or 'torch', measure one case and print JSON.")
+flags.DEFINE_string("dtype", "float32", "Internal (worker): compute dtype.")
 flags.DEFINE_integer("size", 256, "Internal (worker): image side.")
 flags.DEFINE_string("mode", "same", "Internal (worker): geometry.")
 FLAGS = flags.FLAGS
@@ -92,7 +104,33 @@ def torch_fcn32s(mode: str, size: int):
   return FCN32s()
 
 
-def torch_worker(size: int, mode: str, reps: int) -> dict:
+def onednn_primitives(fn) -> list[str]:
+  """The oneDNN primitives (kind and implementation, e.g. 'convolution brg_conv_fwd:avx512_core')
+  that fn() runs, from oneDNN's verbose lines on stdout (captured at the file descriptor)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  sys.stdout.flush()
+  saved = os.dup(1)
+  with tempfile.TemporaryFile(mode="w+") as tmp:
+    os.dup2(tmp.fileno(), 1)
+    try:
+      with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+        fn()
+    finally:
+      sys.stdout.flush()
+      os.dup2(saved, 1)
+      os.close(saved)
+    tmp.seek(0)
+    found = set()
+    for line in tmp:
+      parts = line.strip().split(",")
+      if line.startswith("onednn_verbose") and "exec" in parts and len(parts) > 6:
+        i = parts.index("exec")
+        found.add(f"{parts[i + 2]} {parts[i + 3]}")   # primitive kind, implementation
+  return sorted(found)
+
+
+def torch_worker(size: int, mode: str, reps: int, dtype: str = "float32") -> dict:
   import torch  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
   from bench import common  # pylint: disable=g-import-not-at-top
@@ -110,15 +148,19 @@ def torch_worker(size: int, mode: str, reps: int) -> dict:
   x = torch.rand(1, 3, size, size) * 255
   y = torch.randint(0, NUM_CLASSES, (1, size, size))
 
+  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
   def step():
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y, ignore_index=255)
+    with autocast:
+      logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, ignore_index=255)   # float32 loss, as ours
     loss.backward()
     opt.step()
     return loss
 
   first_loss = float(step())
-  step()
+  primitives = onednn_primitives(step)
   times = []
   with common.Load() as load:
     for _ in range(reps):
@@ -128,13 +170,15 @@ def torch_worker(size: int, mode: str, reps: int) -> dict:
   return dict(side="torch", version=torch.__version__, threads=torch.get_num_threads(),
               params=sum(p.numel() for p in model.parameters()), times=times,
               first_loss=first_loss, ours=load.ours, others=load.others,
-              cpu_s=load.ours * load.wall / reps)
+              cpu_s=load.ours * load.wall / reps,
+              isa=f"capability {torch.backends.cpu.get_cpu_capability()}; oneDNN: "
+                  + ", ".join(primitives))
 
 
-def jax_worker(size: int, mode: str, reps: int) -> dict:
+def jax_worker(size: int, mode: str, reps: int, dtype: str = "float32") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from bench import common  # pylint: disable=g-import-not-at-top
-  step = common.RealStep(common.config_for("fcn32s", size=size, mode=mode))
+  step = common.RealStep(common.config_for("fcn32s", size=size, mode=mode, dtype=dtype))
   first_loss = float(step.run()[1]["train/loss"])
   common.block(step.run())
   times = []
@@ -145,7 +189,9 @@ def jax_worker(size: int, mode: str, reps: int) -> dict:
       times.append(time.perf_counter() - t)
   return dict(side="jax", version=jax.__version__, params=step.num_params, times=times,
               flops=step.flops, first_loss=first_loss, ours=load.ours, others=load.others,
-              cpu_s=load.ours * load.wall / reps)
+              cpu_s=load.ours * load.wall / reps,
+              isa=f"XLA_FLAGS={os.environ.get('XLA_FLAGS') or '(none)'}; "
+                  + common.describe_backends(common.xla_compiled_backends(step.compiled)))
 
 
 # ---------------------------------------------------------------------------- per-layer side ---
@@ -214,46 +260,48 @@ def _median(f, reps):
 
 # ----------------------------------------------------------------------------------- driver ---
 
-def run_worker(side: str, size: int, mode: str) -> dict:
+def run_worker(side: str, size: int, mode: str, dtype: str = "float32") -> dict:
   cmd = [sys.executable, "-m", "bench.vs_pytorch", f"--worker={side}", f"--size={size}",
-         f"--mode={mode}", f"--reps={FLAGS.reps}"] + (["--per_layer"] if FLAGS.per_layer else [])
-  t = time.perf_counter()
-  p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  lines = [line for line in p.stdout.splitlines() if line.startswith("RESULT ")]
-  if p.returncode or not lines:
-    sys.stderr.write(p.stderr[-3000:])
-    raise RuntimeError(f"{side} worker failed (exit {p.returncode}): {' '.join(cmd)}")
-  result = json.loads(lines[-1][7:])
-  result["process_s"] = time.perf_counter() - t
-  return result
+         f"--mode={mode}", f"--reps={FLAGS.reps}", f"--dtype={dtype}"] + (
+             ["--per_layer"] if FLAGS.per_layer else [])
+  env = dict(os.environ)
+  if side == "jax" and FLAGS.xla_flags:
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + FLAGS.xla_flags).strip()
+  from bench import common  # pylint: disable=g-import-not-at-top
+  return common.run_json_worker(cmd, env)
 
 
 def whole_step(common) -> None:
-  cases = [(m, int(s)) for m in FLAGS.modes for s in FLAGS.sizes]
+  cases = [(m, int(s), d) for m in FLAGS.modes for s in FLAGS.sizes for d in FLAGS.dtypes]
   res = {(c, side): [] for c in cases for side in ("jax", "torch")}
   for r in range(FLAGS.rounds):
     for case in cases:
       for side in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
-        out = run_worker(side, case[1], case[0])
+        out = run_worker(side, case[1], case[0], case[2])
         res[case, side].append(out)
-        print(f"round {r} {case[0]} {case[1]}² {side}: median "
+        print(f"round {r} {case[0]} {case[1]}² {case[2]} {side}: median "
               f"{statistics.median(out['times']):.3f} s/step (cores ours {out['ours']:.2f} / "
               f"others {out['others']:.2f})", flush=True)
-  peak = common.matmul_peak()["peak"]
-  rows, ratios = [], {}
-  for mode, size in cases:
-    j, t = res[(mode, size), "jax"], res[(mode, size), "torch"]
+  peaks = {d: common.matmul_peak(dtype=d, with_torch=True) for d in FLAGS.dtypes}
+  rows, ratios, isa = [], {}, {}
+  for mode, size, dtype in cases:
+    j, t = res[(mode, size, dtype), "jax"], res[(mode, size, dtype), "torch"]
     tj = [statistics.median(x["times"]) for x in j]
     tt = [statistics.median(x["times"]) for x in t]
-    flops = j[0]["flops"]
+    flops, peak = j[0]["flops"], peaks[dtype]["peak"]
     paired = common.paired_ratio(tt, tj)
     cpu = common.paired_ratio([x["cpu_s"] for x in t], [x["cpu_s"] for x in j])
-    ratios[f"{mode}-{size}"] = paired[0]
-    ratios[f"{mode}-{size}-cpu"] = cpu[0]
-    for side, ts, xs in (("ours (JAX, train.py step)", tj, j), (f"PyTorch {t[0]['version']} eager",
-                                                                   tt, t)):
+    key = f"{mode}-{size}" + ("" if dtype == "float32" else f"-{dtype}")
+    ratios[key], ratios[f"{key}-cpu"] = paired[0], cpu[0]
+    isa[f"{key} ours"], isa[f"{key} torch"] = j[0]["isa"], t[0]["isa"]
+    if dtype != "float32" and ((mode, size, "float32"), "torch") in res:   # vs torch float32
+      t32 = [statistics.median(x["times"]) for x in res[(mode, size, "float32"), "torch"]]
+      ratios[f"{key}-vs-torch-float32"] = common.paired_ratio(t32, tj)[0]
+    for side, ts, xs in (("ours (JAX, train.py step)", tj, j),
+                         (f"PyTorch {t[0]['version']} eager"
+                          + (" + autocast" if dtype == "bfloat16" else ""), tt, t)):
       med = statistics.median(ts)
-      rows.append((f"{mode} {size}²", side, f"{med:.3f} [{min(ts):.3f}–{max(ts):.3f}]",
+      rows.append((f"{mode} {size}² {dtype}", side, f"{med:.3f} [{min(ts):.3f}–{max(ts):.3f}]",
                    f"{flops / med / 1e9:.1f}", f"{100 * flops / med / 1e9 / peak:.0f} %",
                    common.fmt_range(*paired) if side.startswith("ours") else "",
                    f"{statistics.median(x['cpu_s'] for x in xs):.2f}",
@@ -261,11 +309,15 @@ def whole_step(common) -> None:
                    f"{statistics.median(x['others'] for x in xs):.2f}"))
   print(f"\nparams: ours {j[0]['params']:,}, torch {t[0]['params']:,}; first-step loss: ours "
         f"{j[0]['first_loss']:.4f}, torch {t[0]['first_loss']:.4f} (ln 21 = 3.0445); XLA FLOPs "
-        f"of our step used for both; matmul peak (this process, after the rounds) {peak:.0f} "
-        "GFLOP/s\n")
+        "of our step used for both; matmul peaks (this process, after the rounds, GFLOP/s): "
+        + "; ".join(f"{d} " + ", ".join(f"{k} {v:.0f}" for k, v in p.items())
+                    for d, p in peaks.items()) + "\n")
   common.table(("case", "step", "s/step: median [min–max] over processes", "GFLOP/s",
-                "of matmul peak", "t_torch / t_ours per round: median [range]",
+                "of its dtype's matmul peak", "t_torch / t_ours per round: median [range]",
                 "CPU s/step", "CPU-time ratio torch / ours", "cores used by others"), rows)
+  print("\nwhat each side ran (ISA):")
+  for k, v in isa.items():
+    print(f"- {k}: {v}")
   common.summary("vs PyTorch eager: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
                  + " (t_torch / t_ours, wall and CPU time; target >= 1.0)", **ratios)
 
@@ -302,8 +354,8 @@ def main(argv):
   if FLAGS.worker:
     fn = {("jax", False): jax_worker, ("torch", False): torch_worker,
           ("jax", True): jax_layers_worker, ("torch", True): torch_layers_worker}
-    print("RESULT " + json.dumps(fn[FLAGS.worker, FLAGS.per_layer](
-        FLAGS.size, FLAGS.mode, FLAGS.reps)), flush=True)
+    args = (FLAGS.size, FLAGS.mode, FLAGS.reps) + (() if FLAGS.per_layer else (FLAGS.dtype,))
+    print("RESULT " + json.dumps(fn[FLAGS.worker, FLAGS.per_layer](*args)), flush=True)
     return
   from bench import common  # pylint: disable=g-import-not-at-top
   common.print_header("vs PyTorch eager: the same FCN-32s train step")

@@ -11,7 +11,8 @@ data fields and their defaults in `data/spec.py` (DataSpec). `arg` is the part a
 comma separated (`--config=configs/point.py:voc,tpu`), parsed by `parse_arg`:
   synthetic  (default) the embedded benchmark, width-1/8 FCN-8s from scratch, CPU-sized
   tiny       tiny model, images and step counts; finishes in seconds (tests, CI)
-  voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16
+  voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16,
+             bfloat16 compute (float32 params; --config.model.compute_dtype=float32 on CPU)
   tpu        platform: global batch 16, jax.distributed.initialize(); combine with voc
   key=value  regime arguments (squiggle: radius=2|5|25, or a bare number)
 """
@@ -126,6 +127,10 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
       width=1 / 8,           # channel multiplier (1.0 = VGG16)
       mode="same",           # 'caffe' (released deploy geometry) | 'same' (padded, TPU-friendly)
       dropout=0.5,
+      # Activations' dtype; params, optimiser state and checkpoints are float32 whatever it is.
+      # 'bfloat16' uses a TPU's MXU / a GPU's tensor cores; XLA:CPU runs it slower than float32
+      # (docs/model.md, "Compute dtype"; docs/performance.md).
+      compute_dtype="float32",
       init_from=placeholder(str),  # .npz written by `python -m pointseg_jax.models.weights convert`
   ))
 
@@ -194,7 +199,8 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
     c.data.dataset = "voc2012_points"
     c.data.image_size = (500, 500)   # VOC images are at most 500x500: pad, never crop
     c.data.augment = False           # the authors used no crop / flip / scale
-    c.model.update(width=1.0, mode="caffe", variant="32s", init_from=VOC_INIT_FROM)
+    c.model.update(width=1.0, mode="caffe", variant="32s", init_from=VOC_INIT_FROM,
+                   compute_dtype="bfloat16")   # an accelerator's run (on CPU: =float32)
     c.optimizer.update(learning_rate=regime.learning_rate, warmup_steps=0, clip_grad_norm=0.0)
     c.train.update(batch_size=1, num_steps=50_000, log_every=100, checkpoint_every=1000,
                    eval_every=5000)

@@ -32,8 +32,12 @@ def make_model(model_config) -> FCN:
   for field, allowed in (("variant", fcn.VARIANTS), ("mode", vgg16.MODES)):
     if m[field] not in allowed:
       raise errors.ConfigError(f"config.model.{field} = {m[field]!r}: must be one of {allowed}")
+  dtype = m.get("compute_dtype", "float32")   # config.json of runs before mixed precision: float32
+  if fcn.dtype_name(dtype) not in fcn.COMPUTE_DTYPES:
+    raise errors.ConfigError(f"config.model.compute_dtype = {dtype!r}: must be one of "
+                             f"{fcn.COMPUTE_DTYPES} (--config.model.compute_dtype=bfloat16)")
   return FCN(num_classes=m.num_classes, variant=m.variant, width=float(m.width), mode=m.mode,
-             dropout=float(m.dropout))
+             dropout=float(m.dropout), dtype=jnp.dtype(dtype))
 
 
 class OptimizerSpec(NamedTuple):

@@ -197,6 +197,9 @@ def loss_terms(logits, batch, terms, options: LossOptions = LossOptions()):
   unknown = [t for t in terms if t not in TERM_TABLE]
   if unknown:
     raise ValueError(f"unknown loss terms {unknown}; known: {TERMS}")
+  # Mixed precision: softmax, log and logsumexp in float32 whatever the model computed in (the
+  # FCN already returns float32; this keeps the rule for any logits handed in).
+  logits = jnp.asarray(logits, jnp.float32)
   return {t: TERM_TABLE[t].fn(logits, batch, options) for t in terms}
 
 

@@ -186,6 +186,10 @@ CASES = [
     Case("model_variant_unknown", f"`{CONFIG} --config.model.variant=4s`",
          "error: config.model.variant = '4s': must be one of ('32s', '16s', '8s')",
          run=train(tiny(model__variant="4s", **UNUSED_DATA))),
+    Case("compute_dtype_unknown", f"`{CONFIG} --config.model.compute_dtype=float16`",
+         "error: config.model.compute_dtype = 'float16': must be one of ('float32', 'bfloat16') "
+         "(--config.model.compute_dtype=bfloat16)",
+         run=train(tiny(model__compute_dtype="float16", **UNUSED_DATA))),
     # --- Paths -----------------------------------------------------------------------------------
     Case("workdir_is_a_file", f"`{CONFIG} --workdir=~/notes.txt` (a file)",
          "error: --workdir=~/notes.txt: <tmp>/notes.txt is a file, not a directory; pass a "

@@ -4,6 +4,11 @@
 input resolution. The model owns its preprocessing (RGB->BGR, Caffe VGG mean), so the batch dict's
 `image` goes in as is.
 
+Mixed precision (`dtype='bfloat16'`, flax imagenet's `half_precision`): params stay float32, every
+conv, ReLU, pool and upsampling runs in bfloat16, and the logits come back as float32, so the
+losses' softmax / log terms, evaluation's argmax and predict's probabilities are float32 whatever
+the compute dtype (docs/model.md, "Compute dtype").
+
 mode='caffe' reproduces the released deploy nets exactly: conv1_1 pad 100, ceil pooling, VALID 7x7
 fc6, fixed bilinear Deconvolution (kernel 2s, stride s, Caffe's `upsample_filt` on the channel
 diagonal) and the Crop offsets of the prototxts (32s: 19; 16s: 5, 27; 8s: 5, 9, 31; derived in
@@ -30,6 +35,16 @@ VARIANTS = ("32s", "16s", "8s")
 # (score_pool4 crop, score_pool3 crop, final crop).
 CAFFE_OFFSETS = {"32s": (None, None, 19), "16s": (5, None, 27), "8s": (5, 9, 31)}
 SAME_MIN_SIZE = 32   # five floor poolings leave at least a 1x1 map
+# float16 is left out on purpose: its 5-bit exponent needs loss scaling, bfloat16's 8 bits do not.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def dtype_name(dtype: Any) -> str | None:
+  """'float32' for jnp.float32 / 'float32' / np.dtype('float32'); None for what is not a dtype."""
+  try:
+    return jnp.dtype(dtype).name
+  except TypeError:
+    return None
 
 
 def bilinear_taps(factor: int) -> np.ndarray:
@@ -90,6 +105,7 @@ class FCN(nn.Module):
     mode: 'caffe' (released deploy geometry, any size) | 'same' (padded, H, W >= 32).
     dropout: rate after fc6 and fc7 in training.
     conv_impl: conv formulation for every layer, see `layers.py` ('auto' = fastest measured).
+    dtype: compute dtype of the activations, one of COMPUTE_DTYPES (params are float32 always).
   """
   num_classes: int = 21
   variant: str = "32s"
@@ -97,12 +113,15 @@ class FCN(nn.Module):
   mode: str = "caffe"
   dropout: float = 0.5
   conv_impl: str = "auto"
+  dtype: Any = jnp.float32
 
   def _check(self, images: jax.Array) -> None:
     if self.variant not in VARIANTS:
       raise ValueError(f"FCN variant must be one of {VARIANTS}; got {self.variant!r}")
     if self.mode not in vgg16.MODES:
       raise ValueError(f"FCN mode must be one of {vgg16.MODES}; got {self.mode!r}")
+    if dtype_name(self.dtype) not in COMPUTE_DTYPES:
+      raise ValueError(f"FCN dtype must be one of {COMPUTE_DTYPES}; got {self.dtype!r}")
     if not self.width > 0:
       raise ValueError(f"FCN width must be > 0; got {self.width}")
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -118,20 +137,22 @@ class FCN(nn.Module):
     self._check(images)
     n, h, w, _ = images.shape
     caffe = self.mode == "caffe"
-    x = vgg16.preprocess(images.astype(jnp.float32))
-    taps = vgg16.backbone(x, width=self.width, mode=self.mode, impl=self.conv_impl)
+    # Mean subtraction in float32, then one cast: the input is rounded once, not the mean too.
+    x = vgg16.preprocess(images.astype(jnp.float32)).astype(self.dtype)
+    taps = vgg16.backbone(x, width=self.width, mode=self.mode, impl=self.conv_impl,
+                          dtype=self.dtype)
 
     fc = vgg16.scaled(vgg16.FC_CHANNELS, self.width)
     k = vgg16.FC6_KERNEL
     x = layers.Conv(fc, k, padding="VALID" if caffe else "SAME", impl=self.conv_impl,
-                    name="fc6")(taps["pool5"])
+                    dtype=self.dtype, name="fc6")(taps["pool5"])
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
-    x = layers.Conv(fc, 1, impl=self.conv_impl, name="fc7")(x)
+    x = layers.Conv(fc, 1, impl=self.conv_impl, dtype=self.dtype, name="fc7")(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
 
     # Score layers start at zero (FCN; weights.py seeds score_fr from ImageNet fc8 rows).
     def score(name: str, inputs: jax.Array) -> jax.Array:
-      return layers.Conv(self.num_classes, 1, impl=self.conv_impl, name=name,
+      return layers.Conv(self.num_classes, 1, impl=self.conv_impl, dtype=self.dtype, name=name,
                          kernel_init=nn.initializers.zeros_init())(inputs)
 
     x = score("score_fr", x)
@@ -146,8 +167,10 @@ class FCN(nn.Module):
         x = _resize(x, s.shape[1:3]) + s
     if caffe:
       factor = 32 // 2 ** len(skips)
-      return caffe_upsample(x, factor, offsets[-1], (h, w))
-    return _resize(x, (h, w))
+      x = caffe_upsample(x, factor, offsets[-1], (h, w))
+    else:
+      x = _resize(x, (h, w))
+    return x.astype(jnp.float32)   # the losses take logs of softmaxes: float32 (module doc)
 
 
 def param_count(tree: Any) -> int:

@@ -18,7 +18,7 @@ whole-image-window conv). The fast formulations below compute the same function 
 measured on 2 cores (docs/model.md, `python -m bench.layers`).
 """
 import functools
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -182,17 +182,27 @@ def conv(x: jax.Array, w: jax.Array, padding: PaddingLike = "VALID",
 
 
 class Conv(nn.Module):
-  """Stride-1 conv + bias; params 'kernel' [kh, kw, Cin, Cout] (HWIO) and 'bias' [Cout]."""
+  """Stride-1 conv + bias; params 'kernel' [kh, kw, Cin, Cout] (HWIO) and 'bias' [Cout].
+
+  Mixed precision as flax's `nn.Conv(dtype=...)`: the params are stored in float32, the input and
+  kernel are cast to `dtype` and the conv computes and returns `dtype` (the gradient of the cast
+  brings the kernel's gradient back to float32). The bias is added in float32 before the output's
+  cast (XLA fuses the add and both casts into one elementwise pass), so its gradient, a sum over
+  every pixel of the batch, is accumulated and returned in float32: rounding that sum to bfloat16
+  on each device lost 10-20 % of it to cancellation (tests/test_parallel.py, bfloat16 parity).
+  """
   features: int
   kernel_size: int
   padding: PaddingLike = "VALID"
   impl: str = "auto"
   kernel_init: nn.initializers.Initializer = nn.initializers.kaiming_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-    return conv(x, kernel.astype(x.dtype), self.padding, self.impl) + bias.astype(x.dtype)
+    y = conv(x.astype(self.dtype), kernel.astype(self.dtype), self.padding, self.impl)
+    return (y.astype(jnp.float32) + bias).astype(self.dtype)

@@ -58,8 +58,10 @@ def feature_size(size: int, mode: str) -> int:
 
 
 def backbone(x: jax.Array, *, width: float = 1.0, mode: str = "caffe",
-             impl: str = "auto") -> dict[str, jax.Array]:
+             impl: str = "auto", dtype=jnp.float32) -> dict[str, jax.Array]:
   """Run conv1_1 .. pool5 on a preprocessed BGR batch; returns {'pool3', 'pool4', 'pool5'}.
+
+  The convs compute in `dtype` (float32 params, mixed precision: layers.Conv).
 
   Call it inside a compact Flax module: the convs become that module's children, so the param
   tree stays flat ({'conv1_1': {'kernel', 'bias'}, ...}).
@@ -70,7 +72,8 @@ def backbone(x: jax.Array, *, width: float = 1.0, mode: str = "caffe",
   for b, block in enumerate(BLOCKS, start=1):
     for name, channels in block:
       pad = CAFFE_CONV1_PAD if (mode == "caffe" and name == "conv1_1") else 1
-      x = nn.relu(layers.Conv(scaled(channels, width), 3, padding=pad, impl=impl, name=name)(x))
+      x = nn.relu(layers.Conv(scaled(channels, width), 3, padding=pad, impl=impl, dtype=dtype,
+                              name=name)(x))
     x = max_pool(x, mode)
     taps[f"pool{b}"] = x
   return {k: taps[k] for k in ("pool3", "pool4", "pool5")}
