@@ -3,6 +3,8 @@
 Hand-computed discs for small radii, the overlap rule, the disc carried through flips and scales,
 the config argument (literal and scaled radii) and a tiny end-to-end run.
 """
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -169,10 +171,16 @@ def test_radius_argument_literal_and_scaled():
     DataSpec(point_radius=float("nan"))
 
 
+@pytest.mark.slow   # ~2 min on one busy core: compiles a train step
 def test_tiny_end_to_end_run(tiny_data_dir, tmp_path):
   config = tiny_config(tiny_data_dir, name="grown_points", train__num_steps=2,
                        train__checkpoint_every=2, train__eval_every=100)
   config.data.point_radius = 2.0
   result = train.train_and_evaluate(config, tmp_path)
   assert result["step"] == 2 and result["regime"] == "grown_points"
-  assert np.isfinite(result["train/point"]) and 0.0 <= result["eval/miou"] <= 1.0
+  assert 0.0 <= result["eval/miou"] <= 1.0
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  points = [r["train/point"] for r in rows if "train/point" in r]
+  assert len(points) == 2 and all(np.isfinite(points)) and all(p > 0 for p in points)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["data"]["label_kind"] == "grown_points" and saved["data"]["point_radius"] == 2.0

@@ -7,9 +7,11 @@ supervision. On the synthetic variants it equals `configs/<regime>.py` with the 
 """
 import time
 
+from pointseg_jax import config_lib
 from pointseg_jax import predict
 from pointseg_jax import supervision
 from pointseg_jax import train
+from pointseg_jax.data.spec import DataSpec
 
 
 def regime_config(config, regime, *, squiggle_radius=None, train_fraction=None):
@@ -29,6 +31,9 @@ def regime_config(config, regime, *, squiggle_radius=None, train_fraction=None):
     if config.data.dataset.startswith("voc"):
       other.optimizer.learning_rate = (config.optimizer.learning_rate * row.learning_rate
                                        / base.learning_rate)
+    # The grown-points radius is that regime's own default (configs/grown_points.py), 0 elsewhere.
+    other.data.point_radius = (config_lib.GROWN_POINTS_RADIUS if regime == "grown_points"
+                               else DataSpec().point_radius)
     if squiggle_radius is not None:
       other.data.squiggle_radius = squiggle_radius
     if train_fraction is not None:
