@@ -184,3 +184,18 @@ def test_tiny_end_to_end_run(tiny_data_dir, tmp_path):
   assert len(points) == 2 and all(np.isfinite(points)) and all(p > 0 for p in points)
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["data"]["label_kind"] == "grown_points" and saved["data"]["point_radius"] == 2.0
+
+
+def test_point_radius_is_part_of_a_runs_identity_only_for_grown_points():
+  """Adding the field to every config must not make older workdirs (which lack it) refuse to
+  resume: outside grown_points it says nothing about the run (workdir.identity)."""
+  from pointseg_jax import workdir
+  point = load_config("point", None)
+  assert "data.point_radius" not in workdir.identity(point)
+  old = point.to_dict()
+  del old["data"]["point_radius"]
+  assert workdir.differences(old, point) == []
+  grown = load_config("grown_points", "radius=2")
+  assert workdir.identity(grown)["data.point_radius"] == 2.0
+  assert workdir.differences(load_config("grown_points", "radius=5").to_dict(), grown) == [
+      "data.point_radius: 5.0 -> 2.0"]
