@@ -11,7 +11,7 @@ TCMALLOC_FIND = for f in $(TCMALLOC_LIBS); do if [ -f $$f ]; then echo LD_PRELOA
 RUN = env $$($(TCMALLOC_FIND)) TF_CPP_MIN_LOG_LEVEL=2
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-slow demo clean tcmalloc
+.PHONY: install test test-fast test-slow demo clean tcmalloc
 
 # uv installs the same pinned set as pip in ~15 s instead of ~60 s (BENCHMARKS.md, "Time to first
 # result"); pip is the fallback when uv cannot be installed or fails, and `INSTALLER=pip` forces
@@ -48,6 +48,10 @@ test: $(VENV)/.installed
 	@$(RUN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - the suite is broken" >&2; fi; \
 	exit $$rc
+
+# The edit loop: everything but the process-level (e2e) and slow tests.
+test-fast: $(VENV)/.installed
+	$(RUN) $(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	$(RUN) $(PY) -m pytest -m slow $(PYTEST_ARGS)

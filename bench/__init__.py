@@ -6,4 +6,5 @@
     python -m bench.scaling         # step time vs image size, batch and CPU device count
     python -m bench.vs_pytorch      # the same step in PyTorch eager (extra [bench])
     python -m bench.layers          # every conv formulation of models/layers.py, per layer
+    python -m bench.cvat_zip_memory KIND   # peak memory of reading a hostile CVAT zip (not a ratio)
 """

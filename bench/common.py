@@ -287,7 +287,7 @@ def synthetic_batch(config, seed: int = 0) -> dict:
   present[np.arange(b), labels[:, 0, 0]] = True
   return {"image": rng.uniform(0, 255, (b, h, w, 3)).astype(np.float32),
           "valid": np.ones((b, h, w), bool), "labels": labels, "present": present,
-          "sparse_labels": sparse, "sparse_weights": (sparse != 255).astype(np.float32),
+          "known": np.ones((b, NUM_CLASSES), bool), "sparse_labels": sparse, "sparse_weights": (sparse != 255).astype(np.float32),
           "objectness": rng.uniform(0.01, 0.99, (b, h, w)).astype(np.float32)}
 
 

@@ -2,6 +2,7 @@
 objectness maps images/s (the offline prior) on both cores.
 
     python -m bench.input [--batches 20] [--objectness_images 14 --workers 2 --photos_dir DIR]
+    python -m bench.input --parts=pipeline --baseline_ref=main   # did a pipeline change slow it?
 
 1. Pipeline: for every label kind of the regime table (regimes that share one produce the
    same batches), tf.data train batches of the demo config (configs/point.py: 128², batch 8,
@@ -10,13 +11,19 @@ objectness maps images/s (the offline prior) on both cores.
 2. The demo's train step (the same config, compiled as train.py does) in the same process,
    alternating with the pipeline; ratio = pipeline images/s / step images/s (target >= 5: the
    input never makes the step wait, even when both share the cores).
+   With --baseline_ref, `pointseg_jax/data/pipeline.py` as of that git ref is timed too, in the
+   same process, alternating with the working tree's: the ratio now / baseline per label kind.
 3. Objectness maps (`pointseg_jax.objectness.heatmap`) on 500×375 photos: one process, then
    `--workers` processes; target >= 5 images/s with 2 workers. Photos: the *_image.png files of
    --photos_dir resized to 500×375, else random textured images (a flag says which).
 """
+import importlib.util
 import multiprocessing as mp
 import pathlib
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 from absl import app
@@ -36,6 +43,8 @@ flags.DEFINE_list("label_kinds", [], "Only these label kinds (default: every one
 flags.DEFINE_list("parts", ["pipeline", "objectness"], "What to measure.")
 flags.DEFINE_integer("objectness_max_side", None, "Objectness working resolution (default: the "
                      "package's DEFAULT_MAX_SIDE).")
+flags.DEFINE_string("baseline_ref", "", "Also time pointseg_jax/data/pipeline.py as of this git "
+                    "ref (e.g. main), alternating with the working tree's; prints now / baseline.")
 FLAGS = flags.FLAGS
 PIPELINE_TARGET = 5.0
 OBJECTNESS_TARGET = 5.0
@@ -50,10 +59,28 @@ def regimes_by_label_kind() -> dict[str, list[str]]:
   return out
 
 
-def pipeline_rate(config, regime: str, batches: int) -> float:
-  """Train images/s of the config's pipeline for `regime`'s label kind (after 3 warm-ups)."""
+def pipeline_at(ref: str):
+  """pointseg_jax/data/pipeline.py as of git `ref`, imported as its own module (from a file, so
+  that tf.data's autograph can read its functions' source)."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  source = subprocess.run(["git", "show", f"{ref}:pointseg_jax/data/pipeline.py"], cwd=repo,
+                          capture_output=True, text=True, check=True).stdout
+  name = "pipeline_at_" + "".join(c if c.isalnum() else "_" for c in ref)
+  path = pathlib.Path(tempfile.mkdtemp()) / f"{name}.py"
+  path.write_text(source)
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module    # dataclasses look their module up
+  spec.loader.exec_module(module)
+  return module
+
+
+def pipeline_rate(config, regime: str, batches: int, pipeline=None) -> float:
+  """Train images/s of the config's pipeline for `regime`'s label kind (after 3 warm-ups).
+  pipeline: the module to time (default: the installed pointseg_jax.data.pipeline)."""
   from pointseg_jax import supervision  # pylint: disable=g-import-not-at-top
-  from pointseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  if pipeline is None:
+    from pointseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from pointseg_jax.data import spec as spec_lib  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   config.regime = regime
@@ -132,12 +159,16 @@ def pipeline_part() -> tuple[str, dict]:
   groups = regimes_by_label_kind()
   chosen = FLAGS.label_kinds or list(groups)
   pipe = {s: [] for s in chosen}
+  base = {s: [] for s in chosen}
+  baseline = pipeline_at(FLAGS.baseline_ref) if FLAGS.baseline_ref else None
   steps = []
   with common.Load() as load:
     for r in range(FLAGS.rounds):
       steps.append(step_rate(step))
       for s in (chosen if r % 2 == 0 else chosen[::-1]):
         pipe[s].append(pipeline_rate(config, groups[s][0], FLAGS.batches))
+        if baseline is not None:
+          base[s].append(pipeline_rate(config, groups[s][0], FLAGS.batches, baseline))
   step_ips = statistics.median(steps)
   print(f"\ndemo config: {config.data.dataset}, {config.data.image_size[0]}², batch "
         f"{config.train.batch_size}, augment {config.data.augment}; train step "
@@ -152,8 +183,17 @@ def pipeline_part() -> tuple[str, dict]:
                  "yes" if ratio >= PIPELINE_TARGET else "**no**"))
   common.table(("label kind", "regimes", "pipeline images/s", "/ train-step images/s",
                 f">= {PIPELINE_TARGET:g}x"), rows)
+  values = {"pipeline_worst_ratio": worst, "pipeline_others_cores": load.others}
+  if baseline is not None:
+    ratios = {s: [a / b for a, b in zip(pipe[s], base[s])] for s in chosen}
+    print(f"\npipeline now / at {FLAGS.baseline_ref} (same process, alternating):\n")
+    common.table(("label kind", f"{FLAGS.baseline_ref} images/s", "now images/s",
+                  "now / baseline per round"),
+                 [(s, f"{statistics.median(base[s]):.0f}", f"{statistics.median(pipe[s]):.0f}",
+                   ", ".join(f"{v:.2f}" for v in ratios[s])) for s in chosen])
+    values["pipeline_vs_baseline"] = statistics.median(v for s in chosen for v in ratios[s])
   return (f"pipeline >= {worst:.1f}x the demo train step (others used {load.others:.2f} cores)",
-          {"pipeline_worst_ratio": worst, "pipeline_others_cores": load.others})
+          values)
 
 
 def objectness_part() -> tuple[str, dict]:

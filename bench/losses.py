@@ -48,6 +48,7 @@ def loss_batch(b: int, size: int, c: int = NUM_CLASSES, seed: int = 0) -> dict[s
   return {"logits": (3 * rng.standard_normal((b, size, size, c))).astype(np.float32),
           "labels": labels, "valid": valid,
           "present": rng.random((b, c)) < 0.3,
+          "known": rng.random((b, c)) < 0.8,
           "sparse_labels": sparse, "sparse_weights": (sparse != IGNORE_INDEX).astype(np.float32),
           "objectness": rng.uniform(0.01, 0.99, (b, size, size)).astype(np.float32)}
 
@@ -62,7 +63,7 @@ def loss_fns() -> dict:
   return {
       "pixel (Eq. 1)": lambda z, b: losses.pixel_loss(z, b["labels"], b["valid"]).mean(),
       "image-level (Eq. 2)": lambda z, b: losses.image_level_loss(
-          z, b["present"], b["valid"]).mean(),
+          z, b["present"], b["valid"], b["known"]).mean(),
       "point (Eq. 3)": lambda z, b: losses.point_loss(
           z, b["sparse_labels"], b["sparse_weights"]).mean(),
       "objectness (Eq. 4)": lambda z, b: losses.objectness_loss(

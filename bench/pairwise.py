@@ -123,7 +123,8 @@ def fake_batch(size, batch, seed=0):
     cls = int(rng.integers(1, 21))
     present[i, cls] = True
     sparse[i, int(rng.integers(0, size)), int(rng.integers(0, size // 2))] = cls
-  return {"image": image, "valid": valid, "present": present, "sparse_labels": sparse,
+  return {"image": image, "valid": valid, "present": present, "known": np.ones((batch, 21), bool),
+          "sparse_labels": sparse,
           "sparse_weights": (sparse != 255).astype(np.float32),
           "objectness": rng.uniform(0.01, 0.99, (batch, size, size)).astype(np.float32)}
 

@@ -4,8 +4,11 @@
 # few hundred steps, then print images/s and the step time.
 #
 #   pip install '.[gpu]'
-#   launch/gpu_check.sh [--dry-run] [--tiny] [--steps N] [--batch N] [--workdir DIR] [--data_dir DIR]
+#   launch/gpu_check.sh [--dry-run] [--tiny] [--dtype D] [--steps N] [--batch N] [--workdir DIR]
+#                       [--data_dir DIR]
 #
+#   --dtype D      float32 or bfloat16: the model's compute dtype (--config.model.compute_dtype;
+#                  parameters and optimiser state stay float32); default: the config's own
 #   --steps N      training steps (default 300; logged every 50, the first 50 include compiling)
 #   --batch N      global batch size (default 8; the paper's effective batch is 20)
 #   --workdir DIR  a new or empty run directory (default: a fresh temporary one)
@@ -27,6 +30,7 @@ BATCH=8
 LOG_EVERY=""
 WORKDIR=""
 DATA_DIR=""
+DTYPE=""
 TINY=0
 
 die() { echo "launch/gpu_check.sh: error: $*" >&2; exit 2; }
@@ -39,6 +43,7 @@ while (( $# )); do
     --batch) BATCH="${2:?--batch needs a value}"; shift ;;
     --workdir) WORKDIR="${2:?--workdir needs a value}"; shift ;;
     --data_dir) DATA_DIR="${2:?--data_dir needs a value}"; shift ;;
+    --dtype) DTYPE="${2:?--dtype needs a value}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see launch/gpu_check.sh --help)" ;;
   esac
@@ -46,6 +51,8 @@ while (( $# )); do
 done
 [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || die "--steps must be a positive integer, got '$STEPS'"
 [[ "$BATCH" =~ ^[1-9][0-9]*$ ]] || die "--batch must be a positive integer, got '$BATCH'"
+[[ -z "$DTYPE" || "$DTYPE" == float32 || "$DTYPE" == bfloat16 ]] ||
+  die "--dtype must be float32 or bfloat16, got '$DTYPE'"
 
 if (( TINY )); then
   CONFIG=(--config=configs/point.py:tiny)
@@ -75,6 +82,7 @@ TRAIN=("$PYTHON" -m pointseg_jax.main "${CONFIG[@]}" "--workdir=$WORKDIR"
        "--config.train.eval_every=$STEPS" "--config.train.checkpoint_every=$STEPS"
        --config.train.keep_checkpoints=1 --config.train.progress_bar=False)
 [[ -n "$DATA_DIR" ]] && TRAIN+=("--config.data.data_dir=$DATA_DIR")
+[[ -n "$DTYPE" ]] && TRAIN+=("--config.model.compute_dtype=$DTYPE")
 REPORT=("$PYTHON" -m pointseg_jax.run_logs "--workdir=$WORKDIR")
 
 cd "$REPO_DIR"   # `python -m` puts the current directory on sys.path: configs/ imports from here

@@ -28,3 +28,15 @@ run() {
     "$@"
   fi
 }
+
+# Like run, but the command's stdout is stored in the variable named $1 (empty on a dry run, where
+# nothing runs); returns the command's status.
+run_output() {
+  local -n _run_output_into="$1"
+  shift
+  echo "+ $(shell_line "$@")"
+  _run_output_into=""
+  if (( ! DRY_RUN )); then
+    _run_output_into="$("$@")"
+  fi
+}

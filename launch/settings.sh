@@ -25,6 +25,19 @@
 # Queued requests expire after this long in the queue (gcloud --valid-until-duration; empty = never).
 : "${QUEUE_TIMEOUT:=24h}"
 
+# Service account the TPU VM runs as (it reads the data and writes the workdir in BUCKET); empty =
+# the project's default Compute Engine service account. `launch/tpu.sh init` grants it
+# roles/storage.objectAdmin on the bucket (docs/cloud_tpu.md, "Once per project").
+: "${SERVICE_ACCOUNT:=}"
+
+# `launch/tpu.sh watch`: poll every POLL_SECONDS; after a preemption (or a run killed by a signal)
+# wait WATCH_BACKOFF seconds, doubling up to WATCH_BACKOFF_MAX, then recreate / rerun; give up after
+# WATCH_RETRIES such recoveries in one watch.
+: "${POLL_SECONDS:=60}"
+: "${WATCH_RETRIES:=8}"
+: "${WATCH_BACKOFF:=60}"
+: "${WATCH_BACKOFF_MAX:=1800}"
+
 # Bucket in the TPU's region: datasets, init weights and every run's workdir live there (all
 # workers of a pod slice must see one workdir, so it cannot be a local disk). setup mounts it with
 # gcsfuse at /mnt/pointseg_bucket on every worker; the workdir is written through that mount.

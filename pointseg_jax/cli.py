@@ -21,6 +21,7 @@ import sys
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 from ml_collections.config_flags.config_flags import is_config_flag  # public, not re-exported
 
 from pointseg_jax import errors
@@ -29,6 +30,15 @@ flags.DEFINE_bool("verbose", False, "Show the full traceback of an error instead
 
 EXIT_USER_ERROR = 2
 EXIT_CTRL_C = 130   # 128 + SIGINT
+
+
+def define_config_flag(flag_values=flags.FLAGS, *, default=None, help_text=None,
+                       sys_argv=None) -> None:
+  """`--config=configs/<regime>.py[:variant,...]` with `--config.<field>=value` overrides, locked
+  (a typo'd field is an error, not a new field). One definition for every tool that trains."""
+  config_flags.DEFINE_config_file(
+      "config", default, help_text or "Config file, e.g. configs/point.py or configs/point.py:tiny.",
+      flag_values=flag_values, lock_config=True, sys_argv=sys_argv)
 
 
 def fail(message: str) -> None:

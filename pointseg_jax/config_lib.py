@@ -146,10 +146,10 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
 
   # Every data field with its default is DataSpec's (data/spec.py); the synthetic benchmark's
   # 128-px images and one_point clicks are those defaults.
-  c.data = data_block(label_kind=regime.label_kind)
+  c.data = data_block()
 
   c.loss = ml_collections.ConfigDict(dict(
-      weights=supervision.default_weights(regime.name),
+      weights={},            # the regime's row (set_regime below)
       # True: the authors' Eq. 4 (only at unclicked pixels); False: the paper text (all pixels).
       objectness_exclude_clicked=True,
       # The pairwise term's window and kernel (supervision.PairwiseKernel; docs/losses.md). Every
@@ -223,12 +223,49 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
     c.predict.batch_size = 16
     c.train.progress_bar = False
 
+  _set_regime(c, regime.name)
   if regime.name == "squiggle":
     c.data.squiggle_radius = args.get("radius", c.data.squiggle_radius)
   if regime.name == "grown_points":
     c.data.point_radius = args.get("radius", GROWN_POINTS_RADIUS)
     DataSpec.from_config(c.data)   # a bad radius fails here, naming config.data.point_radius
   return c
+
+
+def _set_regime(c, regime_name: str) -> None:
+  """The regime's row of supervision.REGIMES into c: its name, label kind and loss weights."""
+  row = supervision.get_regime(regime_name)
+  c.regime = row.name
+  c.data.label_kind = row.label_kind
+  c.loss.weights = supervision.default_weights(row.name)
+  # The grown-points radius is that regime's own default (configs/grown_points.py), 0 elsewhere.
+  c.data.point_radius = (GROWN_POINTS_RADIUS if row.name == "grown_points"
+                         else DataSpec().point_radius)
+
+
+def with_regime(config, regime_name: str, *, squiggle_radius=None, train_fraction=None):
+  """`config` with another regime's row swapped in and nothing else changed: what `demo --compare`
+  and the experiment runners train, so a comparison changes only the supervision.
+
+  On VOC the authors' learning-rate ratio between the two regimes is kept (a user's lr override
+  scales with it); the synthetic variants use one lr for every regime. On an unmodified
+  `get_config(r, variant)` this equals `get_config(regime_name, variant)` (a test checks every
+  regime). squiggle_radius: config.data.squiggle_radius (paper §4.2: 2, 5, 25); train_fraction:
+  config.data.train_fraction (train on a fixed share of the train split, e.g. equal budget).
+  """
+  other = config.copy_and_resolve_references()
+  base = supervision.get_regime(config.regime)
+  row = supervision.get_regime(regime_name)
+  with other.unlocked():
+    _set_regime(other, regime_name)
+    if config.data.dataset.startswith("voc"):
+      other.optimizer.learning_rate = (config.optimizer.learning_rate * row.learning_rate
+                                       / base.learning_rate)
+    if squiggle_radius is not None:
+      other.data.squiggle_radius = squiggle_radius
+    if train_fraction is not None:
+      other.data.train_fraction = train_fraction
+  return other
 
 
 # ----------------------------------------------------------------------------------------------

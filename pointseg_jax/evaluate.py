@@ -5,7 +5,6 @@ False) and gives every host the same number of batches, as the collective eval s
 Mean IoU follows the VOC protocol (metrics.py; docs/losses.md, "Metrics").
 """
 import functools
-import json
 import math
 from typing import Any, Callable
 
@@ -16,16 +15,16 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from pointseg_jax import CLASS_NAMES
-from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax import interrupt
 from pointseg_jax import metrics as metrics_lib
 from pointseg_jax import parallel
 from pointseg_jax import progress as progress_lib
+from pointseg_jax import run_setup
 from pointseg_jax import state as state_lib
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import pipeline
-from pointseg_jax.data.prepare import prepare_spec
 from pointseg_jax.data import spec as spec_lib
 
 AXIS = parallel.AXIS
@@ -105,23 +104,17 @@ def evaluate_checkpoint(config, workdir, step=None, split=None) -> dict[str, Any
   (workdir.run_config). The checkpoint is looked up before any data is built. split: another
   split than config.eval.split.
   """
-  workdir = workdir_lib.resolve(workdir)
-  config = config_lib.with_expanded_paths(workdir_lib.run_config(workdir, config))
-  config_lib.validate(config)
-  step = state_lib.checkpoint_step(workdir, step)
+  run = run_setup.open_run(config, workdir, mode="eval")
+  config = run.config
+  step = state_lib.checkpoint_step(run.workdir, step)   # before any data is built
   split = split or config.eval.split
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
-  model = state_lib.make_model(config.model)
-  opt = state_lib.OptimizerSpec.from_config(config.optimizer)
-  spec = spec_lib.DataSpec.from_config(config.data)
-  params, step = state_lib.restore_params(workdir, model, opt, mesh, step)
-  prepare_spec(spec)
-  result = evaluate(model, params, spec, mesh, split=split, batch_size=config.eval.batch_size,
+  params, step = run.restore_params(step)
+  run.prepare_data()
+  result = evaluate(run.model, params, run.spec, run.mesh, split=split, batch_size=config.eval.batch_size,
                     fast_compile=config.train.get("fast_compile", False),
                     progress_bar=jax.process_index() == 0 and config.train.get("progress_bar", True))
   out = {"step": step, "regime": config.regime, "split": split,
          "config_sha256": workdir_lib.config_sha256(config), **eval_json(result)}
   if jax.process_index() == 0:
-    (workdir / "eval.json").write_text(json.dumps(out, indent=2) + "\n")
+    files.write_json(run.workdir / "eval.json", out)
   return out

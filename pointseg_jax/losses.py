@@ -132,12 +132,14 @@ def pixel_loss(logits, labels, valid):
   return _safe_mean(nll.sum(axis=(1, 2)), mask.sum(axis=(1, 2)).astype(nll.dtype))
 
 
-def image_level_loss(logits, present, valid):
+def image_level_loss(logits, present, valid, known=None):
   """Eq. 2: -mean_{c in L} log S_{t_c c} - mean_{c in L'} log(1 - S_{t_c c}).
 
   t_c = argmax over the valid pixels of S_c (first index on ties; ties are resolved on
   log S_c in float32). L = present classes plus background (forced on, as the authors' layer
-  always adds class 0); L' = the other classes, so |L'| = C - |L| and an empty L' contributes 0.
+  always adds class 0); L' = the other *known* classes, so with every class known |L'| = C - |L|,
+  and an empty L' contributes 0. A class not known (not asked of the annotators: docs/clicks.md)
+  is in neither set: it changes neither mean, so it is neither rewarded nor punished.
   The gradient flows only into the logits at t_c: the argmax picks an index (no gradient) and the
   terms are evaluated on the gathered logits there -- the authors' subgradient.
 
@@ -145,15 +147,18 @@ def image_level_loss(logits, present, valid):
     logits: [B, H, W, C] scores.
     present: bool [B, C] image-level labels (present[:, 0] is ignored: background is always in L).
     valid: bool [B, H, W], False on padding.
+    known: optional bool [B, C], the classes whose presence the annotation answered (the batch's
+      `known`); None = every class. A present class counts as known.
   Returns:
     float32 [B]; 0 for an image with no valid pixel.
   """
   _check_logits(logits)
   _check_map("valid", valid, logits)
   b, h, w, c = logits.shape
-  if present.shape != (b, c):
-    raise ValueError(f"present must be [B, C] = {(b, c)} to match logits {logits.shape}, got "
-                     f"{present.shape}")
+  for name, x in (("present", present), ("known", known)):
+    if x is not None and x.shape != (b, c):
+      raise ValueError(f"{name} must be [B, C] = {(b, c)} to match logits {logits.shape}, got "
+                       f"{x.shape}")
   z = _masked_logits(logits, valid).reshape(b, h * w, c)
   flat_valid = valid.reshape(b, h * w)
   # t_c = the first valid pixel with the largest log S_c: a max, then the smallest index holding
@@ -171,7 +176,7 @@ def image_level_loss(logits, present, valid):
   log_s = jnp.diagonal(z_at_t, axis1=1, axis2=2) - jax.nn.logsumexp(z_at_t, axis=-1)  # [B, C]
   log_not_s = _log_not(z_at_t, eye)  # [B, C]: log(1 - S_c) at t_c
   in_l = jnp.asarray(present, bool) | (jnp.arange(c) == 0)  # background always in L
-  in_l_bar = ~in_l
+  in_l_bar = ~in_l if known is None else jnp.asarray(known, bool) & ~in_l
   present_term = _safe_mean(jnp.where(in_l, -log_s, 0.0).sum(-1), in_l.sum(-1).astype(z.dtype))
   absent_term = _safe_mean(
       jnp.where(in_l_bar, -log_not_s, 0.0).sum(-1), in_l_bar.sum(-1).astype(z.dtype))

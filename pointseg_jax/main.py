@@ -11,7 +11,6 @@ importable from a notebook. The workdir defaults to runs/<config file stem>. Bad
 `error: ...` line and exit status 2; SIGTERM / Ctrl-C save the current step and exit 143 / 130
 (docs/errors.md, docs/training.md "Preemption").
 """
-import logging as std_logging
 import os
 import pathlib
 
@@ -19,12 +18,12 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
-import tensorflow as tf
 
 from pointseg_jax import cli
 from pointseg_jax import errors
 from pointseg_jax import evaluate
 from pointseg_jax import predict
+from pointseg_jax import runtime
 from pointseg_jax import train
 from pointseg_jax import workdir as workdir_lib
 
@@ -33,10 +32,10 @@ FLAGS = flags.FLAGS
 
 def define_flags(flag_values=FLAGS, sys_argv=None) -> None:
   """This tool's flags (tests define them on a fresh FlagValues, with their own argv)."""
-  config_flags.DEFINE_config_file(
-      "config", None, "Config file, e.g. configs/point.py or configs/point.py:voc,tpu. "
+  cli.define_config_flag(
+      flag_values, help_text="Config file, e.g. configs/point.py or configs/point.py:voc,tpu. "
       "--mode=eval|predict: optional (default: the run's config.json in --workdir).",
-      flag_values=flag_values, lock_config=True, sys_argv=sys_argv)
+      sys_argv=sys_argv)
   flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config file stem>).",
                       flag_values=flag_values)
   flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
@@ -61,17 +60,6 @@ define_flags()
 def default_workdir(config_path: str) -> str:
   """runs/<config file stem>: configs/point.py:voc -> runs/point."""
   return os.path.join("runs", pathlib.Path(config_path.split(":", 1)[0]).stem)
-
-
-def quiet_orbax_info() -> None:
-  """Orbax logs a dozen INFO lines per checkpoint through absl; keep its warnings only."""
-  handler = logging.get_absl_handler()
-  handler.addFilter(lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
-
-
-def hide_accelerators_from_tensorflow() -> None:
-  """tf.data runs on the CPU; keep TensorFlow from grabbing GPU memory JAX needs (flax#445)."""
-  tf.config.set_visible_devices([], "GPU")
 
 
 def run(config, workdir, mode="train", num_images=None, split=None) -> None:
@@ -100,14 +88,13 @@ def main(argv):
   if FLAGS.workdir is None and config_path is None:
     raise errors.ConfigError(f"--mode={FLAGS.mode} needs --workdir=<run directory> or --config")
   workdir = str(workdir_lib.resolve(FLAGS.workdir or default_workdir(config_path)))
-  quiet_orbax_info()
   explicit = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if config is not None and config.distributed:
     jax.distributed.initialize(*explicit)   # before any device is touched
   elif any(x is not None for x in explicit):
     raise errors.ConfigError("--coordinator_address / --num_processes / --process_id need "
                              "--config.distributed=True (or the tpu config variant)")
-  hide_accelerators_from_tensorflow()
+  runtime.setup_process()   # before jax.distributed: TF must not take a GPU first
   logging.info("JAX process %d/%d, %d local / %d global devices (%s); workdir %s",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend(), workdir)

@@ -15,6 +15,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer import event_file_writer
 
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax.evaluate import json_float
 
 EVENTS_GLOB = "events.out.tfevents.*"
@@ -37,7 +38,7 @@ class MetricWriter:
     if self.path.exists():
       rows = [line for line in self.path.read_text().splitlines()
               if line.strip() and json.loads(line)["step"] <= resume_step]
-      self.path.write_text("".join(r + "\n" for r in rows))
+      files.write_text(self.path, "".join(r + "\n" for r in rows))   # a kill keeps the old file
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self.enabled:

@@ -12,7 +12,6 @@ run's own labels -- clicks as dots ringed in white, or squiggles/boxes/masks as 
 grey image tinted red by the objectness prior). Colours are the VOC palette; void is cream.
 """
 import heapq
-import json
 import math
 import pathlib
 from typing import Iterator, NamedTuple
@@ -24,11 +23,11 @@ from PIL import Image
 from PIL import ImageDraw
 
 from pointseg_jax import IGNORE_INDEX
-from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax import labels as labels_lib
 from pointseg_jax import metrics as metrics_lib
-from pointseg_jax import parallel
+from pointseg_jax import run_setup
 from pointseg_jax import state as state_lib
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import pipeline
@@ -65,15 +64,10 @@ def load_model(workdir, config=None, step=None) -> Predictor:
 
   config=None: the run's own config.json; a config is checked against it first (its guarded
   fields must match, workdir.run_config)."""
-  workdir = workdir_lib.resolve(workdir)
-  config = config_lib.with_expanded_paths(workdir_lib.run_config(workdir, config))
-  config_lib.validate(config)
-  step = state_lib.checkpoint_step(workdir, step)
-  mesh = parallel.make_mesh(jax.local_devices()[:1])
-  model = state_lib.make_model(config.model)
-  opt = state_lib.OptimizerSpec.from_config(config.optimizer)
-  params, step = state_lib.restore_params(workdir, model, opt, mesh, step)
-  return Predictor(config, model, params, step)
+  run = run_setup.open_run(config, workdir, mode="predict")
+  step = state_lib.checkpoint_step(run.workdir, step)
+  params, step = run.restore_params(step)
+  return Predictor(run.config, run.model, params, step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,11 +240,11 @@ def write_predictions(config, workdir, num_images=None, split=None,
       out_dir.mkdir(parents=True, exist_ok=True)
       for old in out_dir.glob(PANEL_GLOB):
         old.unlink()
-      (out_dir / "predictions.json").write_text(json.dumps(
-          {"step": predictor.step, "split": split, "regime": config.regime,
-           "config_sha256": workdir_lib.config_sha256(config)}, indent=2) + "\n")
+      files.write_json(out_dir / "predictions.json",
+                       {"step": predictor.step, "split": split, "regime": config.regime,
+                        "config_sha256": workdir_lib.config_sha256(config)})
     picture = panel(r.image, r.pred, r.labels, r.sparse_labels, r.objectness, r.valid)
     path = out_dir / f"{len(paths):03d}_id{r.example_id}.png"
-    Image.fromarray(_enlarge(picture)).save(path)
+    files.save_image(path, Image.fromarray(_enlarge(picture)))
     paths.append(path)
   return paths

@@ -99,8 +99,9 @@ class Term:
 TERM_TABLE = {
     "pixel": Term(("labels", "valid"),
                   lambda logits, b, _: losses.pixel_loss(logits, b["labels"], b["valid"])),
-    "image": Term(("present", "valid"),
-                  lambda logits, b, _: losses.image_level_loss(logits, b["present"], b["valid"])),
+    "image": Term(("known", "present", "valid"),
+                  lambda logits, b, _: losses.image_level_loss(logits, b["present"], b["valid"],
+                                                               b["known"])),
     "point": Term(("sparse_labels", "sparse_weights"),
                   lambda logits, b, _: losses.point_loss(logits, b["sparse_labels"],
                                                          b["sparse_weights"])),

@@ -7,7 +7,6 @@ moment and restarted from its last checkpoint ends with the same parameters, bit
 uninterrupted run (docs/training.md, "Resume, exactly").
 """
 import functools
-import json
 import time
 from typing import Any, Iterator
 
@@ -20,18 +19,19 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from pointseg_jax import checkpointing
-from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax import evaluate as evaluate_lib
 from pointseg_jax import interrupt
 from pointseg_jax import parallel
 from pointseg_jax import progress as progress_lib
+from pointseg_jax import run_lock
+from pointseg_jax import run_setup
 from pointseg_jax import state as state_lib
 from pointseg_jax import supervision
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import pipeline
 from pointseg_jax.data import spec as spec_lib
-from pointseg_jax.data.prepare import prepare_spec
 from pointseg_jax.metric_writer import MetricWriter
 
 AXIS = parallel.AXIS
@@ -119,6 +119,13 @@ def check_finite(step, values, last_checkpoint, ckpt_dir):
 
 
 def train_and_evaluate(config, workdir) -> dict[str, Any]:
+  """`_train_and_evaluate` while holding the workdir's lock: a second run on a live workdir is
+  refused at once, a dead run's lock is taken over (run_lock.py; docs/training.md)."""
+  with run_lock.WorkdirLock(workdir_lib.resolve(workdir), enabled=jax.process_index() == 0):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir) -> dict[str, Any]:
   """Train config's regime in workdir (resuming from its latest checkpoint), evaluate, summarise.
 
   Every check (config numbers, the workdir's saved config, batch sizes, data, init weights) runs
@@ -130,18 +137,12 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
   is_main = jax.process_index() == 0
 
   # --- Checks, before anything is written or compiled --------------------------------------------
-  workdir = workdir_lib.resolve(workdir)
-  config = config_lib.with_expanded_paths(config)
-  config_lib.validate(config)
-  workdir_lib.check_matches(config, workdir)
-  mesh = parallel.make_mesh()
+  run = run_setup.open_run(config, workdir, mode="train")
+  config, workdir, mesh, model, opt, spec = (run.config, run.workdir, run.mesh, run.model, run.opt,
+                                             run.spec)
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
-  parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
   terms = supervision.active_terms(dict(config.loss.weights))
   loss_options = supervision.LossOptions.from_config(config.loss)
-  model = state_lib.make_model(config.model)
-  opt = state_lib.OptimizerSpec.from_config(config.optimizer)
-  spec = spec_lib.DataSpec.from_config(config.data)
   fast_compile = bool(config.train.fast_compile)
   num_steps = int(config.train.num_steps)
   ckpt_dir = workdir / "checkpoints"
@@ -158,7 +159,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
         "more to resume it, or use a new --workdir")
   if last_checkpoint is None and config.model.get("init_from"):
     state_lib.check_init_from(config.model.init_from)
-  prepare_spec(spec)
+  run.prepare_data()
   if is_main:
     workdir_lib.write_config(config, workdir)
   show_progress = is_main and bool(config.train.progress_bar)
@@ -258,7 +259,7 @@ def train_and_evaluate(config, workdir) -> dict[str, Any]:
       "resumed_from_step": start_step,
   }
   if is_main:
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    files.write_json(workdir / "summary.json", summary)
     writer.close()
   return summary
 

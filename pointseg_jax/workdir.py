@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax.data.spec import expand_path
 
 CONFIG_FILE = "config.json"
@@ -157,4 +158,4 @@ def write_config(config, workdir) -> None:
   """config.json, written once every check passed (process 0)."""
   path = resolve(workdir)
   path.mkdir(parents=True, exist_ok=True)
-  (path / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+  files.write_text(path / CONFIG_FILE, config.to_json_best_effort(indent=2) + "\n")

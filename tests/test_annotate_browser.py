@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from pointseg_jax import CLASS_NAMES
+from pointseg_jax.annotate import dashboard
 from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export
 from pointseg_jax.data import click_json
 
-from annotate_util import DOG, H, make_store, right_answer, serving, task_images
+from annotate_util import DOG, H, Client, do_task, make_store, right_answer, serving, task_images
 from annotate_util import wrong_answer
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
@@ -28,6 +29,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
   pytest.skip(f"no chromium at {CHROMIUM}: install the Debian package `chromium` "
               "(.ci/run does when it runs as root)", allow_module_level=True)
+pytestmark = pytest.mark.e2e   # a real browser against a server
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -40,7 +42,7 @@ def browser():
     b.close()
 
 
-def open_page(browser, port, token, viewport=(900, 700)):
+def open_page(browser, port, token, viewport=(900, 700), path="/"):
   """A fresh browser context (its own sessionStorage) on the annotator's link; records requests."""
   context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
   page = context.new_page()
@@ -48,7 +50,7 @@ def open_page(browser, port, token, viewport=(900, 700)):
   page.on("request", lambda r: page.requests.append(r.url))
   page.errors = []
   page.on("pageerror", lambda e: page.errors.append(str(e)))
-  page.goto(f"http://127.0.0.1:{port}/#token={token}")
+  page.goto(f"http://127.0.0.1:{port}{path}#token={token}")
   return page
 
 
@@ -181,6 +183,62 @@ def test_token_form_and_bad_token(browser, tmp_path):
     assert page.url == f"http://127.0.0.1:{port}/"        # the token never sits in the address bar
 
 
+def test_campaign_dashboard(browser, tmp_path):
+  """The organiser's page: progress, accuracy and time per annotator, a flag, revoke, a new link,
+  export; every number as the API gives it, nothing loaded from elsewhere."""
+  store = make_store(str(tmp_path))
+  alice, bob = store.add_annotator("alice"), store.add_annotator("bob")
+  admin = store.ensure_admin_token()
+  with serving(store) as port:
+    do_task(store, Client(port, alice), right=True)      # 1Point dog, task 1: accepted
+    do_task(store, Client(port, bob), right=False)       # 1Point dog, task 2: rejected
+    page = open_page(browser, port, admin, viewport=(1200, 800), path="/admin")
+    page.wait_for_selector("#annotators tbody tr[data-name='bob']")
+    assert page.url == f"http://127.0.0.1:{port}/admin"    # the token left the address bar
+    row = "#progress tr[data-kind='1point'][data-cls='dog']"
+    assert page.text_content(f"{row} td.complete") == "1 / 2"
+    numbers = dashboard.campaign(store)
+    people = {a["name"]: a for a in numbers["annotators"]}
+    a_row, b_row = "#annotators tr[data-name='alice']", "#annotators tr[data-name='bob']"
+    assert page.text_content(f"{a_row} td.gold") == "2 of 2 (100%)"
+    assert page.text_content(f"{a_row} td.time-1point") == (
+        f"{people['alice']['per_image_s']['1point']['voc_formula']:.1f} s")
+    assert page.text_content("#paper") == "22.1 s (1Point), 23.2 s (AllPoints)"
+    assert "flagged" in page.get_attribute(b_row, "class")
+    assert page.text_content(f"{b_row} td.flags") == "; ".join(people["bob"]["flags"])
+    assert "flagged" not in (page.get_attribute(a_row, "class") or "")
+
+    page.click(f"{a_row} button[data-action='revoke']")
+    page.wait_for_function(f"() => document.querySelector(\"{a_row} td.token\").textContent "
+                           "=== 'revoked'")
+    assert Client(port, alice).request("GET", "/api/me")[0] == 401
+    page.click(f"{a_row} button[data-action='rotate']")
+    page.wait_for_function("() => /#token=/.test(document.getElementById('notice').textContent)")
+    new = page.text_content("#notice").split("#token=")[1].strip()
+    assert Client(port, new).request("GET", "/api/me")[1]["accepted"] == 1
+    page.wait_for_function(f"() => document.querySelector(\"{a_row} td.token\").textContent "
+                           "=== 'active'")
+
+    page.fill("#add-name", "carol")
+    page.click("#add button")
+    page.wait_for_selector("#annotators tbody tr[data-name='carol']")
+
+    with page.expect_download() as download:
+      page.click("#export")
+    export.export(store, str(tmp_path / "cli.json"))
+    assert json.load(open(download.value.path())) == json.load(open(tmp_path / "cli.json"))
+    assert not page.errors
+    assert all(u.startswith(f"http://127.0.0.1:{port}/") or u.startswith("blob:")
+               for u in page.requests), page.requests
+
+    page = open_page(browser, port, "wrong", path="/admin")
+    page.wait_for_selector("#login:not([hidden])")
+    assert "Wrong or old admin token" in page.text_content("#error")
+    page.fill("#token-input", admin)
+    page.press("#token-input", "Enter")
+    page.wait_for_selector("#annotators tbody tr[data-name='carol']")
+
+
 # ----------------------------------------------------------------------------------------------
 # End to end: browser -> export -> voc2012_points -> tiny training run.
 
@@ -208,8 +266,8 @@ def test_browser_to_dataset_to_training(browser, tmp_path):
   work = sorted(set(truth) - set(VOC_VAL))
   cls = int(truth[work[0]][0][truth[work[0]][0] < 255].max())   # a class of the first work image
   store = db.create(str(tmp_path / "p.db"), db.Config(
-      images_dir=str(voc / "JPEGImages"), classes=(cls,), kinds=("1point",), task_size=5,
-      gold_per_task=2, min_gold_right=2), str(gold))
+      images_dir=str(voc / "JPEGImages"), classes=(cls,), kinds=("1point",), task_size=6,
+      gold_per_task=2, min_gold_right=2, allow_weak_gold=True), str(gold))
   token = store.add_annotator("alice")
 
   def truthful(name, kind, c):          # click the centre of mass of the class, if present
@@ -222,8 +280,8 @@ def test_browser_to_dataset_to_training(browser, tmp_path):
 
   with serving(store) as port:
     page = open_page(browser, port, token)
-    for _ in range(2):                   # 4 work images: tasks of 3 and 1 (+ 2 gold each)
-      annotate_task(page, store, truthful)
+    for _ in range(1):                   # 4 work images: one task (+ the 2 gold images; with
+      annotate_task(page, store, truthful)   # only 2, a 2nd task of the class would show them again)
       assert "Task accepted" in page.inner_text("#message")
       page.keyboard.press("Enter")
   (root / vp.SUPP_JSON).unlink()
@@ -232,7 +290,13 @@ def test_browser_to_dataset_to_training(browser, tmp_path):
   assert sorted(exported) == work
   data_dir = str(tmp_path / "tfds")
   builder = prepare("voc2012_points", data_dir, manual_dir=str(root))
-  stored = {ex["id"].decode(): ex["clicks"] for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
+  train_examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
+  stored = {ex["id"].decode(): ex["clicks"] for ex in train_examples}
+  # Only `cls` was asked: every other class is unknown for the exported images, never absent.
+  asked = {ex["id"].decode(): ex["asked"].tolist() for ex in train_examples}
+  assert set(exported) <= set(asked)
+  for image in exported:
+    assert asked[image] == [c in (0, cls) for c in range(21)], image
   for image in set(stored) & set(exported):
     np.testing.assert_array_equal(stored[image]["x"], exported[image]["x"])
     np.testing.assert_array_equal(stored[image]["cls"], exported[image]["cls"])
@@ -281,7 +345,7 @@ def screenshot(path: str) -> None:
       json.dump({"gold": []}, f)
     store = db.create(os.path.join(d, "p.db"), db.Config(
         images_dir=images, classes=(cls,), kinds=("allpoints",), task_size=2, gold_per_task=1,
-        min_gold_right=1), os.path.join(d, "gold.json"))
+        min_gold_right=1, allow_weak_gold=True), os.path.join(d, "gold.json"))
     token = store.add_annotator("alice")
     with serving(store) as port, sync_api.sync_playwright() as p:
       b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -302,5 +366,33 @@ def screenshot(path: str) -> None:
   print(f"{CLASS_NAMES[cls]} x {len(by_class[cls])}: wrote {path}")
 
 
-if __name__ == "__main__":
+def dashboard_screenshot(path: str) -> None:
+  """The dashboard with three annotators: one good, one rejected and revoked, one just started."""
+  import io
+  import tempfile
+  from PIL import Image
+  with tempfile.TemporaryDirectory() as d:
+    store = make_store(d)
+    tokens = {n: store.add_annotator(n) for n in ("alice", "bob", "carol")}
+    admin = store.ensure_admin_token()
+    with serving(store) as port, sync_api.sync_playwright() as p:
+      for name, right in (("alice", True), ("bob", False), ("alice", True)):
+        do_task(store, Client(port, tokens[name]), right=right)
+      Client(port, tokens["carol"]).task()
+      b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+      page = open_page(b, port, admin, viewport=(1100, 760), path="/admin")
+      page.wait_for_selector("#annotators tbody tr[data-name='carol']")
+      page.click("#annotators tr[data-name='bob'] button[data-action='revoke']")
+      page.wait_for_function("() => document.querySelector(\"#annotators tr[data-name='bob'] "
+                             "td.token\").textContent === 'revoked'")
+      png = page.screenshot(full_page=True)
+      b.close()
+  Image.open(io.BytesIO(png)).convert("RGB").quantize(
+      256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":   # python tests/test_annotate_browser.py PAGE.png [DASHBOARD.png]
   screenshot(sys.argv[1])
+  if len(sys.argv) > 2:
+    dashboard_screenshot(sys.argv[2])

@@ -1,6 +1,8 @@
 """Load and crash test of the annotation server: 50 simulated annotators for a bounded time against
-the real server process on localhost, which is killed with SIGKILL and restarted mid-way. Clients
-retry (same idempotency key) until acknowledged and sometimes send an answer twice on purpose.
+the real server on localhost (`serve`, and `serve --workers 2`: a supervisor and two worker
+processes writing to one database), all of whose processes are killed with SIGKILL and restarted
+mid-way. Clients retry (same idempotency key) until acknowledged and sometimes send an answer
+twice on purpose.
 Afterwards every acknowledged click must be in the database exactly once: lost = 0, duplicated = 0,
 and each task's gold check must match what its annotator did."""
 import collections
@@ -13,6 +15,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from pointseg_jax.annotate import db
 
 from annotate_util import Client, make_store, right_answer, task_images, wrong_answer
@@ -23,14 +27,23 @@ KILL_AT_S = 2.5
 HARD_LIMIT_S = 40.0       # clients give up retrying after this (the test then fails)
 
 
-def _start_server(dbf: str, port: int = 0) -> tuple[subprocess.Popen, int]:
+def _start_server(dbf: str, port: int, workers: int) -> tuple[subprocess.Popen, int]:
   proc = subprocess.Popen([sys.executable, "-m", "pointseg_jax.annotate", "serve", f"--db={dbf}",
-                           f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True)
+                           f"--port={port}", f"--workers={workers}"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, start_new_session=True)
   line = proc.stdout.readline()
   m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
   assert m, line
-  return proc, int(m.group(1))
+  port = int(m.group(1))
+  deadline = time.time() + 60      # the socket is bound before the workers start: wait for them
+  while True:
+    try:
+      if Client(port, None, 2).request("GET", "/")[0] == 200:
+        return proc, port
+    except OSError:
+      pass
+    assert time.time() < deadline, "the server's workers did not start within 60 s"
+    time.sleep(0.05)
 
 
 class Annotator(threading.Thread):
@@ -57,7 +70,7 @@ class Annotator(threading.Thread):
         status = None
       if status is not None and status < 500:
         self.requests += 1
-        self.latencies.append(time.time() - t0)
+        self.latencies.append((t0, time.time() - t0))
         return status, resp
       if time.time() > self.deadline + HARD_LIMIT_S:
         raise TimeoutError(f"{method} {path}: no answer from the server")
@@ -100,11 +113,13 @@ class Annotator(threading.Thread):
     self.results[a] = resp["status"]
 
 
-def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path):
+@pytest.mark.e2e
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path, workers):
   store = make_store(str(tmp_path), n_work=12, classes=tuple(range(8, 18)))   # 60 tasks of 6 images
   tokens = [store.add_annotator(f"a{i:02d}") for i in range(ANNOTATORS)]
   dbf = store.path
-  proc, port = _start_server(dbf)
+  proc, port = _start_server(dbf, 0, workers)
   t_start = time.time()
   deadline = t_start + LOAD_S
   rng = random.Random(0)
@@ -114,15 +129,17 @@ def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path):
     c.start()
   try:
     time.sleep(KILL_AT_S)
-    proc.send_signal(signal.SIGKILL)          # a crash: no shutdown, no flush
+    os.killpg(proc.pid, signal.SIGKILL)       # a crash of every process: no shutdown, no flush
     proc.wait(10)
     killed_at = time.time() - t_start
-    proc, _ = _start_server(dbf, port)
+    t_killed = time.time()
+    proc, _ = _start_server(dbf, port, workers)
+    t_ready = time.time()
     for c in clients:
       c.join(LOAD_S + HARD_LIMIT_S + 10)
   finally:
-    proc.terminate()
-    proc.wait(10)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(20)
   errors_ = [c.error for c in clients if c.error]
   assert not errors_, errors_[:3]
   assert not any(c.is_alive() for c in clients)
@@ -147,8 +164,10 @@ def test_fifty_annotators_a_crash_and_no_click_lost_or_doubled(tmp_path):
     duplicated += sum((have - want).values())
   n_clicks = sum(len(v) for v in acked.values())
   requests = sum(c.requests for c in clients)
-  lat = sorted(x for c in clients for x in c.latencies)
-  print(f"\n{ANNOTATORS} annotators, {LOAD_S:.0f} s of load, SIGKILL + restart at {killed_at:.1f} s: "
+  # Latency of the requests sent while a server was up (not those queued during the restart).
+  lat = sorted(dt for c in clients for t0, dt in c.latencies if not t_killed <= t0 <= t_ready)
+  print(f"\n{ANNOTATORS} annotators, {workers} worker(s), {LOAD_S:.0f} s of load, SIGKILL at {killed_at:.1f} s, "
+        f"up again {t_ready - t_killed:.1f} s later: "
         f"{requests} requests ({sum(c.retries for c in clients)} retried through the crash, "
         f"{sum(c.replayed for c in clients)} duplicates answered from the idempotency table), "
         f"{len(acked)} image answers with {n_clicks} clicks acknowledged, "

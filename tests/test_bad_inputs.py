@@ -8,17 +8,25 @@ no traceback, and for run cases that nothing in the case's directory was created
 `python tests/test_bad_inputs.py` rewrites the table in docs/errors.md; a test fails while it is
 stale, so the table cannot drift from what the code prints.
 """
+import fcntl
+import json
+import os
 import pathlib
+import socket
 import sys
 
 from absl import flags
 import jax.numpy as jnp
+from PIL import Image
 import pytest
 
 from pointseg_jax import checkpointing
 from pointseg_jax import cli
 from pointseg_jax import main as main_lib
+from pointseg_jax import run_lock
 from pointseg_jax import workdir as workdir_lib
+from pointseg_jax.annotate import db as annotate_db
+from pointseg_jax.annotate import runner as annotate_runner
 from helpers import CTRL_C_OUTSIDE, REPO, STOPS, Case, load_config
 
 DOC = REPO / "docs" / "errors.md"
@@ -47,13 +55,75 @@ def saved_run(name="point", arg="tiny", checkpoint_step=None, **overrides):
   return make
 
 
+_HELD_LOCKS = []   # fds whose flock plays the live run of "workdir_in_use" (closed at exit)
+
+
+def live_run_holding(workdir_name="run"):
+  """A workdir whose run.lock is flock-held (as by a live training run) by pid 4242 on host
+  trainer-vm, started 2026-12-06 00:00:00 UTC (fixed, so the line in docs/errors.md is too)."""
+  def make(tmp):
+    workdir = tmp / workdir_name
+    workdir.mkdir()
+    fd = os.open(workdir / run_lock.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    started = 1796515200.0   # 2026-12-06 00:00:00 UTC
+    os.write(fd, json.dumps({"host": "trainer-vm", "pid": 4242, "started": started,
+                             "heartbeat": started}).encode())
+    _HELD_LOCKS.append(fd)
+  return make
+
+
 def touch(name):
   def make(tmp):
     (tmp / name).write_text("not a directory\n")
   return make
 
 
+def custom_folder(clicks_json):
+  """A custom_points folder `mine/`: one image and the clicks.json text given."""
+  def make(tmp):
+    (tmp / "mine" / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp / "mine" / "images" / "a.jpg")
+    (tmp / "mine" / "clicks.json").write_text(clicks_json)
+  return make
+
+
+def train_custom(tmp):
+  """Train on tmp/mine; the TFDS data_dir lies beside tmp (TFDS makes its folders before reading)."""
+  return main_lib.run(tiny(data__dataset="custom_points", data__manual_dir=str(tmp / "mine"),
+                           data__data_dir=str(tmp.parent / f"{tmp.name}_tfds")),
+                      str(tmp / "run"))
+
+
+def _bind_busy_port():
+  """What `annotate serve` does first, while another socket listens on BUSY_PORT."""
+  holder = socket.socket()
+  try:
+    holder.bind(("127.0.0.1", BUSY_PORT))
+    holder.listen()
+  except OSError:   # something else listens there already: just as busy
+    pass
+  try:
+    annotate_runner.bind("127.0.0.1", BUSY_PORT)
+  finally:
+    holder.close()
+
+
+def _weak_gold_project(tmp):
+  """An images folder and a gold file where cow is in 2 of 20 gold images (issue 29)."""
+  from PIL import Image   # pylint: disable=g-import-not-at-top
+  (tmp / "images").mkdir()
+  gold = {}
+  for i in range(21):
+    Image.new("RGB", (16, 12)).save(tmp / "images" / f"img_{i:02d}.png")
+    if i < 20:
+      gold[f"img_{i:02d}"] = ([{"cls": "cow", "box": [0, 0, 8, 8]}] if i < 2 else []) + (
+          [{"cls": "dog", "box": [8, 4, 16, 12]}] if i < 10 else [])
+  (tmp / "gold.json").write_text(json.dumps(gold))
+
+
 CONFIG = "--config=configs/point.py:tiny"
+BUSY_PORT = 47211
 UNUSED_DATA = {"data__data_dir": "/nonexistent/tfds"}   # every check runs before data is touched
 
 CASES = [
@@ -163,6 +233,12 @@ CASES = [
          "config.train.num_steps=4: pass --config.train.num_steps=6 or more to resume it, or use "
          "a new --workdir",
          setup=saved_run(checkpoint_step=6), run=train(tiny(**UNUSED_DATA))),
+    Case("workdir_in_use", f"`{CONFIG}` while another training run uses the workdir (a second "
+         "launch, a forgotten terminal)",
+         "error: --workdir=<tmp>/run is in use by another training run: pid 4242 on host "
+         "trainer-vm, started 2026-12-06 00:00:00 UTC (its lock is held); wait for it to finish, "
+         "stop it (kill 4242 on trainer-vm), or train into another --workdir",
+         setup=live_run_holding(), run=train(tiny(**UNUSED_DATA))),
     Case("checkpoints_without_config", f"`{CONFIG}` in a workdir whose config.json was deleted",
          "error: <tmp>/run/checkpoints holds checkpoints but <tmp>/run has no config.json, so they "
          "cannot be checked against this config: restore the run's config.json, or use a new "
@@ -195,6 +271,35 @@ CASES = [
     Case("train_without_config", "`--mode=train --workdir=runs/x` (no --config)",
          "error: --mode=train needs --config, e.g. --config=configs/point.py",
          run=lambda tmp: main_lib.run(None, str(tmp / "run"), "train")),
+    # --- Your own data (custom_points): read before anything is trained ----------------------
+    Case("click_json_too_deep", "`--config.data.dataset=custom_points --config.data.manual_dir="
+         "mine` where mine/clicks.json is nested 100,000 levels deep",
+         "error: config.data.dataset='custom_points': <tmp>/mine/clicks.json: JSON nested 100001 "
+         "levels deep; a click file is at most 64 levels deep (a damaged or wrong file?)",
+         setup=custom_folder('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+         run=train_custom),
+    # --- The annotation server (python -m pointseg_jax.annotate serve) ---------------------------
+    Case("annotate_db_not_a_database", "`annotate serve --db notes.txt`, a file that is not the "
+         "project's database",
+         "error: <tmp>/notes.txt: not an SQLite database (file is not a database); --db takes the "
+         "project file that serve created, or a new path",
+         setup=lambda tmp: (tmp / "notes.txt").write_text("eggs, milk, flour\n" * 20),
+         run=lambda tmp: annotate_db.Store(str(tmp / "notes.txt"))),
+    Case("annotate_weak_gold", "`annotate serve --classes cow,dog` with a gold file where cow is in "
+         "2 of its 20 images",
+         "error: the gold check cannot tell a careless annotator for 1 classes (cow: 2 gold images "
+         "with it, a blind annotator passes 100% of tasks): at least 4 of the 10 gold images of each "
+         "task (and so of the gold set) must contain the class (docs/annotate.md, 'How much gold'); "
+         "add gold images, or pass --allow_weak_gold",
+         setup=_weak_gold_project,
+         run=lambda tmp: annotate_db.create(str(tmp / "p.db"), annotate_db.Config(
+             images_dir=str(tmp / "images"), classes=(10, 12), task_size=11), str(tmp / "gold.json"))),
+    Case("annotate_port_busy", f"`annotate serve --port {BUSY_PORT}` while another server "
+         "listens there",
+         f"error: --port {BUSY_PORT}: address 127.0.0.1:{BUSY_PORT} is already in use (another "
+         "server, perhaps another `annotate serve`?); stop it or choose another --port (0 picks a "
+         "free one)",
+         run=lambda tmp: _bind_busy_port()),
 ]
 
 def _snapshot(root: pathlib.Path) -> dict[str, bytes]:

@@ -15,7 +15,17 @@ from pointseg_jax.errors import DataError
 @pytest.mark.parametrize("text, message", [
     ('{"a": [{"x": 1.5, "y": 2', "malformed JSON"),
     ('[1, 2]', r"top level must be an object"),
-    ('{"a": {"x": 1}}', r"image 'a': value must be a list of clicks"),
+    ('{"a": 5}', r"image 'a': value must be a list of clicks"),
+    ('{"a": {"x": 1}}', r"image 'a': an image's object must have exactly the keys \"asked\" and"),
+    # Issue 29: the "asked" classes of an image.
+    ('{"a": {"asked": [3], "clicks": 4}}', r"image 'a': value must be a list of clicks"),
+    ('{"a": {"asked": "dog", "clicks": []}}', r"image 'a': \"asked\" must be a list of class ids"),
+    ('{"a": {"asked": [true], "clicks": []}}', r"\"asked\" must be a list of class ids 1..20"),
+    ('{"a": {"asked": [0, 3], "clicks": []}}', r"\"asked\" \[0, 3\] must list distinct class ids "
+     r"1..20 \(\[0\] are not\)"),
+    ('{"a": {"asked": [3, 3], "clicks": []}}', r"must list distinct class ids 1..20 \(some twice\)"),
+    ('{"a": {"asked": [3], "clicks": [{"x": 1.0, "y": 2.0, "cls": 5, "rank": 1}]}}',
+     r"image 'a': clicks on classes \[5\] that \"asked\" \[3\] does not list"),
     ('{"a": [3]}', r"image 'a': a click must be an object"),
     ('{"a": [{"x": 1.5, "y": 2.0, "cls": 3}]}', r"image 'a': click .* lacks keys \['rank'\]"),
     ('{"a": [{"x": "1", "y": 2.0, "cls": 3, "rank": 1}]}', r"field 'x' is '1', expected a number"),
@@ -37,12 +47,26 @@ from pointseg_jax.errors import DataError
      '"a": [{"x": 5.0, "y": 6.0, "cls": 7, "rank": 1}]}',
      r"key 'a' appears twice in one JSON object \(an image id listed twice.*merge the entries"),
     ('{"a": [{"x": 1.0, "y": 2.0, "cls": 2, "rank": 1, "x": 3.0}]}', r"key 'x' appears twice"),
+    # Issue 25 / 29: each of these used to be a traceback (RecursionError, ValueError, OverflowError).
+    ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", r"JSON nested 100001 levels deep; a click "
+     r"file is at most 64 levels deep"),
+    ('{"a": [{"x": 1.0, "y": 2.0, "cls": 2, "rank": 1%s}]}' % ("0" * 400),
+     r"an integer of 401 digits \(100000000000\.\.\.\); numbers in this file must fit 64 bits"),
+    ('{"a": [{"x": %s, "y": 2.0, "cls": 2, "rank": 1}]}' % ("9" * 5000), r"an integer of 5000 digits"),
+    ('{"a": [{"x": 1e999, "y": 2.0, "cls": 2, "rank": 1}]}', r"field 'x' is not finite \(inf\)"),
+    ('{"a": [' + '"' + "w" * 10_000 + '"]}', r"a click must be an object .* got 'wwwwww.*'$"),
 ])
 def test_malformed_click_json(tmp_path, text, message):
   path = tmp_path / "clicks.json"
   path.write_text(text)
   with pytest.raises(DataError, match=r"clicks.json: .*" + message):
     click_json.read_click_json(path)
+
+
+def test_a_huge_python_int_is_refused_before_any_float_conversion():
+  """The writer checks clicks with the reader's checks; float(10**400) would raise OverflowError."""
+  with pytest.raises(DataError, match=r"field 'rank' = 1000.* is out of range"):
+    click_json.check_click({"x": 1.0, "y": 2.0, "cls": 2, "rank": 10**400}, source="f", image_id="a")
 
 
 def test_missing_click_json(tmp_path):
@@ -226,6 +250,34 @@ def test_write_keeps_an_existing_file_on_a_bad_click(tmp_path):
     click_json.write_click_json(out, _one_image(cls=[99]))
   assert out.read_bytes() == before
   np.testing.assert_array_equal(click_json.load_clicks(out)["2008_000001"]["cls"], [3])
+
+
+def test_asked_classes_round_trip_and_default_to_all(tmp_path):
+  """An image asked about some classes only: written as {"asked", "clicks"}, read back by
+  `load_asked`; a plain list (released format) and an all-classes "asked" mean every class."""
+  clicks = _one_image()
+  clicks["b"] = click_json.empty_clicks()
+  clicks["c"] = click_json.empty_clicks()
+  out = tmp_path / "mine.json"
+  click_json.write_click_json(out, clicks, asked={"2008_000001": [3, 12], "b": [12],
+                                                  "c": range(1, 21)})
+  raw = json.loads(out.read_text())
+  assert raw["b"] == {"asked": [12], "clicks": []} and raw["c"] == []
+  assert raw["2008_000001"]["asked"] == [3, 12] and len(raw["2008_000001"]["clicks"]) == 1
+  asked = click_json.load_asked(out)
+  assert np.flatnonzero(asked["2008_000001"]).tolist() == [0, 3, 12]
+  assert np.flatnonzero(asked["b"]).tolist() == [0, 12] and asked["c"].all()
+  assert click_json.load_clicks(out)["2008_000001"]["cls"].tolist() == [3]
+  # Written again from what was read: byte-identical.
+  again = tmp_path / "again.json"
+  click_json.write_click_json(again, click_json.load_clicks(out), asked={
+      k: np.flatnonzero(v).tolist() for k, v in asked.items()})
+  assert again.read_bytes() == out.read_bytes()
+  # A click on a class that was not asked is refused on write too; nothing is written.
+  with pytest.raises(DataError, match=r"bad.json \(not written\): image '2008_000001': clicks on "
+                     r"classes \[3\] that \"asked\" \[12\] does not list"):
+    click_json.write_click_json(tmp_path / "bad.json", clicks, asked={"2008_000001": [12]})
+  assert not (tmp_path / "bad.json").exists()
 
 
 def test_check_click_is_the_readers_check():

@@ -1,5 +1,6 @@
 """Converters between our click JSON and Label Studio / CVAT / labelme: each tool's documented export
 format read by hand-checked values, exact round trips (ours -> tool -> ours), and clear errors."""
+import io
 import json
 import logging
 import os
@@ -144,6 +145,87 @@ def test_cvat_zip_and_refusals(tmp_path):
     convert.read_tool("cvat", _write(tmp_path / "cut.xml", CVAT[:300]))
 
 
+def test_cvat_archives_and_encodings_that_were_tracebacks_or_passed(tmp_path, monkeypatch):
+  """Issue 29: a non-zip .zip was a traceback; the DOCTYPE refusal was a byte search that a UTF-16
+  file passed; a 1 MB zip could expand into gigabytes in memory."""
+  (tmp_path / "notzip.zip").write_text(CVAT)
+  with pytest.raises(errors.DataError, match=r"notzip.zip: not a zip archive \(File is not a zip"):
+    convert.read_tool("cvat", str(tmp_path / "notzip.zip"))
+  with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+    z.writestr("images/a.jpg", b"")
+  with pytest.raises(errors.DataError, match=r"other.zip: the zip holds no annotations.xml"):
+    convert.read_tool("cvat", str(tmp_path / "other.zip"))
+  # UTF-16 is valid XML: read like UTF-8; its DOCTYPE is refused like UTF-8's.
+  (tmp_path / "utf16.xml").write_bytes(CVAT.replace('"utf-8"', '"utf-16"').encode("utf-16"))
+  assert convert.read_tool("cvat", str(tmp_path / "utf16.xml")) == convert.read_tool(
+      "cvat", _write(tmp_path / "utf8.xml", CVAT))
+  lol = CVAT.replace('"utf-8"?>', '"utf-16"?>\n<!DOCTYPE a [<!ENTITY x "y">]>', 1)
+  assert b"<!DOCTYPE" not in lol.encode("utf-16")         # what the byte search missed
+  (tmp_path / "lol16.xml").write_bytes(lol.encode("utf-16"))
+  with pytest.raises(errors.DataError, match=r"lol16.xml: XML with a DOCTYPE or entities is refused"):
+    convert.read_tool("cvat", str(tmp_path / "lol16.xml"))
+  # The zip member's declared size is checked before anything is decompressed ...
+  with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("annotations.xml", CVAT.replace("<annotations>", "<annotations>" + " " * 10**6))
+  assert os.path.getsize(tmp_path / "bomb.zip") < 10_000
+  monkeypatch.setattr(convert, "MAX_ZIP_XML_BYTES", 10**6)
+  with pytest.raises(errors.DataError, match=r"bomb.zip: annotations.xml declares 100\d{4} bytes "
+                                             r"uncompressed, over the 0.95\d* MiB this reader takes"):
+    convert.read_tool("cvat", str(tmp_path / "bomb.zip"))
+  # ... and the stream is cut at the cap whatever the header says.
+  with pytest.raises(errors.DataError, match=r"s: more than 9.5\d*e-05 MiB uncompressed"):
+    convert._Capped(io.BytesIO(b"x" * 101), 100, "s").read()
+  assert convert._Capped(io.BytesIO(b"x" * 100), 100, "s").read() == b"x" * 100
+
+
+def test_cvat_click_cap(tmp_path, monkeypatch):
+  """At most MAX_CVAT_CLICKS clicks, counted before a points attribute is split."""
+  path = _write(tmp_path / "a.xml", CVAT)
+  monkeypatch.setattr(convert, "MAX_CVAT_CLICKS", 3)
+  assert sum(len(r) for r in convert.read_tool("cvat", path).values()) == 3
+  monkeypatch.setattr(convert, "MAX_CVAT_CLICKS", 2)
+  with pytest.raises(errors.DataError, match=r"image 'voc/2007_000032.jpg': more than 2 clicks in "
+                                             "one CVAT file; export fewer images per file"):
+    convert.read_tool("cvat", path)
+
+
+def test_labelme_subfolders_are_read(tmp_path):
+  """Files in subfolders were skipped without a word (issue 29); an id twice is an error."""
+  for sub, image in (("a", "2007_000032"), ("a/b", "2007_000033"), (".", "2008_000001")):
+    (tmp_path / "lm" / sub).mkdir(parents=True, exist_ok=True)
+    _write(tmp_path / "lm" / sub / f"{image}.json", {**LABELME, "imagePath": f"{image}.jpg"})
+  rows = convert.read_tool("labelme", str(tmp_path / "lm"))
+  assert list(rows) == ["2007_000032", "2007_000033", "2008_000001"]
+  assert all(len(r) == 2 for r in rows.values())
+  _write(tmp_path / "lm" / "a" / "b" / "copy.json", {**LABELME, "imagePath": "2008_000001.jpg"})
+  with pytest.raises(errors.DataError, match=r"b/copy.json: image '2008_000001' appears twice"):
+    convert.read_tool("labelme", str(tmp_path / "lm"))
+  with pytest.raises(errors.DataError, match=r"no labelme .json files in this folder or its subfolders"):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    convert.read_tool("labelme", str(tmp_path / "empty"))
+
+
+def test_a_truncated_image_is_refused_when_writing_a_tool_file(tmp_path):
+  """--to needs every clicked image's size: a truncated one is a one-line error naming it."""
+  images, ours, _ = _ours(tmp_path, np.random.default_rng(0))
+  path = os.path.join(images, "2007_000033.jpg")
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:len(data) // 2])
+  with pytest.raises(errors.DataError, match=r"2007_000033.jpg: corrupt or unreadable "
+                                             r"image \(image file is truncated"):
+    convert.write_tool("cvat", str(tmp_path / "a.xml"), convert.read_ours(ours), images)
+  assert not (tmp_path / "a.xml").exists()
+
+
+def test_two_images_with_one_id_are_refused_when_writing_a_tool_file(tmp_path):
+  """x.jpg beside x.png: the first by name was taken without a word before."""
+  images, ours, _ = _ours(tmp_path, np.random.default_rng(0))
+  Image.new("RGB", (5, 5)).save(os.path.join(images, "2007_000033.png"))
+  with pytest.raises(errors.DataError, match=r"'2007_000033.jpg' and '2007_000033.png' have the same "
+                                             "image id"):
+    convert.write_tool("labelme", str(tmp_path / "lm"), convert.read_ours(ours), images)
+
+
 def test_labelme_files(tmp_path, caplog):
   d = tmp_path / "labelme"
   d.mkdir()
@@ -178,10 +260,113 @@ def test_labelme_files(tmp_path, caplog):
     ("cvat", '<?xml version="1.0"?><annotations><image name="a.jpg" width="9" height="9">'
              '<points label="dog" points="1,2,3"/></image></annotations>', "must be 'x,y;x,y;...'"),
     ("cvat", '<?xml version="1.0"?><root/>', "expected <annotations>"),
+    # Issue 29: type-confused Label Studio files, each a traceback before; now the field is named.
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": 5}],
+     r"task 0: field 'annotations' is 5, expected a list"),
+    ("labelstudio", [{"id": 3, "data": {"image": "a.jpg"}, "annotations": ["done"]}],
+     r"task 3: annotations\[0\] is 'done', expected an object"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": "dog"}]}],
+     r"task 0: annotations\[0\]: field 'result' is 'dog', expected a list"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [7]}]}],
+     r"task 0: annotations\[0\].result\[0\] is 7, expected an object"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "value": "50,25"}]}]}],
+     r"annotations\[0\].result\[0\]: field 'value' is '50,25', expected an object"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "value": {"x": 1, "y": 1, "keypointlabels": "dog"}}]}]}],
+     r"result\[0\].value: field 'keypointlabels' is 'dog', expected a list"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "choices", "value": {"choices": "dog"}}]}]}],
+     r"result\[0\].value: field 'choices' is 'dog', expected a list"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 10, "original_height": 10,
+         "value": {"x": 1, "y": 1, "keypointlabels": [["dog"]]}}]}]}],
+     r"label \['dog'\] is not a PASCAL VOC class; .* --label_map LABEL=<voc name>"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 10, "original_height": 10, "meta": "rank=2",
+         "value": {"x": 1, "y": 1, "keypointlabels": ["dog"]}}]}]}],
+     r"result\[0\]: field 'meta' is 'rank=2', expected an object"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 10, "original_height": 10,
+         "meta": {"text": 5}, "value": {"x": 1, "y": 1, "keypointlabels": ["dog"]}}]}]}],
+     r"result\[0\].meta: field 'text' is 5, expected a list"),
+    ("labelstudio", [{"data": {"image": "http://[::1/a.jpg"}}], r"task 0: image URL .* is not a URL"),
+    ("labelstudio", [{"data": {"image": "/data/"}}], r"task 0: image URL '/data/' names no file"),
+    ("labelstudio", '"export"', r"expected Label Studio's JSON export \(a list of tasks\)"),
+    # A zero width put every click at x = 0 before; a huge one overflowed.
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 0, "original_height": 10,
+         "value": {"x": 50, "y": 50, "keypointlabels": ["dog"]}}]}]}],
+     r"annotations\[0\].result\[0\]: original_width 0 must be >= 1 \(the image's size in pixels\)"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 1e300, "original_height": 10,
+         "value": {"x": 50, "y": 50, "keypointlabels": ["dog"]}}]}]}],
+     r"original_width 1e\+300 must be an integer|original_width 1e\+300 is out of range"),
+    ("labelstudio", [{"data": {"image": "a.jpg"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 10, "original_height": 10,
+         "value": {"x": 1e999, "y": 50, "keypointlabels": ["dog"]}}]}]}],
+     r"x inf is not a finite number"),
+    ("labelme", {"shapes": [], "imagePath": 7}, r"field 'imagePath' is 7, expected a string"),
+    ("labelme", {"shapes": [], "imagePath": "a.jpg", "imageHeight": 0, "imageWidth": 5},
+     r"imageHeight 0 must be >= 1"),
+    ("cvat", '<?xml version="1.0"?><annotations><image name="a.jpg" width="0" height="9">'
+             '</image></annotations>', r"image 'a.jpg': width 0 must be >= 1"),
+    ("cvat", '<?xml version="1.0"?><annotations><image name="a.jpg" width="9" height="9">'
+             '<points label="dog" points="1,2"><attribute name="rank">%s</attribute></points>'
+             '</image></annotations>' % ("9" * 400), r"rank 9999.* is out of range"),
+    ("cvat", '<?xml version="1.0"?><annotations><image name="a.jpg" width="9" height="9">'
+             '<points label="dog" points="1,2"><attribute name="rank">%s</attribute></points>'
+             '</image></annotations>' % ("9" * 5000), r"rank '9999.*' is not a number"),
+    ("cvat", '<?xml version="1.0"?><annotations><version>1.1</version></annotations>',
+     r"no <image> elements"),
+    # Issue 29: a shape with no point was dropped without a word.
+    ("cvat", '<?xml version="1.0"?><annotations><image name="a.jpg" width="9" height="9">'
+             '<points label="dog" points=""/></image></annotations>',
+     r"image 'a.jpg': a <points> shape of label 'dog' has no point \(points=''\)"),
 ])
 def test_bad_tool_files(tmp_path, tool, content, match):
-  with pytest.raises(errors.DataError, match=match):
+  with pytest.raises(errors.DataError, match=match) as e:
     convert.read_tool(tool, _write(tmp_path / "in.json", content))
+  assert str(e.value).startswith(str(tmp_path / "in.json") + ":")   # names the file
+  assert "\n" not in str(e.value) and len(str(e.value)) < 600         # one short line
+
+
+@pytest.mark.parametrize("tool", ["labelstudio", "labelme"])
+def test_deep_and_huge_number_json_is_one_line(tmp_path, tool):
+  """json.load raised RecursionError / ValueError here (issue 25 item 7, issue 29)."""
+  deep = tmp_path / "deep.json"
+  deep.write_text("[" * 50_000 + "]" * 50_000)
+  with pytest.raises(errors.DataError, match=r"deep.json: JSON nested 50000 levels deep"):
+    convert.read_tool(tool, str(deep))
+  big = tmp_path / "big.json"
+  big.write_text('[{"data": {"image": "a.jpg"}, "id": %s}]' % ("7" * 5000))
+  with pytest.raises(errors.DataError, match=r"big.json: an integer of 5000 digits"):
+    convert.read_tool(tool, str(big))
+
+
+def test_label_studio_tasks_without_annotations_are_left_out_and_counted(tmp_path, caplog):
+  """No annotation (or only cancelled ones) = nobody looked: not "no class present" (issue 29).
+  An annotation with an empty result is an annotator's answer "nothing here" and is kept."""
+  tasks = [{"id": 1, "data": {"image": "seen_empty.jpg"}, "annotations": [{"result": []}]},
+           {"id": 2, "data": {"image": "never.jpg"}, "annotations": []},
+           {"id": 3, "data": {"image": "no_key.jpg"}},
+           {"id": 4, "data": {"image": "cancelled.jpg"},
+            "annotations": [{"result": [], "was_cancelled": True}]},
+           {"id": 5, "data": {"image": "dog.jpg"}, "annotations": [{"result": [
+               {"type": "keypointlabels", "original_width": 100, "original_height": 50,
+                "value": {"x": 10.0, "y": 50.0, "keypointlabels": ["dog"]}}]}]}]
+  with caplog.at_level(logging.WARNING):
+    rows = convert.read_tool("labelstudio", _write(tmp_path / "ls.json", tasks))
+  assert rows == {"dog": [{"x": 10.0, "y": 25.0, "cls": DOG, "rank": 1, "annotator": 0}],
+                  "seen_empty": []}
+  assert ("3 tasks have no annotation (or only cancelled ones) and are left out: nobody said "
+          "which classes they hold, so they are not 'no class present': never, no_key, cancelled"
+          in caplog.text)
+  assert "ignored 1 cancelled annotations" in caplog.text
+  # An image left out once and annotated in another task is still an image listed twice.
+  with pytest.raises(errors.DataError, match="image 'never' appears twice"):
+    convert.read_tool("labelstudio", _write(tmp_path / "ls2.json", tasks + [
+        {"data": {"image": "x/never.png"}, "annotations": [{"result": []}]}]))
 
 
 def test_label_map_and_aliases(tmp_path):
@@ -303,10 +488,49 @@ def test_cli_both_directions_and_errors(tmp_path):
   r = _cli("--from=labelme", "--to=cvat", "--input=x", "--output=y")
   assert r.returncode == 2 and "give exactly one of --from TOOL" in r.stderr
   r = _cli("--from=labelstudio", f"--input={tmp_path / 'missing.json'}", "--output=y")
-  assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'missing.json'}: file not found"
+  assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'missing.json'}: Label Studio export not found"
   r = _cli("--print_labelstudio_config")
   assert r.returncode == 0 and '<KeyPointLabels name="point" toName="image">' in r.stdout
   assert '<Label value="tvmonitor"/>' in r.stdout and 'choice="multiple"' in r.stdout
+
+
+def test_cli_asked_classes(tmp_path):
+  """Issue 29: the tools' formats cannot say which classes were asked. --to logs it and names the
+  --asked that restores it; --from --asked writes it; without --asked a class subset is logged."""
+  images, ours, canonical = _ours(tmp_path, np.random.default_rng(0))
+  asked_file = tmp_path / "asked.json"
+  clicks = click_json.load_clicks(ours)
+  asked = {k: [AEROPLANE, PERSON, CAT] for k in clicks}
+  click_json.write_click_json(str(asked_file), clicks, asked)
+  r = _cli("--to=labelme", f"--input={asked_file}", f"--images={images}", f"--output={tmp_path / 'lm'}")
+  assert r.returncode == 0, r.stderr
+  assert "3 images name the classes they were asked about; labelme files cannot carry that: " \
+         "convert back with --asked aeroplane,cat,person" in r.stderr
+  r = _cli("--from=labelme", f"--input={tmp_path / 'lm'}", f"--output={tmp_path / 'all.json'}")
+  assert r.returncode == 0 and "the clicks use 3 of the 20 classes (aeroplane, cat, person); " \
+      "every image is written with all 20 asked" in r.stderr
+  assert (tmp_path / "all.json").read_bytes() == canonical
+  r = _cli("--from=labelme", f"--input={tmp_path / 'lm'}", f"--output={tmp_path / 'back.json'}",
+           "--asked=aeroplane,cat,Person")
+  assert r.returncode == 0 and "pass --asked" not in r.stderr
+  assert (tmp_path / "back.json").read_bytes() == asked_file.read_bytes()   # exact round trip
+  r = _cli("--from=labelme", f"--input={tmp_path / 'lm'}", f"--output={tmp_path / 'x.json'}",
+           "--asked=aeroplane,unicorn")
+  assert r.returncode == 2 and "--asked: label 'unicorn' is not a PASCAL VOC class" in r.stderr
+
+
+def test_cli_bad_files_are_one_line(tmp_path):
+  """What were tracebacks from `python -m pointseg_jax.data.convert` (issue 25 item 7, issue 29)."""
+  (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+  (tmp_path / "task.zip").write_text("<annotations/>")
+  for tool, name, line in [
+      ("labelstudio", "deep.json", "JSON nested 100000 levels deep; a Label Studio export is at "
+       "most 64 levels deep (a damaged or wrong file?)"),
+      ("cvat", "task.zip", "not a zip archive (File is not a zip file); give CVAT's export zip or "
+       "its annotations.xml")]:
+    r = _cli(f"--from={tool}", f"--input={tmp_path / name}", f"--output={tmp_path / 'out.json'}")
+    assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / name}: {line}")
+  assert not (tmp_path / "out.json").exists()
 
 
 def test_a_tool_export_feeds_the_dataset_builder(tmp_path):

@@ -104,7 +104,7 @@ def built(tmp_path_factory):
 def test_registered_with_the_shared_features(built):
   builder = built[3]
   assert isinstance(builder, CustomPoints) and "custom_points" in BUILDERS
-  assert builder.info.features.to_json() == features.click_features("jpeg").to_json()
+  assert builder.info.features.to_json() == features.click_features("jpeg", asked=True).to_json()
   assert "custom_points/default" in dataset_names()
   assert "custom_points/no_objectness" in dataset_names()
 
@@ -205,7 +205,7 @@ def test_bad_folders_name_the_file_and_the_fix(tmp_path, case):
       "split_id_unknown": r"train.txt: ids without an image .*\['nope'\]",
       "no_mask_at_all": "the val split is empty.* needs ground truth",
       "ids_do_not_match": "none of its 5 image ids.*file name without extension",
-      "two_files_one_id": "share a name but differ in suffix",
+      "two_files_one_id": "have the same image id",
   }[case]
   if case == "no_clicks_file":
     (root / "clicks.json").unlink()

@@ -12,7 +12,9 @@ from pointseg_jax import errors
 from pointseg_jax import supervision
 from pointseg_jax import train
 from pointseg_jax.experiments import annotation_cost
-from pointseg_jax.experiments import compare
+from pointseg_jax.experiments import report
+from pointseg_jax.experiments import runs
+from pointseg_jax.experiments import statistics
 from pointseg_jax.experiments import table1
 from helpers import REPO
 
@@ -42,37 +44,37 @@ def test_regime_config_is_the_regimes_config_file(regime):
   """What the experiments train is configs/<regime>.py: swapping the row into the point config
   gives exactly the regime's own config (synthetic and tiny variants)."""
   for variant in ("synthetic", "tiny"):
-    swapped = compare.regime_config(config_lib.get_config("point", variant), regime)
+    swapped = config_lib.with_regime(config_lib.get_config("point", variant), regime)
     assert swapped.to_dict() == config_lib.get_config(regime, variant).to_dict()
-  r25 = compare.regime_config(config_lib.get_config("point"), "squiggle", squiggle_radius=25,
+  r25 = config_lib.with_regime(config_lib.get_config("point"), "squiggle", squiggle_radius=25,
                               train_fraction=0.5)
   assert r25.to_dict() == config_lib.get_config("squiggle", "25").to_dict() | {
       "data": {**config_lib.get_config("squiggle", "25").data.to_dict(), "train_fraction": 0.5}}
 
 
 def test_run_configs_and_fingerprints():
-  schedule = table1.SCHEDULES["full"]
-  runs = table1.RUNS_BY_NAME
-  config = table1.run_config(runs["squiggle_r2"], schedule, 1, 2000)
+  schedule = runs.SCHEDULES["full"]
+  by_name = table1.RUNS_BY_NAME
+  config = runs.run_config(by_name["squiggle_r2"], schedule, 1, 2000)
   assert (config.regime, config.seed, config.data.squiggle_radius) == ("squiggle", 1, 2.0)
   assert config.train.num_steps == schedule.num_steps
   assert config.train.eval_every * 2 == schedule.num_steps      # the half-way eval
   assert config.optimizer.name == "adam"
-  quick = table1.run_config(runs["point"], table1.schedule_for(True, "synthetic", None), 0, 2000)
+  quick = runs.run_config(by_name["point"], runs.schedule_for(True, "synthetic", None), 0, 2000)
   assert quick.train.eval_every == quick.train.num_steps < config.train.num_steps
-  budget = table1.run_config(runs["full_budget22s"], schedule, 0, 2000)
+  budget = runs.run_config(by_name["full_budget22s"], schedule, 0, 2000)
   assert budget.data.train_fraction == 184 / 2000 and budget.regime == "full"
-  assert table1.run_config(runs["full"], schedule, 0, 2000).data.train_fraction == 1.0
-  fps = {table1.fingerprint(table1.run_config(r, schedule, s, 2000))
+  assert runs.run_config(by_name["full"], schedule, 0, 2000).data.train_fraction == 1.0
+  fps = {runs.fingerprint(runs.run_config(r, schedule, s, 2000))
          for r in table1.ALL_RUNS for s in range(3)}
   assert len(fps) == 3 * len(table1.ALL_RUNS)                  # every run and seed its own
-  moved = table1.run_config(runs["point"], schedule, 0, 2000, data_dir="/elsewhere")
-  assert table1.fingerprint(moved) == table1.fingerprint(
-      table1.run_config(runs["point"], schedule, 0, 2000))     # where the data lives: no matter
+  moved = runs.run_config(by_name["point"], schedule, 0, 2000, data_dir="/elsewhere")
+  assert runs.fingerprint(moved) == runs.fingerprint(
+      runs.run_config(by_name["point"], schedule, 0, 2000))     # where the data lives: no matter
   every_table_regime = {r.regime for r in table1.TABLE_RUNS}
   assert every_table_regime == set(supervision.REGIMES)
   with pytest.raises(errors.ConfigError, match="--num_steps=1"):
-    table1.schedule_for(False, "synthetic", 1)
+    runs.schedule_for(False, "synthetic", 1)
 
 
 def _summary(run, seed, miou, half=None, regime=None):
@@ -90,14 +92,14 @@ def test_collect_and_findings_by_hand():
                _summary("image", 0, 0.30), _summary("image", 1, 0.32),
                _summary("all_points", 0, 0.41), _summary("all_points", 1, 0.45),
                _summary("full_budget22s", 0, 0.2, regime="full")]
-  rows = table1.collect(summaries)
+  rows = statistics.collect(summaries, table1.ALL_RUNS)
   assert rows["point"]["miou_mean"] == pytest.approx(42.0)
   assert rows["point"]["miou_std"] == pytest.approx(2.8284, abs=1e-3)
   assert rows["point"]["miou_half_steps_mean"] == pytest.approx(32.0)
   assert rows["point"]["paper_miou"] == 42.7 and rows["point"]["annotation_hours"] == 0.61
   assert rows["full_budget22s"]["paper_miou"] is None          # not a paper row
   assert rows["full_budget22s"]["miou_std"] is None            # one seed: no spread
-  found = {f["finding"]: f for f in table1.findings(rows)}
+  found = {f["finding"]: f for f in statistics.findings(rows, table1.FINDINGS)}
   best = found["Img + Obj + 1Point best of the one-click regimes"]
   assert best["verdict"].startswith("pending")                 # image_obj, point_noobj missing
   allp = found["AllPoints ~ 1Point"]
@@ -108,11 +110,11 @@ def test_collect_and_findings_by_hand():
   assert (allp["paired_mean"], allp["paired_sd"]) == (pytest.approx(1.0), pytest.approx(0.0))
   rows["image_obj"] = dict(rows["image"], miou_mean=50.0)      # Img + Obj above point by 8
   rows["point_noobj"] = dict(rows["image"])
-  best = {f["finding"]: f for f in table1.findings(rows)}[
+  best = {f["finding"]: f for f in statistics.findings(rows, table1.FINDINGS)}[
       "Img + Obj + 1Point best of the one-click regimes"]
   assert best["compared_with"] == "image_obj" and best["difference"] == pytest.approx(-8.0)
   assert best["verdict"] == "not reproduced: reversed by > 2 sigma"
-  text = table1.table_markdown(rows, table1.findings(rows), "full", 2)
+  text = report.table_markdown(rows, statistics.findings(rows, table1.FINDINGS), "full", 2)
   assert ("| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 |"
           in text)
 
@@ -121,9 +123,9 @@ def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   """The CLI on the tiny configs (one regime + one equal-budget run, 1 seed); then the same sweep
   again trains nothing and writes the same table, and a changed schedule is refused."""
   out = tmp_path / "t1"
-  runs = "point,full_budget22s"
+  names = "point,full_budget22s"
   cmd = [sys.executable, "-m", "pointseg_jax.experiments.table1", f"--out={out}",
-         "--variant=tiny", f"--runs={runs}", f"--data_dir={tiny_data_dir}"]
+         "--variant=tiny", f"--runs={names}", f"--data_dir={tiny_data_dir}"]
   first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ),
                          timeout=600)
   assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -141,17 +143,17 @@ def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError(f"a finished run was trained again: {args} {kwargs}")
   monkeypatch.setattr(train, "train_and_evaluate", no_training)
-  schedule = table1.schedule_for(False, "tiny", None)
-  selected = [table1.RUNS_BY_NAME[n] for n in runs.split(",")]
-  summaries = table1.sweep(out, schedule, 1, selected, data_dir=tiny_data_dir)
+  schedule = runs.schedule_for(False, "tiny", None)
+  selected = [table1.RUNS_BY_NAME[n] for n in names.split(",")]
+  summaries = runs.sweep(out, schedule, 1, selected, data_dir=tiny_data_dir)
   table1.write_results(out, summaries, schedule, 1, 48, results["command"])
   assert (out / "table.md").read_text() == table
   assert json.loads((out / "results.json").read_text()) == results
 
   # A changed schedule never mixes with the kept runs: one clear error, nothing trained.
-  longer = table1.schedule_for(False, "tiny", 6)
+  longer = runs.schedule_for(False, "tiny", 6)
   with pytest.raises(errors.WorkdirError, match="from another config"):
-    table1.sweep(out, longer, 1, selected, data_dir=tiny_data_dir)
+    runs.sweep(out, longer, 1, selected, data_dir=tiny_data_dir)
 
 
 def test_box_fill_counts_by_hand():

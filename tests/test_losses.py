@@ -112,6 +112,50 @@ def test_image_level_loss_no_absent_class_and_only_background():
   np.testing.assert_allclose(value, [-log_s.max(0).mean()], rtol=1e-5)
 
 
+def test_image_level_loss_unknown_class_is_neither_rewarded_nor_punished():
+  """A class not asked (known False) leaves L' and its mean: issue 29's partial campaigns."""
+  nothing_present = np.zeros((1, 3), bool)
+  # Class 1 unknown: L = {0}, L' = {2} only (all known: L' = {1, 2}, the case above).
+  got = losses.image_level_loss(TWO_PIXELS, nothing_present, ALL_VALID,
+                                np.array([[True, False, True]]))
+  np.testing.assert_allclose(got, [(math.log(Z1) - 1) - math.log(1 - E**2 / Z0)], rtol=1e-6)
+  # Every object class unknown: only background's term is left.
+  got = losses.image_level_loss(TWO_PIXELS, nothing_present, ALL_VALID, np.zeros((1, 3), bool))
+  np.testing.assert_allclose(got, [math.log(Z1) - 1], rtol=1e-6)
+  # A present class counts as known even where `known` says otherwise; all-known = known=None.
+  present = np.array([[False, False, True]])
+  np.testing.assert_allclose(
+      losses.image_level_loss(TWO_PIXELS, present, ALL_VALID, np.array([[True, True, False]])),
+      losses.image_level_loss(TWO_PIXELS, present, ALL_VALID), rtol=1e-7)
+  # Flipping an unknown class's label (absent <-> present with it known) changes the loss; with
+  # it unknown the loss is the same whatever its scores are at pixels no known class picks.
+  z = np.array([[[[0.0, 0.0, 3.0], [2.0, 0.0, 0.0], [0.0, 4.0, 0.0]]]], np.float32)  # t_1 = p2
+  valid = np.ones((1, 1, 3), bool)
+  unknown_1 = np.array([[True, False, True]])
+  base = losses.image_level_loss(z, nothing_present, valid, unknown_1)
+  for v in (-5.0, 9.0):
+    z2 = z.copy()
+    z2[0, 0, 2, 1] = v          # p2 is nobody's t_c but class 1's
+    np.testing.assert_allclose(losses.image_level_loss(z2, nothing_present, valid, unknown_1),
+                               base, rtol=1e-6)
+  g = np.asarray(jax.grad(lambda z: losses.image_level_loss(
+      z, nothing_present, valid, unknown_1).sum())(z))
+  assert not g[0, 0, 2].any() and g[0, 0, :2].any()
+  with pytest.raises(ValueError, match="known must be"):
+    losses.image_level_loss(TWO_PIXELS, present, ALL_VALID, np.ones((1, 4), bool))
+
+
+def test_image_level_gradient_with_unknown_classes_matches_finite_differences():
+  with jax.enable_x64():
+    batch = _random_batch(4)
+    known = np.random.default_rng(5).random(batch["present"].shape) < 0.5
+    logits = jnp.asarray(batch["logits"], jnp.float64)
+    weights = jnp.asarray([0.7, 1.3, 1.1])
+    check_grads(lambda z: jnp.sum(weights * losses.image_level_loss(
+        z, batch["present"], batch["valid"], known)), (logits,), order=1, modes=["rev"],
+                eps=1e-5, atol=1e-7, rtol=1e-6)
+
+
 def test_point_loss_by_hand():
   logits = np.array([[[[0, 1, 2], [1, 0, 0]], [[5, 5, 5], [0, 3, 0]]]], np.float32)
   labels = np.array([[[2, 255], [0, 1]]])

@@ -29,6 +29,8 @@ from pointseg_jax import train
 from pointseg_jax.data import pipeline
 from helpers import tiny_config
 
+pytestmark = pytest.mark.e2e   # process-level: two real processes (make test-fast skips)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_PROCESSES, LOCAL_DEVICES, NUM_STEPS = 2, 4, 4
 # The same tolerance as tests/test_parallel.py (shard_map vs pmap vs one device).

@@ -8,6 +8,8 @@ import nbformat
 from nbclient import NotebookClient
 import pytest
 
+pytestmark = pytest.mark.e2e   # process-level: subprocesses / a notebook kernel (make test-fast skips)
+
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "inspect_predictions.ipynb"
 

@@ -134,7 +134,7 @@ def test_precompute_writes_resumes_and_counts_failures(testdata_dir, tmp_path):
   out = tmp_path / "out"
   res = precompute.run(out, images=src, workers=1, progress=False)
   assert res["done"] == 2 and res["skipped"] == 0 and list(res["failed"]) == ["broken"]
-  assert "UnidentifiedImageError" in res["failed"]["broken"]
+  assert "corrupt or unreadable image" in res["failed"]["broken"]   # image_io names the file
   for name in ("a", "b"):
     png = Image.open(out / f"{name}.png")
     assert png.mode == "L" and png.size == (120, 80)
@@ -178,7 +178,17 @@ def test_evaluate_cli_on_two_photos(testdata_dir, tmp_path, run_cli):
 
 
 def test_library_errors_of_precompute():
-  with pytest.raises(ValueError, match="exactly one"):
-    precompute.run("/tmp/x", images=None, tfds_name=None)
+  with pytest.raises(ValueError, match="--images DIR is required"):
+    precompute.run("/tmp/x", images=None)
   with pytest.raises(FileNotFoundError, match="not a folder"):
     precompute.list_images("/nonexistent/folder")
+
+
+def test_the_prior_never_imports_the_data_package():
+  """objectness/ sits below data/ (data/objectness_maps.py reads TFDS examples and calls it)."""
+  import subprocess
+  import sys
+  code = ("import sys, pointseg_jax.objectness.__main__, pointseg_jax.objectness.precompute; "
+          "print(sorted(m for m in sys.modules if m.startswith('pointseg_jax.data')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]", out.stdout

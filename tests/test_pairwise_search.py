@@ -7,9 +7,9 @@ import pytest
 from pointseg_jax import errors
 from pointseg_jax.data import pipeline
 from pointseg_jax.experiments import pairwise_search as ps
-from pointseg_jax.experiments import table1
+from pointseg_jax.experiments import runs
 
-SCHEDULE = table1.schedule_for(False, "synthetic", None)
+SCHEDULE = runs.schedule_for(False, "synthetic", None)
 GRID = {"weight": (0.3, 0.1, 0.03, 1.0), "sigma_rgb": (12.0, 3.0), "sigma_xy": (24.0, 12.0)}
 
 
@@ -24,33 +24,33 @@ def test_holdout_is_disjoint_from_what_trains():
 
 def test_run_config_sets_the_holdout_and_the_kernel():
   run = ps.as_run(ps.Setting(0.3, 12.0, 48.0), 2000)
-  config = table1.run_config(run, SCHEDULE, 0, 2000)
+  config = runs.run_config(run, SCHEDULE, 0, 2000)
   assert (config.regime, config.eval.split, config.data.train_fraction) == (
       "point_crf", "train[1800:]", 0.9)
   assert (config.loss.weights.pairwise, config.loss.pairwise.sigma_rgb,
           config.loss.pairwise.sigma_xy) == (0.3, 12.0, 48.0)
-  baseline = table1.run_config(ps.as_run(ps.Setting(0.0, 6.0, 24.0), 2000), SCHEDULE, 0, 2000)
+  baseline = runs.run_config(ps.as_run(ps.Setting(0.0, 6.0, 24.0), 2000), SCHEDULE, 0, 2000)
   assert (baseline.regime, baseline.eval.split) == ("point", "train[1800:]")
-  bad = table1.Run("x", "point", overrides=(("loss.pairwise.sigma", 1.0),))
+  bad = runs.Run("x", "point", overrides=(("loss.pairwise.sigma", 1.0),))
   with pytest.raises(errors.ConfigError, match="names no config field"):
-    table1.run_config(bad, SCHEDULE, 0, 2000)
+    runs.run_config(bad, SCHEDULE, 0, 2000)
 
 
 def fake_training(monkeypatch, score, trained):
-  """table1.train_one replaced: writes the summary a real run would, mIoU = score(setting)."""
+  """runs.train_one replaced: writes the summary a real run would, mIoU = score(setting)."""
   def train_one(run, schedule, seed, out, num_train, data_dir=None):
-    config = table1.run_config(run, schedule, seed, num_train, data_dir)
+    config = runs.run_config(run, schedule, seed, num_train, data_dir)
     setting = ps.Setting(config.loss.weights.get("pairwise", 0.0),
                          config.loss.pairwise.sigma_rgb, config.loss.pairwise.sigma_xy)
     trained.append(setting)
-    summary = {"run": run.name, "seed": seed, "fingerprint": table1.fingerprint(config),
+    summary = {"run": run.name, "seed": seed, "fingerprint": runs.fingerprint(config),
                "miou": score(setting),
                "eval_miou_by_step": {"800": 0.1, "1600": score(setting)}, "wall_time_s": 60.0}
-    path = table1.run_dirs(out, run, seed)[0]
+    path = runs.run_dirs(out, run, seed)[0]
     path.mkdir(parents=True)
     (path / "summary.json").write_text(json.dumps(summary))
     return summary
-  monkeypatch.setattr(table1, "train_one", train_one)
+  monkeypatch.setattr(runs, "train_one", train_one)
 
 
 def test_search_order_ties_and_resume(tmp_path, monkeypatch):
@@ -99,7 +99,7 @@ def test_val_confirmation_only_for_a_new_setting(tmp_path, monkeypatch):
   chosen = ps.Setting(1.0, 6.0, 24.0)
   kept = ps.confirm_on_val(tmp_path, SCHEDULE, chosen, 2, 2000)
   assert [k["run"] for k in kept] == ["val_crf_w1_rgb6_xy24"] * 2 and trained == [chosen] * 2
-  config = table1.run_config(ps.as_run(chosen, 2000, on_val=True), SCHEDULE, 1, 2000)
+  config = runs.run_config(ps.as_run(chosen, 2000, on_val=True), SCHEDULE, 1, 2000)
   assert (config.eval.split, config.data.train_fraction, config.seed) == ("val", 1.0, 1)
   assert ps.confirm_on_val(tmp_path, SCHEDULE, chosen, 2, 2000) == kept    # kept, not retrained
   assert len(trained) == 2

@@ -34,6 +34,7 @@ def fake_batch(seed=0, batch=B):
       "image": rng.uniform(0, 255, (batch, H, W, 3)).astype(np.float32),
       "valid": valid,
       "present": present,
+      "known": np.ones((batch, 21), bool),
       "sparse_labels": sparse,
       "sparse_weights": (sparse != 255).astype(np.float32),
       "objectness": rng.uniform(0.01, 0.99, (batch, H, W)).astype(np.float32),

@@ -171,11 +171,12 @@ def test_batch_dict_matches_the_contract(data_dir):
                                      process_index=0, process_count=1))
   expect = {"image": (np.float32, (4, 32, 32, 3)), "valid": (np.bool_, (4, 32, 32)),
             "labels": (np.int32, (4, 32, 32)), "present": (np.bool_, (4, NUM_CLASSES)),
-            "sparse_labels": (np.int32, (4, 32, 32)), "sparse_weights": (np.float32, (4, 32, 32)),
+            "known": (np.bool_, (4, NUM_CLASSES)), "sparse_labels": (np.int32, (4, 32, 32)), "sparse_weights": (np.float32, (4, 32, 32)),
             "objectness": (np.float32, (4, 32, 32)), "example_id": (np.int32, (4,)),
             "example_mask": (np.bool_, (4,))}
   assert {k: (v.dtype.type, v.shape) for k, v in batch.items()} == expect
   assert batch["present"][:, 0].all() and batch["example_mask"].all()
+  assert batch["known"].all()   # this test dataset has no `asked` feature: every class answered
   pad = ~batch["valid"]
   assert (batch["labels"][pad] == 255).all() and (batch["sparse_labels"][pad] == 255).all()
   assert (batch["sparse_weights"][pad] == 0).all() and (batch["image"][pad] == 0).all()
@@ -265,6 +266,27 @@ def test_train_is_deterministic_and_resumes_exactly_across_epochs(data_dir):
   assert list(epochs[0]) != list(epochs[1])  # ... a different one every epoch
   other = run(1, n=2)
   assert not np.array_equal(other[0]["image"], a[0]["image"])
+
+
+def test_no_python_runs_inside_tf_data(data_dir):
+  """A tf.data worker that calls Python (tf.numpy_function / py_function) needs the GIL, and the
+  iterator's destructor waits for the workers while the main thread holds it: the exit hang of
+  issue 25 (tests/test_pipeline_exit.py runs real processes). The records are one string tensor,
+  gathered in-graph, equal to the stored records in file order."""
+  spec = DataSpec.from_config(_config(data_dir))
+  builder = pipeline._open_builder(spec)  # pylint: disable=protected-access
+  records = pipeline.read_record_table(builder, "train", SIZES["train"])
+  assert records.dtype == tf.string
+  assert records.numpy().tolist() == pipeline.read_records(builder, "train")
+  assert pipeline.read_record_table(builder, "train", 4).numpy().tolist() == (
+      pipeline.read_records(builder, "train")[:4])
+  for train in (True, False):
+    ds = pipeline._dataset(records, builder.info.features, spec, batch_size=4, train=train,  # pylint: disable=protected-access
+                           seed=0, start_step=0, offset=0, process_index=0)
+    graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    assert "DecodePng" in ops or "DecodeImage" in ops   # the check sees inside the map function
+    assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}, sorted(ops)
 
 
 def test_train_fraction_trains_on_a_fixed_subset_for_every_seed(data_dir):

@@ -52,6 +52,7 @@ def test_score_split_keeps_the_first_and_the_worst(monkeypatch):
   assert [r.example_id for r in scores.worst] == [14, 11]
 
 
+@pytest.mark.e2e
 def test_predict_split_adds_up_to_the_eval_confusion(tiny_run):
   workdir, _ = tiny_run
   model = predict.load_model(workdir)

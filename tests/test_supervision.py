@@ -70,7 +70,7 @@ def test_active_terms_rejects_unknown_and_all_zero():
 
 
 def test_needed_fields():
-  assert supervision.needed_fields(("image",)) == ("image", "present", "valid")
+  assert supervision.needed_fields(("image",)) == ("image", "known", "present", "valid")
   assert supervision.needed_fields(("point", "objectness")) == (
       "image", "objectness", "sparse_labels", "sparse_weights", "valid")
   assert supervision.needed_fields(("pairwise",)) == ("image", "valid")
@@ -90,6 +90,7 @@ def _batch():
       "labels": rng.integers(0, 21, (b, h, w)).astype(np.int32),
       "valid": np.ones((b, h, w), bool),
       "present": present,
+      "known": np.ones((b, 21), bool) & (np.arange(21) != 5),   # class 5 not asked
       "sparse_labels": sparse,
       "sparse_weights": (sparse != 255).astype(np.float32),
       "objectness": rng.uniform(0.1, 0.9, (b, h, w)).astype(np.float32),
@@ -109,7 +110,7 @@ def _terms_and_references(logits, batch):
       supervision.LossOptions(objectness_exclude_clicked=False))["objectness"]
   want = {
       "pixel": losses.pixel_loss(logits, batch["labels"], batch["valid"]),
-      "image": losses.image_level_loss(logits, batch["present"], batch["valid"]),
+      "image": losses.image_level_loss(logits, batch["present"], batch["valid"], batch["known"]),
       "point": losses.point_loss(logits, batch["sparse_labels"], batch["sparse_weights"]),
       # Authors' Eq. 4: clicked pixels excluded; the paper text (False) uses every pixel.
       "objectness": losses.objectness_loss(logits, batch["objectness"], batch["valid"],

@@ -15,7 +15,7 @@ from pointseg_jax.data import features as features_lib
 from pointseg_jax.data import prepare
 from pointseg_jax.data.synthetic_points import SyntheticPoints, SyntheticPointsConfig
 from pointseg_jax.data.synthetic_points import synthetic_points as sp
-from pointseg_jax.objectness import precompute
+from pointseg_jax.data import objectness_maps
 
 POINT_FIELDS = ("clicks", "random_clicks", "background_clicks", "squiggles")
 
@@ -222,12 +222,27 @@ def test_stats_cli_prints_the_table_and_refuses_no_source(tmp_path, run_cli):
 def test_precompute_reads_a_prepared_tfds_split_and_refuses_an_unprepared_one(tiny, tmp_path):
   builder, examples = tiny
   out = tmp_path / "maps"
-  res = precompute.run(out, tfds_name="synthetic_points/tiny", split="val[:2]",
-                       data_dir=os.fspath(builder.data_dir_root), workers=1, progress=False)
+  res = objectness_maps.run(out, "synthetic_points/tiny", split="val[:2]",
+                            data_dir=os.fspath(builder.data_dir_root), workers=1, progress=False)
   assert res == {"done": 2, "skipped": 0, "failed": {}}
   written = sorted(p.stem for p in out.glob("*.png"))   # one map per example id of the split
   assert len(written) == 2 and set(written) <= set(examples["val"]), written
   with pytest.raises(errors.MissingInputError, match="not prepared"):
-    precompute.run(tmp_path / "maps2", tfds_name="synthetic_points/tiny",
-                   data_dir=str(tmp_path / "empty"), workers=1, progress=False)
+    objectness_maps.run(tmp_path / "maps2", "synthetic_points/tiny",
+                        data_dir=str(tmp_path / "empty"), workers=1, progress=False)
   assert not (tmp_path / "maps2").exists()
+
+
+def test_objectness_maps_cli_writes_one_map_and_refuses_an_unprepared_dataset(tiny, tmp_path,
+                                                                              run_cli):
+  builder, _ = tiny
+  out = tmp_path / "maps"
+  proc = run_cli("pointseg_jax.data.objectness_maps", "--dataset=synthetic_points/tiny",
+                 "--split=val[:1]", f"--data_dir={builder.data_dir_root}", f"--out={out}",
+                 "--workers=1", "--num_windows=50")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip() == f"objectness: 1 written, 0 already there, 0 failed -> {out}"
+  assert len(list(out.glob("*.png"))) == 1
+  line = run_cli.error(run_cli("pointseg_jax.data.objectness_maps", "--dataset=synthetic_points/tiny",
+                               f"--data_dir={tmp_path / 'empty'}", f"--out={tmp_path / 'x'}"))
+  assert "is not prepared" in line and not (tmp_path / "x").exists()

@@ -220,6 +220,7 @@ def _signal_after_first_checkpoint(workdir, data_dir, log_path, signum):
   return proc
 
 
+@pytest.mark.e2e
 def test_kill_9_then_rerun_gives_the_same_params(reference_run, tiny_data_dir, tmp_path):
   """Bit-exact resume: SIGKILL a real training process once its first checkpoint exists, run the
   same command again, and the final params equal those of the uninterrupted run."""
@@ -239,6 +240,7 @@ def test_kill_9_then_rerun_gives_the_same_params(reference_run, tiny_data_dir, t
   assert summary["eval/miou"] == reference["eval/miou"]
 
 
+@pytest.mark.e2e
 def test_sigterm_saves_the_current_step_and_rerun_gives_the_same_params(reference_run,
                                                                        tiny_data_dir, tmp_path):
   """Preemption: SIGTERM (what a preempted spot VM or a batch scheduler sends) a real training

@@ -2,7 +2,7 @@
 import pathlib
 
 from pointseg_jax import CLASS_NAMES
-from pointseg_jax.experiments import compare
+from pointseg_jax import config_lib
 from pointseg_jax.experiments import demo
 from pointseg_jax import supervision
 from helpers import load_config
@@ -15,15 +15,15 @@ def test_default_config_is_configs_point():
 
 def test_regime_config_swaps_the_table_row_and_keeps_the_rest():
   config = load_config("point", None)
-  other = compare.regime_config(config, "all_points")
+  other = config_lib.with_regime(config, "all_points")
   assert other.regime == "all_points" and other.data.label_kind == "all_points"
   assert other.loss.weights.to_dict() == supervision.default_weights("all_points")
   # One lr for every regime on the synthetic set; the released solvers' 5x on VOC.
   assert other.optimizer.learning_rate == config.optimizer.learning_rate
   voc = load_config("point", "voc")
-  assert compare.regime_config(voc, "all_points").optimizer.learning_rate == 5e-5
+  assert config_lib.with_regime(voc, "all_points").optimizer.learning_rate == 5e-5
   assert other.train.num_steps == config.train.num_steps and config.regime == "point"
-  baseline = compare.regime_config(config, "image_obj")
+  baseline = config_lib.with_regime(config, "image_obj")
   assert baseline.data.label_kind == "none"
   assert supervision.active_terms(dict(baseline.loss.weights)) == ("image", "objectness")
 

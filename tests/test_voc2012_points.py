@@ -7,6 +7,7 @@ naming the file.
 """
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from pointseg_jax.data import click_json
 from pointseg_jax.data import features
 from pointseg_jax.errors import DataError
 from pointseg_jax.data.voc2012_points import voc2012_points as vp
@@ -59,8 +61,8 @@ def built(tree, tmp_path_factory):
 def test_registered_and_features(tree, tmp_path):
   builder = tfds.builder("voc2012_points", data_dir=str(tmp_path))   # registered by the import
   assert isinstance(builder, Voc2012Points)
-  assert str(builder.version) == "1.0.0"
-  assert builder.info.features.to_json() == features.click_features("jpeg").to_json()
+  assert str(builder.version) == "1.1.0"
+  assert builder.info.features.to_json() == features.click_features("jpeg", asked=True).to_json()
   for name in ("VOCdevkit/VOC2012", "benchmark_RELEASE/dataset", vp.MAIN_JSON, vp.SUPP_JSON,
                "objectness/<id>.png"):
     assert name in Voc2012Points.MANUAL_DOWNLOAD_INSTRUCTIONS
@@ -111,6 +113,24 @@ def test_clicks_from_json_clipped_dropped_and_logged(built, tree):
   assert "1 out-of-range clicks clipped into the image in 1 images: 2007_000001" in text
   assert "1 clicks with negative coordinates dropped in 1 images: 2007_000003" in text
   assert f"1 images have no entry in the click JSON (stored with no clicks): {NOT_IN_JSON}" in text
+
+
+def test_asked_classes_from_the_click_files(built, tree, tmp_path):
+  """Released files (plain lists) asked every class; an extended file's "asked" reaches `asked`."""
+  _, examples, _, _, _ = built
+  for split in examples.values():
+    for ex in split.values():
+      assert ex["asked"].all()
+  root, truth, main, _ = tree
+  image = "2007_000001"
+  cls = sorted({c["cls"] for c in main[image]})
+  path = tmp_path / "main.json"
+  path.write_text(json.dumps({image: {"asked": cls + [19], "clicks": main[image]}}))
+  asked = click_json.load_asked(str(path), str(root / vp.SUPP_JSON))
+  assert asked[image].all()          # the supp file (a plain list) asked every class
+  asked = click_json.load_asked(str(path))
+  ex = vp.make_example(vp.Sources(str(root)), image, None, vp.Counts(), asked)
+  assert np.flatnonzero(ex["asked"]).tolist() == [0] + cls + [19]
 
 
 def test_build_prints_nothing_to_stdout(built):

@@ -3,7 +3,9 @@ r"""The click-annotation tool (docs/annotate.md).
   python -m pointseg_jax.annotate serve --images DIR --gold gold.json --db project.db
       create the project on first use (tasks of 50 images, 10 of them gold), print each new
       annotator's link and serve the page (http://127.0.0.1:8000 by default)
+      (and, once, the organiser's dashboard link: http://HOST:PORT/admin#token=...)
   python -m pointseg_jax.annotate add-annotator --db project.db --name alice
+  python -m pointseg_jax.annotate admin-token --db project.db   a new dashboard token
   python -m pointseg_jax.annotate report --db project.db        seconds per image vs the paper
   python -m pointseg_jax.annotate export --db project.db --output clicks.json
   python -m pointseg_jax.annotate gold --masks VOC2012/SegmentationClass \
@@ -19,14 +21,15 @@ from absl import logging
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import errors
+from pointseg_jax import files
 from pointseg_jax import labels
 from pointseg_jax.annotate import db
 from pointseg_jax.annotate import export as export_lib
 from pointseg_jax.annotate import qc
 from pointseg_jax.annotate import report as report_lib
-from pointseg_jax.annotate import server as server_lib
+from pointseg_jax.annotate import runner
 
-COMMANDS = ("serve", "add-annotator", "report", "export", "gold")
+COMMANDS = ("serve", "add-annotator", "admin-token", "report", "export", "gold")
 FLAGS = flags.FLAGS
 
 
@@ -48,9 +51,18 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                        "serve: gold images that must be right (paper: 8).", **fv)
   flags.DEFINE_integer("redundancy", 1, "serve: annotators who must pass each task.", **fv)
   flags.DEFINE_integer("seed", 0, "serve: seed of the gold planting and image order.", **fv)
+  flags.DEFINE_bool("allow_weak_gold", False,
+                    "serve: create the project even when, for some class, the gold set is too "
+                    "small for the check to catch a careless annotator (docs/annotate.md).", **fv)
   flags.DEFINE_string("host", "127.0.0.1",
                       "serve: address to listen on (0.0.0.0: every interface).", **fv)
   flags.DEFINE_integer("port", 8000, "serve: port (0: any free port).", **fv)
+  flags.DEFINE_string("public_url", None,
+                      "serve: the address annotators use, e.g. https://annotate.example.org behind "
+                      "a TLS reverse proxy (docs/annotate.md, Deploy); the printed links use it.",
+                      **fv)
+  flags.DEFINE_integer("workers", 1, "serve: worker processes (each serves any request; SQLite "
+                       "WAL keeps them consistent). About one per core.", **fv)
   flags.DEFINE_multi_string("add_annotator", [],
                             "serve: create this annotator and print its link.", **fv)
   flags.DEFINE_string("name", None, "add-annotator: the annotator's name.", **fv)
@@ -68,7 +80,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 # serve flags that only matter when the project is created.
 CREATE_FLAGS = ("images", "gold", "classes", "task_types", "task_size", "gold_per_task",
-                "min_gold_right", "redundancy", "seed")
+                "min_gold_right", "redundancy", "seed", "allow_weak_gold")
 
 
 def _require(*names: str) -> None:
@@ -80,11 +92,11 @@ def _require(*names: str) -> None:
 def _config() -> db.Config:
   return db.Config(
       images_dir=FLAGS.images,
-      classes=tuple(qc.class_id(int(c) if c.isdigit() else c, source="--classes")
+      classes=tuple(files.class_id(int(c) if c.isdigit() else c, source="--classes")
                     for c in FLAGS.classes),
       kinds=tuple(k.lower() for k in FLAGS.task_types), task_size=FLAGS.task_size,
       gold_per_task=FLAGS.gold_per_task, min_gold_right=FLAGS.min_gold_right,
-      redundancy=FLAGS.redundancy, seed=FLAGS.seed)
+      redundancy=FLAGS.redundancy, seed=FLAGS.seed, allow_weak_gold=FLAGS.allow_weak_gold)
 
 
 def open_or_create() -> db.Store:
@@ -104,24 +116,41 @@ def open_or_create() -> db.Store:
 
 
 def serve() -> None:
+  if FLAGS.workers < 1:
+    raise errors.ConfigError(f"--workers={FLAGS.workers}: give at least 1")
+  if FLAGS.public_url and not FLAGS.public_url.startswith(("https://", "http://")):
+    raise errors.ConfigError(f"--public_url={FLAGS.public_url}: give a URL starting with https://")
+  sock = runner.bind(FLAGS.host, FLAGS.port)   # a busy port fails before anything is written
   store = open_or_create()
-  names = list(FLAGS.add_annotator)
-  if not names and not store.annotator_names():
-    names = ["annotator-1"]
-  tokens = {n: store.add_annotator(n) for n in names}
-  httpd = server_lib.make_server(store, FLAGS.host, FLAGS.port)
+  tokens = {n: store.add_annotator(n) for n in FLAGS.add_annotator}
+  if not tokens:
+    first = store.add_first_annotator("annotator-1")   # atomic: once, even with two servers
+    tokens = {"annotator-1": first} if first else {}
+  admin = store.ensure_admin_token()
   host = socket.gethostname() if FLAGS.host in ("0.0.0.0", "::", "") else FLAGS.host
-  base = f"http://{host}:{httpd.server_address[1]}/"
-  print(f"serving {store.config.images_dir} on {base}", flush=True)
+  local = f"http://{host}:{sock.getsockname()[1]}/"
+  # Behind a TLS reverse proxy the links annotators open are the proxy's.
+  base = FLAGS.public_url.rstrip("/") + "/" if FLAGS.public_url else local
+  print(f"serving {store.config.images_dir} on {local}", flush=True)
   for name, token in tokens.items():
     print(f"annotator {name}: {base}#token={token}", flush=True)
+  if admin:
+    print(f"dashboard: {base}admin#token={admin}", flush=True)
+  else:
+    print(f"dashboard: {base}admin (its token was printed when the project was created; "
+          f"`python -m pointseg_jax.annotate admin-token --db {FLAGS.db}` makes a new one)",
+          flush=True)
   try:
-    httpd.serve_forever()
-  except KeyboardInterrupt:
-    pass
+    runner.run(store, sock, FLAGS.workers)
   finally:
-    httpd.server_close()
+    sock.close()
     store.close()
+
+
+def admin_token() -> None:
+  _require("db")
+  token = db.Store(FLAGS.db).rotate_admin_token()
+  print(f"dashboard: http://HOST:PORT/admin#token={token}  (the previous admin token no longer works)")
 
 
 def add_annotator() -> None:
@@ -173,8 +202,8 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise errors.ConfigError(f"usage: python -m pointseg_jax.annotate {{{'|'.join(COMMANDS)}}} "
                              f"[flags]; got {argv[1:]}")
-  {"serve": serve, "add-annotator": add_annotator, "report": report, "export": export,
-   "gold": gold}[argv[1]]()
+  {"serve": serve, "add-annotator": add_annotator, "admin-token": admin_token, "report": report,
+   "export": export, "gold": gold}[argv[1]]()
 
 
 if __name__ == "__main__":

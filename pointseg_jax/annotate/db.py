@@ -22,15 +22,18 @@ import os
 import queue
 import secrets
 import sqlite3
+import tempfile
 import time
 from typing import Iterator, Mapping, Sequence
 
 from absl import logging
 import numpy as np
-from PIL import Image
 
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import errors
+from pointseg_jax import files
+from pointseg_jax.annotate import blind
+from pointseg_jax import image_io
 from pointseg_jax.annotate import qc
 
 
@@ -41,6 +44,8 @@ IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
 MAX_CLICKS = 100            # AllPoints clicks on one image
 MAX_MS = 3_600_000          # one hour on one image
 KEY_CHARS = frozenset("0123456789abcdefABCDEF-")
+# A revoked annotator's token_sha256 starts with this (never a hex digest; see Store.revoke_token).
+REVOKED = "revoked:"
 # An open assignment without an answer for this long no longer holds its task's slot.
 ACTIVE_S = 3600.0
 
@@ -62,6 +67,7 @@ CREATE TABLE assignments(id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCE
                          status TEXT NOT NULL CHECK(status IN ('open', 'accepted', 'rejected')),
                          gold_right INTEGER, gold_total INTEGER, UNIQUE(task, annotator));
 CREATE INDEX assignments_by_task ON assignments(task, status);
+CREATE INDEX assignments_by_annotator ON assignments(annotator, status);
 CREATE TABLE answers(assignment INTEGER NOT NULL REFERENCES assignments(id),
                      pos INTEGER NOT NULL, absent INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
                      seq INTEGER NOT NULL, received REAL NOT NULL, PRIMARY KEY(assignment, pos));
@@ -99,6 +105,7 @@ class Config:
   min_gold_right: int = 8       # ... of which at least 8 must be right
   redundancy: int = 1           # annotators that must pass each task
   seed: int = 0
+  allow_weak_gold: bool = False  # plan even where a blind annotator passes > qc.MAX_FALSE_PASS
 
   def check(self) -> None:
     if not self.classes:
@@ -128,11 +135,6 @@ def token_hash(token: str) -> str:
   return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def image_id(name: str) -> str:
-  """The id an image has in the click JSON: its file name without extension."""
-  return os.path.splitext(name)[0]
-
-
 def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
   """{file name: (height, width)} of the images directly in `images_dir`.
 
@@ -150,13 +152,12 @@ def scan_images(images_dir: str) -> dict[str, tuple[int, int]]:
     if os.path.dirname(os.path.realpath(entry.path)) != root:
       outside.append(entry.name)
       continue
-    try:
-      with Image.open(entry.path) as im:
-        w, h = im.size
-    except (OSError, SyntaxError, ValueError):
+    try:   # every pixel decoded: a truncated file would be served as a thin strip
+      h, w = image_io.size(entry.path)
+    except errors.DataError:
       bad.append(entry.name)
       continue
-    stem = image_id(entry.name)
+    stem = files.image_id(entry.name)
     if stem in stems:
       raise errors.DataError(f"{images_dir}: {stems[stem]!r} and {entry.name!r} have the same image "
                              "id (file name without extension); rename one")
@@ -176,9 +177,13 @@ def plan_tasks(names: Sequence[str], gold: Mapping[str, Sequence[qc.Box]], confi
                ) -> list[tuple[str, int, list[str]]]:
   """(kind, class, image names in display order) of every task.
 
-  The non-gold images, in name order, are cut into chunks of task_size - gold_per_task; each chunk
-  gets gold_per_task gold images (about half containing the class when the gold set allows, so an
-  annotator who answers "not present" everywhere fails) and is shuffled, all from a seeded rng.
+  The non-gold images, in name order, are cut into chunks of task_size - gold_per_task. Per (kind,
+  class) the gold images are split into disjoint groups of gold_per_task, each with the same number
+  of images containing the class (`qc.gold_split`: a blind annotator passes at most
+  qc.MAX_FALSE_PASS of the time, or the project must allow weak gold); chunk k gets group
+  k mod #groups, shuffled in, all from a seeded rng. An annotator is never given a task whose gold
+  group it has already seen for the same (kind, class) (`Store.current_assignment`), so no image
+  recurs within one annotator's tasks of a class: gold images recur exactly as the others do.
   """
   work = sorted(n for n in names if n not in gold)
   if not work:
@@ -189,23 +194,44 @@ def plan_tasks(names: Sequence[str], gold: Mapping[str, Sequence[qc.Box]], confi
                              "--gold_per_task (and --min_gold_right)")
   per = config.task_size - config.gold_per_task
   gold_names = sorted(gold)
+  splits = {}
+  for cls in config.classes:
+    present = [g for g in gold_names if any(b.cls == cls for b in gold[g])]
+    split = qc.gold_split(len(present), len(gold_names) - len(present), config.gold_per_task,
+                          config.min_gold_right)
+    splits[cls] = (present, split)
+  weak = {c: sp for c, (_, sp) in splits.items() if sp.weak}
+  if weak:
+    need = qc.min_present(config.gold_per_task, config.min_gold_right)
+    what = "; ".join(f"{CLASS_NAMES[c]}: {len(splits[c][0])} gold images with it, a blind "
+                     f"annotator passes {sp.false_pass:.0%} of tasks" for c, sp in weak.items())
+    rule = (f"at least {need} of the {config.gold_per_task} gold images of each task (and so of "
+            "the gold set) must contain the class" if need is not None else
+            f"no number of present gold images makes a check of {config.min_gold_right} of "
+            f"{config.gold_per_task} meaningful: raise --gold_per_task")
+    message = (f"the gold check cannot tell a careless annotator for {len(weak)} classes ({what}): "
+               f"{rule} (docs/annotate.md, 'How much gold')")
+    if not config.allow_weak_gold:
+      raise errors.ConfigError(message + "; add gold images, or pass --allow_weak_gold")
+    logging.warning("%s; planned anyway (allow_weak_gold)", message)
   tasks = []
   for kind in config.kinds:
     for cls in config.classes:
-      present = [g for g in gold_names if any(b.cls == cls for b in gold[g])]
+      present, split = splits[cls]
       absent = [g for g in gold_names if g not in present]
-      n_present = min(len(present), max(config.gold_per_task - len(absent),
-                                        (config.gold_per_task + 1) // 2))
-      if kind == config.kinds[0] and n_present == 0:
-        logging.warning("class %s: no gold image contains it, so the gold check cannot catch an "
-                        "annotator who answers 'not present' everywhere; add gold images with it",
-                        CLASS_NAMES[cls])
+      rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls])
+      pos, neg = rng.permutation(present), rng.permutation(absent)
+      n_neg = config.gold_per_task - split.present
+      groups = [[str(g) for g in pos[i * split.present:(i + 1) * split.present]] +
+                [str(g) for g in neg[i * n_neg:(i + 1) * n_neg]] for i in range(split.groups)]
+      if kind == config.kinds[0]:
+        logging.info("class %s: %d gold images with it, %d without: %d gold groups of %d with it "
+                     "(an annotator takes at most %d tasks of it per kind)", CLASS_NAMES[cls],
+                     len(present), len(absent), split.groups, split.present, split.groups)
       for k in range(0, len(work), per):
-        rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls, k])
-        chosen = (list(rng.choice(present, n_present, replace=False)) +
-                  list(rng.choice(absent, config.gold_per_task - n_present, replace=False)))
-        images = work[k:k + per] + [str(c) for c in chosen]
-        tasks.append((kind, cls, [images[i] for i in rng.permutation(len(images))]))
+        chunk_rng = np.random.default_rng([config.seed, qc.KINDS.index(kind), cls, k])
+        images = work[k:k + per] + groups[(k // per) % split.groups]
+        tasks.append((kind, cls, [images[i] for i in chunk_rng.permutation(len(images))]))
   return tasks
 
 
@@ -220,10 +246,15 @@ class Store:
         "`python -m pointseg_jax.annotate serve --images DIR --gold FILE --db FILE`")
     if not os.path.isfile(path):
       raise not_project
-    with self._conn() as conn:
-      if not _table_exists(conn, "meta"):
-        raise not_project
-      meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    try:
+      with self._conn() as conn:
+        if not _table_exists(conn, "meta"):
+          raise not_project
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as e:   # e.g. "file is not a database": some other file
+      self.close()
+      raise errors.MissingInputError(f"{path}: not an SQLite database ({e}); --db takes the "
+                                     "project file that serve created, or a new path") from e
     if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
       raise errors.DataError(f"{path}: schema version {meta.get('schema_version')} is not "
                              f"{SCHEMA_VERSION}, the version this code reads")
@@ -277,8 +308,19 @@ class Store:
       raise errors.ConfigError(f"annotator {name!r} already exists in {self.path}") from e
     return token
 
+  def add_first_annotator(self, name: str) -> str | None:
+    """Create annotator `name` if the project has no annotator yet (atomic: two servers started on
+    one new project create it once); its token, or None when annotators exist."""
+    token = secrets.token_urlsafe(32)
+    with self.transaction() as conn:
+      if conn.execute("SELECT 1 FROM annotators LIMIT 1").fetchone() is not None:
+        return None
+      conn.execute("INSERT INTO annotators(name, token_sha256, created) VALUES (?, ?, ?)",
+                   (name, token_hash(token), time.time()))
+    return token
+
   def annotator(self, token: str) -> int | None:
-    """The annotator id of a token, or None."""
+    """The annotator id of a token, or None (also for a revoked one: no hash equals its mark)."""
     with self._conn() as conn:
       row = conn.execute("SELECT id FROM annotators WHERE token_sha256 = ?",
                          (token_hash(token),)).fetchone()
@@ -287,6 +329,54 @@ class Store:
   def annotator_names(self) -> dict[int, str]:
     with self._conn() as conn:
       return dict(conn.execute("SELECT id, name FROM annotators").fetchall())
+
+  def revoked(self) -> set[int]:
+    """Ids of the annotators whose token is revoked."""
+    with self._conn() as conn:
+      return {r[0] for r in conn.execute("SELECT id FROM annotators WHERE token_sha256 LIKE ?",
+                                         (REVOKED + "%",))}
+
+  def rotate_token(self, name: str) -> str:
+    """A new token for annotator `name` (the old one stops working at once); their work stays."""
+    token = secrets.token_urlsafe(32)
+    self._set_token_hash(name, token_hash(token))
+    return token
+
+  def revoke_token(self, name: str) -> None:
+    """Revoke `name`'s token: every request with it gets 401 from now on (rotate to re-admit).
+
+    The stored hash becomes REVOKED + random hex, which no SHA-256 hex digest equals, so the row,
+    its assignments and its answers stay as they were."""
+    self._set_token_hash(name, REVOKED + secrets.token_hex(16))
+
+  def _set_token_hash(self, name: str, value: str) -> None:
+    with self.transaction() as conn:
+      if conn.execute("UPDATE annotators SET token_sha256 = ? WHERE name = ?",
+                      (value, name)).rowcount != 1:
+        raise NotFound(f"no annotator {name!r}")
+
+  # -- the organiser ----------------------------------------------------------------------------
+
+  def ensure_admin_token(self) -> str | None:
+    """Create the dashboard's admin token if the project has none; the token, else None."""
+    token = secrets.token_urlsafe(32)
+    with self.transaction() as conn:
+      cur = conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('admin_token_sha256', ?)",
+                         (token_hash(token),))
+    return token if cur.rowcount == 1 else None
+
+  def rotate_admin_token(self) -> str:
+    """A new admin token; the old one stops working at once."""
+    token = secrets.token_urlsafe(32)
+    with self.transaction() as conn:
+      conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('admin_token_sha256', ?)",
+                   (token_hash(token),))
+    return token
+
+  def is_admin(self, token: str) -> bool:
+    with self._conn() as conn:
+      row = conn.execute("SELECT value FROM meta WHERE key = 'admin_token_sha256'").fetchone()
+    return row is not None and secrets.compare_digest(row[0], token_hash(token))
 
   # -- tasks ------------------------------------------------------------------------------------
 
@@ -297,17 +387,32 @@ class Store:
       row = conn.execute("SELECT id FROM assignments WHERE annotator = ? AND status = 'open' "
                          "ORDER BY id LIMIT 1", (annotator,)).fetchone()
       if row is None:
-        task = conn.execute(
-            "SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM assignments a WHERE "
-            "a.task = t.id AND a.annotator = ?) AND (SELECT COUNT(*) FROM assignments a WHERE "
-            "a.task = t.id AND (a.status = 'accepted' OR (a.status = 'open' AND a.active > ?))) < ? "
-            "ORDER BY t.id LIMIT 1", (annotator, now - ACTIVE_S, self.config.redundancy)).fetchone()
+        task = self._next_task(conn, annotator, now)
         if task is None:
           return None
         cur = conn.execute("INSERT INTO assignments(task, annotator, started, active, status) "
-                           "VALUES (?, ?, ?, ?, 'open')", (task[0], annotator, now, now))
+                           "VALUES (?, ?, ?, ?, 'open')", (task, annotator, now, now))
         row = (cur.lastrowid,)
       return self._view(conn, row[0])
+
+  def _next_task(self, conn: sqlite3.Connection, annotator: int, now: float) -> int | None:
+    """The first task (by id) that still needs annotators, that `annotator` never had, and whose
+    gold images it has not seen in a task of the same kind and class (plan_tasks: gold would
+    recur, and be recognisable)."""
+    seen = {tuple(r) for r in conn.execute(
+        "SELECT t.kind, t.cls, ti.image FROM assignments a JOIN tasks t ON t.id = a.task JOIN "
+        "task_images ti ON ti.task = a.task JOIN images i ON i.id = ti.image WHERE a.annotator = ? "
+        "AND i.gold = 1", (annotator,))}
+    for task, kind, cls in conn.execute(
+        "SELECT t.id, t.kind, t.cls FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM assignments a "
+        "WHERE a.task = t.id AND a.annotator = ?) AND (SELECT COUNT(*) FROM assignments a WHERE "
+        "a.task = t.id AND (a.status = 'accepted' OR (a.status = 'open' AND a.active > ?))) < ? "
+        "ORDER BY t.id", (annotator, now - ACTIVE_S, self.config.redundancy)):
+      gold = conn.execute("SELECT ti.image FROM task_images ti JOIN images i ON i.id = ti.image "
+                          "WHERE ti.task = ? AND i.gold = 1", (task,)).fetchall()
+      if not any((kind, cls, g) in seen for (g,) in gold):
+        return task
+    return None
 
   def _view(self, conn: sqlite3.Connection, assignment: int) -> dict:
     kind, cls = conn.execute("SELECT t.kind, t.cls FROM assignments a JOIN tasks t ON t.id = a.task "
@@ -351,6 +456,11 @@ class Store:
     if os.path.dirname(path) != root:   # names come from the folder scan; checked again anyway
       raise NotFound("image outside the images folder")
     return path
+
+  def image_bytes(self, annotator: int, assignment: int, pos: int) -> tuple[bytes, str]:
+    """(bytes, content type) of image `pos` as the page gets it: every image re-encoded with fresh
+    noise (`blind.encode`), so a gold image is never recognisable by its bytes."""
+    return blind.encode(self.image_file(annotator, assignment, pos)), blind.CONTENT_TYPE
 
   # -- answers ----------------------------------------------------------------------------------
 
@@ -457,7 +567,12 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def create(path: str, config: Config, gold_path: str) -> Store:
-  """Create the project database at `path`: scan images, read gold boxes, plan every task."""
+  """Create the project database at `path`: scan images, read gold boxes, plan every task.
+
+  Safe between processes: each builds its own temporary file and hard-links it to `path`, which
+  fails when `path` exists, so the first one to finish wins and a later one opens the winner's file
+  (refusing it if it was made with other settings) and never replaces a database in use.
+  """
   config.check()
   if os.path.exists(path):
     raise errors.WorkdirError(f"{path}: already exists; open it with serve --db (or pick a new file)")
@@ -465,16 +580,37 @@ def create(path: str, config: Config, gold_path: str) -> Store:
   sizes = scan_images(config.images_dir)
   gold = qc.read_gold(gold_path, sizes)
   tasks = plan_tasks(list(sizes), gold, config)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".creating"
-  if os.path.exists(tmp):
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".creating")
+  os.close(fd)
+  try:
+    _write_project(tmp, config, gold_path, sizes, gold, tasks)
+    try:
+      os.link(tmp, path)        # atomic and never overwrites: exactly one creator wins
+    except FileExistsError:
+      store = Store(path)
+      if store.config != config:
+        store.close()
+        raise errors.WorkdirError(  # pylint: disable=raise-missing-from
+            f"{path}: another process created this project meanwhile with other settings "
+            f"({store.config}); use its settings or a new --db")
+      logging.info("%s: created meanwhile by another process; using it", path)
+      return store
+  finally:
     os.remove(tmp)
-  # A rollback journal (not WAL) while creating: the finished file is then complete on its own and
-  # can be renamed into place; Store opens it in WAL mode.
+  logging.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
+               len(tasks), config.task_size)
+  return Store(path)
+
+
+def _write_project(tmp: str, config: Config, gold_path: str, sizes, gold, tasks) -> None:
+  # A rollback journal (not WAL) while creating: the finished file is complete on its own and can
+  # be linked into place; Store opens it in WAL mode.
   conn = sqlite3.connect(tmp, isolation_level=None)
   try:
     conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(_SCHEMA)   # the file only becomes `path` (os.replace) once complete
+    conn.executescript(_SCHEMA)
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                      [("schema_version", str(SCHEMA_VERSION)), ("config", config.to_json()),
@@ -494,10 +630,6 @@ def create(path: str, config: Config, gold_path: str) -> Store:
     conn.execute("COMMIT")
   finally:
     conn.close()
-  os.replace(tmp, path)
-  logging.info("%s: %d images (%d gold), %d tasks of %d images", path, len(sizes), len(gold),
-               len(tasks), config.task_size)
-  return Store(path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ way: 1Point = rank-1 clicks of annotator 0, AllPoints = annotator 0, 3 annotator
 0, 1, 2. `rank` is the click order within the image, `time_ms` the time from the image appearing to
 the click. Gold images are left out unless asked for (they are the check, not the data); only
 accepted tasks are exported.
+
+Each image's "asked" list is the classes it has an accepted answer for: a class the project never
+served, or whose task for this image was not accepted (yet), is *unknown* for the image, never
+absent (issue 29: an image whose objects were all of unasked classes used to export as `[]`, "no
+object here", and taught the model those classes were absent).
 """
 from __future__ import annotations
 
@@ -15,12 +20,15 @@ import collections
 from absl import logging
 import numpy as np
 
+from pointseg_jax import files
 from pointseg_jax.annotate import db
 from pointseg_jax.data import click_json
 
 
-def collect(store: db.Store, *, include_gold: bool = False) -> dict[str, dict[str, np.ndarray]]:
-  """{image id: clicks arrays (y, x, cls, rank, annotator, time_ms)} of the accepted answers."""
+def collect_with_asked(store: db.Store, *, include_gold: bool = False
+                       ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[int]]]:
+  """({image id: clicks arrays (y, x, cls, rank, annotator, time_ms)}, {image id: classes asked})
+  of the accepted answers."""
   with store.transaction(write=False) as conn:
     answers = conn.execute(
         "SELECT a.id, t.kind, t.cls, ti.pos, i.name, an.absent FROM assignments a "
@@ -37,26 +45,33 @@ def collect(store: db.Store, *, include_gold: bool = False) -> dict[str, dict[st
   slots = collections.Counter()
   classes = collections.defaultdict(set)
   for aid, _, cls, pos, name, _ in answers:
-    image = db.image_id(name)
+    image = files.image_id(name)
     annotator = slots[(image, cls)]
     slots[(image, cls)] += 1
     classes[image].add(cls)
     for rank, (x, y, t) in enumerate(clicks[(aid, pos)], start=1):
       rows[image].append({"x": x, "y": y, "cls": cls, "rank": rank, "annotator": annotator,
                           "time_ms": t})
-  asked = set(store.config.classes)
-  partial = sorted(i for i, c in classes.items() if c != asked)
+  served = set(store.config.classes)
+  partial = sorted(i for i, c in classes.items() if c != served)
   if partial:
-    logging.warning("%d images have accepted answers for only some of the %d classes of the project "
-                    "(a class without clicks reads as absent): %s", len(partial), len(asked),
+    logging.warning("%d images have accepted answers for only some of the %d classes of the project; "
+                    "their other classes are exported as unknown (\"asked\", docs/clicks.md): %s",
+                    len(partial), len(served),
                     ", ".join(partial[:20]) + (" ..." if len(partial) > 20 else ""))
-  return {image: click_json.rows_to_arrays(
+  clicks_by_id = {image: click_json.rows_to_arrays(
       sorted(rows[image], key=lambda r: (r["annotator"], r["cls"], r["rank"])))
-          for image in sorted(classes)}
+                  for image in sorted(classes)}
+  return clicks_by_id, {image: sorted(classes[image]) for image in sorted(classes)}
+
+
+def collect(store: db.Store, *, include_gold: bool = False) -> dict[str, dict[str, np.ndarray]]:
+  """{image id: clicks arrays (y, x, cls, rank, annotator, time_ms)} of the accepted answers."""
+  return collect_with_asked(store, include_gold=include_gold)[0]
 
 
 def export(store: db.Store, path: str, *, include_gold: bool = False) -> dict[str, int]:
   """Write the accepted clicks to `path` (click JSON); returns counts for the command's output."""
-  clicks = collect(store, include_gold=include_gold)
-  click_json.write_click_json(path, clicks)
+  clicks, asked = collect_with_asked(store, include_gold=include_gold)
+  click_json.write_click_json(path, clicks, asked)
   return {"images": len(clicks), "clicks": int(sum(len(c["x"]) for c in clicks.values()))}

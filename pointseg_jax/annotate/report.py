@@ -27,25 +27,29 @@ def _median(values: list[float]) -> float | None:
   return statistics.median(values) if values else None
 
 
-def compute(store: db.Store, *, include_rejected: bool = False) -> dict:
-  """Timing statistics per task kind (seconds) of the accepted (or all finished) assignments."""
+def compute(store: db.Store, *, include_rejected: bool = False, annotator: int | None = None
+            ) -> dict:
+  """Timing statistics per task kind (seconds) of the accepted (or all finished) assignments, of
+  every annotator or of one (the dashboard's per-annotator times)."""
   statuses = ("accepted", "rejected") if include_rejected else ("accepted",)
   marks = ",".join("?" * len(statuses))
+  where = f"a.status IN ({marks})" + ("" if annotator is None else " AND a.annotator = ?")
+  params = statuses if annotator is None else (*statuses, annotator)
   with store.transaction(write=False) as conn:
     answers = conn.execute(
         f"SELECT a.id, t.kind, an.pos, ti.image, an.absent, an.duration_ms FROM assignments a "
         f"JOIN tasks t ON t.id = a.task JOIN answers an ON an.assignment = a.id "
         f"JOIN task_images ti ON ti.task = a.task AND ti.pos = an.pos "
-        f"WHERE a.status IN ({marks})", statuses).fetchall()
+        f"WHERE {where}", params).fetchall()
     times = collections.defaultdict(list)
     for aid, pos, t in conn.execute(
         f"SELECT c.assignment, c.pos, c.time_ms FROM clicks c JOIN assignments a ON "
-        f"a.id = c.assignment WHERE a.status IN ({marks}) ORDER BY c.assignment, c.pos, c.rank",
-        statuses):
+        f"a.id = c.assignment WHERE {where} ORDER BY c.assignment, c.pos, c.rank",
+        params):
       times[(aid, pos)].append(t / 1000)
     tasks = dict(conn.execute(f"SELECT t.kind, COUNT(*) FROM assignments a JOIN tasks t ON "
-                              f"t.id = a.task WHERE a.status IN ({marks}) GROUP BY t.kind",
-                              statuses).fetchall())
+                              f"t.id = a.task WHERE {where} GROUP BY t.kind",
+                              params).fetchall())
   out = {"statuses": list(statuses), "kinds": {}}
   for kind in store.config.kinds:
     first, further, absent, extra = [], [], [], []

@@ -6,7 +6,10 @@ x = column, y = row: zero-indexed float pixel coordinates of the original image;
 1..20; rank = the worker's n-th click on that class in that image (1 = first instance). The
 authors released two such files, `pascal2012_trainval_main.json` (one worker, every instance) and
 `pascal2012_trainval_supp.json` (two more workers, one click per class); our extended format adds
-"annotator" (>= 0) and "time_ms" (>= 0) to each click. Both are described in docs/clicks.md.
+"annotator" (>= 0) and "time_ms" (>= 0) to each click, and lets an image's value be an object
+{"asked": [class ids], "clicks": [...]} naming the classes its annotators were asked about: a class
+not asked is *unknown* for that image, never absent (a plain list means every class was asked, as in
+the released files). Both are described in docs/clicks.md.
 
 Reading and writing apply the same checks (`check_click`), so whatever `write_click_json` writes,
 `read_click_json` reads back, and a file it rejects is never written. Bad input raises `DataError`
@@ -23,6 +26,7 @@ from absl import logging
 import numpy as np
 
 from pointseg_jax import NUM_CLASSES
+from pointseg_jax.data import safe_json
 from pointseg_jax.errors import DataError
 
 # Keys a click carries in the released files; "annotator" / "time_ms" are our extension.
@@ -37,22 +41,11 @@ _INT32_MAX = 2**31 - 1
 _LOG_IDS = 20
 
 
-class _DuplicateKey(Exception):
-  """Raised by the JSON hook on a repeated key; `read_click_json` turns it into a DataError."""
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-  out = {}
-  for key, value in pairs:
-    if key in out:
-      raise _DuplicateKey(key)
-    out[key] = value
-  return out
-
-
 def _number(value: Any, *, where: str, field: str, integer: bool, minimum: float) -> float | int:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise DataError(f"{where}: click field {field!r} is {value!r}, expected a number")
+    raise DataError(f"{where}: click field {field!r} is {safe_json.show(value)}, expected a number")
+  if isinstance(value, int) and abs(value) > 2**63:   # before float(), which overflows on it
+    raise DataError(f"{where}: click field {field!r} = {safe_json.show(value)} is out of range")
   if not math.isfinite(value):
     raise DataError(f"{where}: click field {field!r} is not finite ({value!r})")
   if integer:
@@ -80,10 +73,10 @@ def check_click(click: Any, *, source: str, image_id: str) -> dict:
   where = f"{source}: image {image_id!r}"
   if not isinstance(click, Mapping):
     raise DataError(f"{where}: a click must be an object with keys {list(RELEASED_KEYS)}, "
-                    f"got {click!r}")
+                    f"got {safe_json.show(click)}")
   missing = [k for k in RELEASED_KEYS if k not in click]
   if missing:
-    raise DataError(f"{where}: click {dict(click)!r} lacks keys {missing}")
+    raise DataError(f"{where}: click {safe_json.show(dict(click))} lacks keys {missing}")
   out = dict(click)
   for field in ("x", "y"):
     out[field] = _number(click[field], where=where, field=field, integer=False, minimum=-MAX_COORD)
@@ -98,29 +91,85 @@ def check_click(click: Any, *, source: str, image_id: str) -> dict:
   return out
 
 
-def read_click_json(path: str | os.PathLike) -> dict[str, list[dict]]:
-  """Checked `{image_id: [click, ...]}` from a released or extended click JSON file."""
+def check_asked(value: Any, *, source: str, image_id: str) -> frozenset[int]:
+  """An image's "asked" list: distinct object class ids 1..20 (background is always known)."""
+  where = f"{source}: image {image_id!r}"
+  if (not isinstance(value, list)
+      or not all(isinstance(c, int) and not isinstance(c, bool) for c in value)):
+    raise DataError(f"{where}: \"asked\" must be a list of class ids 1..{NUM_CLASSES - 1}, got "
+                    f"{safe_json.show(value)}")
+  bad = [c for c in value if not 1 <= c < NUM_CLASSES]
+  if bad or len(set(value)) != len(value):
+    raise DataError(f"{where}: \"asked\" {safe_json.show(value)} must list distinct class ids 1.."
+                    f"{NUM_CLASSES - 1}" + (f" ({bad} are not)" if bad else " (some twice)"))
+  return frozenset(value)
+
+
+def _entry(value: Any, *, source: str, image_id: str) -> tuple[list, frozenset[int] | None]:
+  """(clicks, asked or None = every class) of one image's value: a list, or {asked, clicks}."""
+  where = f"{source}: image {image_id!r}"
+  if isinstance(value, dict):
+    if set(value) != {"asked", "clicks"}:
+      raise DataError(f"{where}: an image's object must have exactly the keys \"asked\" and "
+                      f"\"clicks\", got {safe_json.show(sorted(value))}")
+    asked = check_asked(value["asked"], source=source, image_id=image_id)
+    value = value["clicks"]
+  else:
+    asked = None
+  if not isinstance(value, list):
+    raise DataError(f"{where}: value must be a list of clicks (or {{\"asked\": [...], "
+                    f"\"clicks\": [...]}}), got {type(value).__name__}")
+  clicks = [check_click(c, source=source, image_id=image_id) for c in value]
+  if asked is not None:
+    unasked = sorted({c["cls"] for c in clicks} - asked)
+    if unasked:
+      raise DataError(f"{where}: clicks on classes {unasked} that \"asked\" {sorted(asked)} does "
+                      "not list (an annotator only clicks the class asked about); add them to it")
+  return clicks, asked
+
+
+def _read(path: str | os.PathLike) -> tuple[dict[str, list[dict]], dict[str, frozenset[int]]]:
+  """(clicks by image id, asked classes by image id for the images that name them)."""
   path = os.fspath(path)
   if not os.path.exists(path):
     raise DataError(f"{path}: click file not found")
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f, object_pairs_hook=_no_duplicate_keys)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise DataError(f"{path}: malformed JSON ({e})") from e
-  except _DuplicateKey as e:
-    raise DataError(f"{path}: key {e.args[0]!r} appears twice in one JSON object (an image id "
-                    "listed twice, or a click with a repeated field); a JSON reader would keep only "
-                    "the last one: merge the entries into one") from None
+  data = safe_json.load(path, what="click file",
+                        duplicates="an image id listed twice, or a click with a repeated field")
   if not isinstance(data, dict):
     raise DataError(f"{path}: top level must be an object {{image_id: [clicks]}}, "
                     f"got {type(data).__name__}")
-  out = {}
-  for key, clicks in data.items():
-    if not isinstance(clicks, list):
-      raise DataError(f"{path}: image {key!r}: value must be a list of clicks, "
-                      f"got {type(clicks).__name__}")
-    out[key] = [check_click(c, source=path, image_id=key) for c in clicks]
+  out, asked = {}, {}
+  for key, value in data.items():
+    out[key], a = _entry(value, source=path, image_id=key)
+    if a is not None:
+      asked[key] = a
+  return out, asked
+
+
+def read_click_json(path: str | os.PathLike) -> dict[str, list[dict]]:
+  """Checked `{image_id: [click, ...]}` from a released or extended click JSON file."""
+  return _read(path)[0]
+
+
+def load_asked(*paths: str | os.PathLike | None) -> dict[str, np.ndarray]:
+  """{image id: bool [NUM_CLASSES]} of the classes asked about, for every image in `paths`.
+
+  An image given as a plain list (the released format) had every class asked; one given as
+  {"asked", "clicks"} had its listed classes asked. Over several files (main + supp) a class is
+  asked when any file asked it. Background (index 0) is always True: every pixel's answer to "is it
+  an object of an asked class" is known once a class is asked, and the losses force it into L.
+  """
+  out: dict[str, np.ndarray] = {}
+  for path in paths:
+    if path is None:
+      continue
+    clicks, asked = _read(path)
+    for key in clicks:
+      row = out.setdefault(key, np.eye(1, NUM_CLASSES, dtype=bool)[0])
+      if key in asked:
+        row[sorted(asked[key])] = True
+      else:
+        row[:] = True
   return out
 
 
@@ -242,15 +291,27 @@ def _arrays(clicks: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return {k: np.atleast_1d(np.asarray(v)) for k, v in clicks.items()}
 
 
-def write_click_json(path: str | os.PathLike, clicks_by_id: Mapping[str, Mapping[str, np.ndarray]]
-                     ) -> None:
+def write_click_json(path: str | os.PathLike, clicks_by_id: Mapping[str, Mapping[str, np.ndarray]],
+                     asked: Mapping[str, Any] | None = None) -> None:
   """Write the extended format: released keys + "annotator" (+ "time_ms" when known) per click.
 
-  Every click is checked as `read_click_json` would check it; on a bad click nothing is written.
+  `asked` {image id: class ids (1..20) asked about}: an image whose asked classes are not all 20 is
+  written as {"asked": [...], "clicks": [...]}; images not in `asked` had every class asked (a plain
+  list). Every click is checked as `read_click_json` would check it (and the "asked" list, and that
+  no click is on an unasked class); on a bad click nothing is written.
   """
   source = f"{os.fspath(path)} (not written)"
-  data = {key: _click_rows(_arrays(c), source=source, image_id=key, annotator=True)
-          for key, c in clicks_by_id.items()}
+  asked = asked or {}
+  data = {}
+  for key, c in clicks_by_id.items():
+    rows = _click_rows(_arrays(c), source=source, image_id=key, annotator=True)
+    if key in asked:
+      a = sorted(int(x) for x in asked[key] if int(x) != 0)
+      if len(a) < NUM_CLASSES - 1:
+        data[key] = {"asked": a, "clicks": rows}
+        _entry(data[key], source=source, image_id=key)   # the reader's checks
+        continue
+    data[key] = rows
   _write_json(path, data)
 
 

@@ -32,9 +32,22 @@ def _points(**extra):
   })
 
 
-def click_features(image_encoding: str = "jpeg") -> tfds.features.FeaturesDict:
-  """FeaturesDict of one example. `image_encoding` is 'jpeg' (VOC photos) or 'png' (synthetic)."""
+def click_features(image_encoding: str = "jpeg", *, asked: bool = False
+                   ) -> tfds.features.FeaturesDict:
+  """FeaturesDict of one example. `image_encoding` is 'jpeg' (VOC photos) or 'png' (synthetic).
+
+  asked=True adds `asked` (builders of human clicks: a class not asked is unknown, never absent);
+  a dataset without it (synthetic: every class answered by its masks) reads as all asked.
+  """
+  extra = {}
+  if asked:
+    # bool [21]: the classes the image's annotators were asked about (click JSON "asked"; all True
+    # for the released format and for masked images). [0] is always True. The pipeline turns it
+    # into `known` (docs/batch_dict.md): the image-level loss neither rewards nor punishes an
+    # unknown class.
+    extra["asked"] = tfds.features.Tensor(shape=(len(CLASS_NAMES),), dtype=np.bool_)
   return tfds.features.FeaturesDict({
+      **extra,
       "id": tfds.features.Text(),
       "image": tfds.features.Image(shape=(None, None, 3), encoding_format=image_encoding),
       # Class id per pixel, 255 = void (object boundaries / unlabelled).
@@ -68,9 +81,9 @@ def click_features(image_encoding: str = "jpeg") -> tfds.features.FeaturesDict:
 
 
 def dataset_info(builder, description: str, **kwargs) -> tfds.core.DatasetInfo:
-  """The DatasetInfo every click-dataset builder returns: the shared features (JPEG images) and
-  the paper's homepage and citation."""
+  """The DatasetInfo every click-dataset builder of human clicks returns: the shared features
+  (JPEG images, with `asked`) and the paper's homepage and citation."""
   return tfds.core.DatasetInfo(builder=builder, description=description,
-                               features=click_features("jpeg"),
+                               features=click_features("jpeg", asked=True),
                                homepage="http://vision.stanford.edu/whats_the_point/",
                                citation=CITATION, **kwargs)

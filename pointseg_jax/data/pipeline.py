@@ -9,7 +9,9 @@ coordinate list together) -> pad to `image_size` -> rasterise the regime's super
 (label_kinds.py) -> `present` and objectness. Clicks stay float coordinates until after the warp.
 
 Determinism and exact resume. This host's slice of the split (`tfds.split_for_jax_process`) is read
-once, undecoded, into memory in file order (N records). Stream position p = k * batch_size + b is
+once, undecoded, into one string tensor in file order (N records) that the per-example graph
+gathers from: no Python runs in tf.data's workers (docs/pipeline.md, "No Python in the workers").
+Stream position p = k * batch_size + b is
 example number p of an endless sequence of epochs: epoch e = p // N visits the records in the
 permutation `index_shuffle(p % N, seed=fold_in((seed, host), e))`, and the augmentation of
 position p is drawn from `fold_in((seed, host'), p)` with stateless ops. So batch k is a pure
@@ -32,6 +34,7 @@ import tensorflow_datasets as tfds
 
 from pointseg_jax import IGNORE_INDEX, NUM_CLASSES
 from pointseg_jax import errors
+from pointseg_jax import runtime
 from pointseg_jax.data import augment
 from pointseg_jax.data import label_kinds
 from pointseg_jax.data import spec as spec_lib
@@ -93,11 +96,16 @@ def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor,
     classes = (tf.cast(example["classes"], tf.int32) if spec.image_labels_from == "classes"
                else kind.classes(example, mask))
     present = _present(classes)
+  # Classes the image's annotation answered (features.py `asked`; a dataset without the feature
+  # answered every class). A present class is known by definition, background always.
+  asked = tf.cast(example["asked"], tf.bool) if "asked" in example else tf.ones([NUM_CLASSES], tf.bool)
+  known = asked | present
   out = {
       "image": image,
       "valid": valid,
       "labels": labels,
       "present": present,
+      "known": known,
       "sparse_labels": sparse,
       "sparse_weights": weights,
       "objectness": objectness,
@@ -166,30 +174,54 @@ def host_slice(builder, split: str, process_index: int, process_count: int) -> H
   return HostSlice(subs[process_index], sizes[process_index], sum(sizes[:process_index]), sizes)
 
 
-def read_records(builder, split) -> list[bytes]:
+def _record_dataset(builder, split) -> tf.data.Dataset:
   """The serialized examples of (a sub-split of) a TFRecord split, undecoded, in file order."""
-  parts = []
-  for fi in builder.info.splits[split].file_instructions:
-    parts.append(tf.data.TFRecordDataset(fi.filename).skip(fi.skip).take(fi.take))
-  if not parts:
-    return []
-  ds = parts[0]
+  parts = [tf.data.TFRecordDataset(fi.filename).skip(fi.skip).take(fi.take)
+           for fi in builder.info.splits[split].file_instructions]
+  ds = parts[0] if parts else tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
   for p in parts[1:]:
     ds = ds.concatenate(p)
-  return list(ds.as_numpy_iterator())
+  return ds
+
+
+def read_records(builder, split) -> list[bytes]:
+  """The serialized examples of (a sub-split of) a TFRecord split, undecoded, in file order."""
+  return list(_record_dataset(builder, split).as_numpy_iterator())
+
+
+def read_record_table(builder, split, num_records: int) -> tf.Tensor:
+  """The first `num_records` serialized examples of `split` as ONE string tensor [num_records].
+
+  What tf.data's workers gather from: no Python object in the per-example graph, so no worker ever
+  needs the GIL (a `tf.numpy_function` source did, and its worker threads deadlocked with the
+  main thread in the iterator's destructor at interpreter exit). Read in one `batch`: memory is
+  the records' size, no second copy (docs/pipeline.md, "Memory").
+  """
+  if num_records == 0:
+    return tf.constant([], tf.string)
+  table = _record_dataset(builder, split).take(num_records).batch(num_records).get_single_element()
+  if table.shape[0] != num_records:
+    raise errors.DataError(f"{builder.info.full_name} split {split!r}: read {table.shape[0]} "
+                           f"records, its metadata says {num_records}; rebuild the dataset")
+  return table
+
+
+def train_subset_size(num_records: int, fraction: float) -> int:
+  """ceil(fraction * N) records (`DataSpec.train_fraction`); at least one when N > 0.
+
+  The subset is the first records in file order, the order TFDS wrote the split in (shuffled at
+  build time): a fixed random sample of the split, the same for every seed and every run.
+  """
+  if fraction >= 1 or not num_records:
+    return num_records
+  keep = max(1, math.ceil(fraction * num_records - 1e-9))
+  logging.info("train_fraction %.4g: training on %d of %d records", fraction, keep, num_records)
+  return keep
 
 
 def train_subset(records: list, fraction: float) -> list:
-  """The first ceil(fraction * N) records (`DataSpec.train_fraction`); at least one when N > 0.
-
-  File order is the order TFDS wrote the split in (shuffled at build time), so the subset is a
-  fixed random sample of the split, the same for every seed and every run.
-  """
-  if fraction >= 1 or not records:
-    return records
-  keep = max(1, math.ceil(fraction * len(records) - 1e-9))
-  logging.info("train_fraction %.4g: training on %d of %d records", fraction, keep, len(records))
-  return records[:keep]
+  """The first `train_subset_size(len(records), fraction)` records."""
+  return records[:train_subset_size(len(records), fraction)]
 
 
 def example_names(spec: spec_lib.DataSpec, split: str) -> list[str]:
@@ -284,16 +316,13 @@ def _pad_batch(batch: dict | None, template: dict, batch_size: int) -> dict:
   return out
 
 
-def _dataset(records: list[bytes], features, spec: spec_lib.DataSpec, *, batch_size: int, train: bool,
+def _dataset(records: tf.Tensor, features, spec: spec_lib.DataSpec, *, batch_size: int, train: bool,
              seed: int, start_step: int, offset: int, process_index: int) -> tf.data.Dataset:
-  n = len(records)
-
-  def fetch(i):
-    return np.asarray(records[int(i)], dtype=object)
+  n = int(records.shape[0])
 
   def load(index, aug_seed):
-    record = tf.numpy_function(fetch, [index], tf.string, stateful=False)
-    example = features.deserialize_example(tf.ensure_shape(record, []))
+    # An in-graph gather from the captured tensor: no Python (and no GIL) in the workers.
+    example = features.deserialize_example(tf.gather(records, index))
     return transform_example(example, aug_seed, offset + index, spec, train=train)
 
   first = start_step * batch_size
@@ -336,15 +365,16 @@ def make_dataset(spec: spec_lib.DataSpec, split: str, *, batch_size: int, train:
                      f"{start_step}")
   if process_index is None or process_count is None:
     process_index, process_count = jax.process_index(), jax.process_count()
-  _hide_accelerators_from_tf()
+  runtime.hide_accelerators_from_tensorflow()
   builder = _open_builder(spec)
   part = host_slice(builder, split, process_index, process_count)
-  records = read_records(builder, part.split)
+  num_records = part.num_examples
   if train:
-    records = train_subset(records, spec.train_fraction)
-  if not records and train:
+    num_records = train_subset_size(num_records, spec.train_fraction)
+  if not num_records and train:
     raise errors.DataError(f"split {split!r} of {spec.dataset!r} has no examples for process "
                      f"{process_index} of {process_count}")
+  records = read_record_table(builder, part.split, num_records)
   ds = _dataset(records, builder.info.features, spec, batch_size=batch_size, train=train,
                 seed=int(seed), start_step=int(start_step), offset=part.offset,
                 process_index=process_index)
@@ -382,15 +412,8 @@ def _blank_template(spec: spec_lib.DataSpec) -> dict:
   h, w = spec.image_size
   return {"image": np.zeros((1, h, w, 3), np.float32), "valid": np.zeros((1, h, w), bool),
           "labels": np.zeros((1, h, w), np.int32), "present": np.zeros((1, NUM_CLASSES), bool),
-          "sparse_labels": np.zeros((1, h, w), np.int32),
+          "known": np.zeros((1, NUM_CLASSES), bool), "sparse_labels": np.zeros((1, h, w), np.int32),
           "sparse_weights": np.zeros((1, h, w), np.float32),
           "objectness": np.zeros((1, h, w), np.float32), "example_id": np.zeros((1,), np.int32),
           "example_mask": np.zeros((1,), bool)}
 
-
-def _hide_accelerators_from_tf() -> None:
-  """TF must not grab the GPU / TPU memory JAX needs (flax issue #445)."""
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:  # TF already initialised its devices: nothing to do any more
-    pass

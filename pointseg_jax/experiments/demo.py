@@ -22,19 +22,28 @@ import jax
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import cli
 from pointseg_jax import config_lib
-from pointseg_jax import main as main_lib  # defines --config, --workdir (one set of flags)
+from pointseg_jax import files
+from pointseg_jax import runtime
 from pointseg_jax import supervision
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.data import spec as spec_lib
 from pointseg_jax.data.prepare import prepare_spec
-from pointseg_jax.experiments import compare
+from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
-DEFAULT_CONFIG = str(pathlib.Path(main_lib.__file__).resolve().parents[1] / "configs" / "point.py")
-FLAGS.set_default("config", DEFAULT_CONFIG)
-flags.DEFINE_list("compare", [], "Other regimes to train the same way for a comparison table "
-                  "(e.g. image_obj,point_noobj); each gets <workdir>/<regime>/. The whole "
-                  "Table 1 with seeds: python -m pointseg_jax.experiments.table1.")
+DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "point.py")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """--config, --workdir (the trainer's names and meaning) and --compare; defined only when the
+  demo runs as a program (absl flags are global)."""
+  cli.define_config_flag(flag_values, default=DEFAULT_CONFIG)
+  flags.DEFINE_string("workdir", "runs/demo", "Where the demo's run, pictures and RESULTS.md go.",
+                      flag_values=flag_values)
+  flags.DEFINE_list("compare", [], "Other regimes to train the same way for a comparison table "
+                    "(e.g. image_obj,point_noobj); each gets <workdir>/<regime>/. The whole "
+                    "Table 1 with seeds: python -m pointseg_jax.experiments.table1.",
+                    flag_values=flag_values)
 
 
 def results_markdown(config, rows, build_seconds, workdir) -> str:
@@ -87,10 +96,9 @@ def results_markdown(config, rows, build_seconds, workdir) -> str:
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  main_lib.quiet_orbax_info()
-  main_lib.hide_accelerators_from_tensorflow()
+  runtime.setup_process()
   config = FLAGS.config
-  workdir = workdir_lib.resolve(FLAGS.workdir or "runs/demo")   # `~` expanded; a file: one line
+  workdir = workdir_lib.resolve(FLAGS.workdir)   # `~` expanded; a file: one line
   config_lib.validate(config)                     # bad input fails before the dataset build
   workdir_lib.check_matches(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -102,14 +110,14 @@ def main(argv):
   rows = []
   regimes = [config.regime] + [r for r in FLAGS.compare if r != config.regime]
   for i, regime in enumerate(regimes):
-    cfg = config if regime == config.regime else compare.regime_config(config, regime)
+    cfg = config if regime == config.regime else config_lib.with_regime(config, regime)
     run_dir = workdir if i == 0 else workdir / regime
     print(f"[demo] 2/3 training {regime} ({supervision.get_regime(regime).paper}) for "
           f"{cfg.train.num_steps} steps in {run_dir} ...", flush=True)
-    rows.append((regime, *compare.run_regime(cfg, run_dir)))
+    rows.append((regime, *runs.run_regime(cfg, run_dir)))
 
   print("[demo] 3/3 writing RESULTS.md ...", flush=True)
-  (workdir / "RESULTS.md").write_text(results_markdown(config, rows, build_seconds, workdir))
+  files.write_text(workdir / "RESULTS.md", results_markdown(config, rows, build_seconds, workdir))
   for regime, summary, seconds, paths in rows:
     logging.info("%s: mIoU %.4f", regime, summary["eval/miou"])
     print(f"[demo] {regime}: mIoU {100 * summary['eval/miou']:.1f} % on the val split after "
@@ -121,4 +129,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

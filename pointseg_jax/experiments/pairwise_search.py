@@ -16,7 +16,6 @@ the current best only when its hold-out mIoU is strictly higher, so ties keep th
 its summary kept under <out>/runs/), so an interrupted search resumes and makes the same choices.
 """
 import dataclasses
-import json
 import pathlib
 import sys
 
@@ -24,10 +23,11 @@ from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import errors
-from pointseg_jax import main as main_lib
+from pointseg_jax import files
+from pointseg_jax import runtime
 from pointseg_jax import supervision
 from pointseg_jax.data import pipeline
-from pointseg_jax.experiments import table1
+from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
 
@@ -82,7 +82,7 @@ def holdout(num_train: int) -> tuple[float, str]:
   return fraction, f"train[{k}:]"
 
 
-def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> table1.Run:
+def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> runs.Run:
   """The search's run (hold-out) or, on_val, the chosen setting's run on the whole train split,
   scored on val like the Table 1 rows."""
   if on_val:
@@ -91,8 +91,8 @@ def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> table1.
     fraction, split = holdout(num_train)
     name, split_fields = setting.name, (("data.train_fraction", fraction), ("eval.split", split))
   if setting.weight == 0:
-    return table1.Run(name, "point", overrides=split_fields)
-  return table1.Run(name, "point_crf", overrides=split_fields + (
+    return runs.Run(name, "point", overrides=split_fields)
+  return runs.Run(name, "point_crf", overrides=split_fields + (
       ("loss.weights.pairwise", setting.weight),
       ("loss.pairwise.sigma_rgb", setting.sigma_rgb),
       ("loss.pairwise.sigma_xy", setting.sigma_xy)))
@@ -100,13 +100,13 @@ def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> table1.
 
 def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what):
   """(the run's kept summary, or a fresh one when train_missing (else None); whether it trained)."""
-  path = table1.run_dirs(out, run, seed)[0] / "summary.json"
-  fp = table1.fingerprint(table1.run_config(run, schedule, seed, num_train, data_dir))
-  summary = table1.load_summary(path, fp)
+  path = runs.run_dirs(out, run, seed)[0] / "summary.json"
+  fp = runs.fingerprint(runs.run_config(run, schedule, seed, num_train, data_dir))
+  summary = runs.load_summary(path, fp)
   if summary is not None or not train_missing:
     return summary, False
   print(f"[pairwise_search] {what}", flush=True)
-  return table1.train_one(run, schedule, seed, out, num_train, data_dir), True
+  return runs.train_one(run, schedule, seed, out, num_train, data_dir), True
 
 
 def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_dir=None,
@@ -202,16 +202,15 @@ def report(rows, chosen, schedule, num_train, command, val=()) -> tuple[dict, st
 
 def write(out, rows, chosen, schedule, num_train, command, val=()):
   result, markdown = report(rows, chosen, schedule, num_train, command, val)
-  (out / "search.json").write_text(json.dumps(result, indent=1) + "\n")
-  (out / "search.md").write_text(markdown)
+  files.write_json(out / "search.json", result, indent=1)
+  files.write_text(out / "search.md", markdown)
   return result
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  main_lib.quiet_orbax_info()
-  main_lib.hide_accelerators_from_tensorflow()
+  runtime.setup_process()
   grid = {}
   for field, flag in (("weight", "weights"), ("sigma_rgb", "sigma_rgb"), ("sigma_xy", "sigma_xy")):
     try:
@@ -220,17 +219,17 @@ def main(argv):
       cli.fail(f"--{flag}={','.join(FLAGS[flag].value)}: numbers separated by commas")
     if not grid[field] or min(grid[field]) <= 0:
       cli.fail(f"--{flag}: at least one value, every value > 0")
-  schedule = table1.schedule_for(False, FLAGS.variant, None)
+  schedule = runs.schedule_for(False, FLAGS.variant, None)
   out = pathlib.Path(FLAGS.out)
   out.mkdir(parents=True, exist_ok=True)
-  table1.keep_summaries_only(out)
-  num_train = table1.num_train_examples(schedule.variant, FLAGS.data_dir)
+  runs.keep_summaries_only(out)
+  num_train = runs.num_train_examples(schedule.variant, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.pairwise_search " + " ".join(sys.argv[1:])
 
   def after_each(rows, chosen):
     write(out, rows, chosen, schedule, num_train, command)
     if FLAGS.git_commit:
-      table1.git_commit(out, rows[-1]["run"], FILES, what="pairwise search")
+      runs.git_commit(out, rows[-1]["run"], FILES, what="pairwise search")
 
   rows, chosen = search(out, schedule, grid, num_train, seed=FLAGS.seed,
                         train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
@@ -241,7 +240,7 @@ def main(argv):
                          train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir)
   write(out, rows, chosen, schedule, num_train, command, val)
   if FLAGS.git_commit and chosen:
-    table1.git_commit(out, "chosen", FILES, what="pairwise search")
+    runs.git_commit(out, "chosen", FILES, what="pairwise search")
   print(f"[pairwise_search] {len(rows)} settings scored -> {out / 'search.md'}; chosen: "
         f"{chosen or 'pending'}")
 

@@ -14,11 +14,13 @@ Splits: by default the images with a mask are val (evaluation needs ground truth
 train. A split file replaces that rule for its split. Train images are supervised by their clicks:
 an image without a mask and without an entry in clicks.json was not annotated and is dropped
 (counted, logged); an entry with an empty list means "annotated, no class present" and is kept
-(image label: background only). Image-level labels (`classes`) come from the mask where there is
-one, else from the clicked classes. Random clicks, squiggles, boxes and background clicks are
+(image label: background only). An entry {"asked": [...], "clicks": [...]} (docs/clicks.md) says
+which classes were asked: the others are unknown for that image, never absent (feature `asked`;
+all True for a plain list and for a masked image, whose mask answers every class). Image-level
+labels (`classes`) come from the mask where there is one, else from the clicked classes. Random clicks, squiggles, boxes and background clicks are
 simulated from the masks (seeded by the id), so they are empty for images without a mask; the
 label kinds that need them are refused for such data (`CustomPoints.check_spec`).
-Features: exactly `features.click_features('jpeg')`. Classes: the 21 PASCAL VOC classes.
+Features: exactly `features.click_features('jpeg', asked=True)`. Classes: the 21 PASCAL VOC classes.
 """
 from __future__ import annotations
 
@@ -141,6 +143,7 @@ class Plan:
   clicks_without_image: list[str]   # click JSON ids with no file in images/
   masks_without_image: list[str]
   unused: list[str]                 # in neither split file
+  asked: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # click JSON "asked"
 
   def log(self, root: str) -> None:
     if self.not_annotated:
@@ -157,6 +160,11 @@ class Plan:
     if self.unused:
       logging.warning("custom_points: %d images are in neither %s/train.txt nor val.txt (unused): "
                       "%s", len(self.unused), SPLITS, _ids(self.unused))
+    partial = [i for i in self.splits["train"] if i not in self.masked and i in self.asked
+               and not self.asked[i].all()]
+    if partial:
+      logging.info("custom_points: %d train images were asked about some classes only (the others "
+                   "are unknown for them, not absent): %s", len(partial), _ids(partial))
 
 
 def plan(folder: Folder) -> Plan:
@@ -164,6 +172,7 @@ def plan(folder: Folder) -> Plan:
   folder.check()
   images = folder.images()
   json_clicks = click_json.load_clicks(folder.path(CLICKS))
+  asked = click_json.load_asked(folder.path(CLICKS))
   masks = folder.pngs(MASKS)
   masked = masks & set(images)
   clicks_without_image = sorted(set(json_clicks) - set(images))
@@ -204,7 +213,7 @@ def plan(folder: Folder) -> Plan:
                     f"ground truth; give a few images (e.g. 20+) a mask {MASKS}/<id>.png (class ids "
                     "0..20, 255 = void; docs/data_custom.md)")
   return Plan({"train": train, "val": val}, images, masked, json_clicks, not_annotated,
-              clicks_without_image, sorted(masks - set(images)), unused)
+              clicks_without_image, sorted(masks - set(images)), unused, asked)
 
 
 @dataclasses.dataclass
@@ -238,7 +247,7 @@ class Counts:
 
 
 def make_example(folder: Folder, p: Plan, image_id: str, counts: Counts) -> dict | None:
-  """One example of `features.click_features('jpeg')`, or None for an unreadable image."""
+  """One example of `features.click_features('jpeg', asked=True)`, or None for an unreadable image."""
   try:
     image, h, w, converted = voc.read_image(p.images[image_id])
   except DataError as e:
@@ -262,8 +271,9 @@ def make_example(folder: Folder, p: Plan, image_id: str, counts: Counts) -> dict
     sim["clicks"] = click_json.empty_clicks()
   classes = (clicks_lib.present_classes(mask) if image_id in p.masked
              else sorted({int(c) for c in sim["clicks"]["cls"]}))
+  asked = voc.ALL_ASKED if image_id in p.masked else p.asked.get(image_id, voc.ALL_ASKED)
   return voc.example_dict(image_id, image, mask, inst, classes, voc.read_objectness(
-      folder.path(OBJECTNESS, image_id + ".png"), h, w), sim)
+      folder.path(OBJECTNESS, image_id + ".png"), h, w), sim, asked)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,9 +288,11 @@ class CustomPointsConfig(tfds.core.BuilderConfig):
 class CustomPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """Your own images with clicks (click JSON), masks for the val images."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.0.0": "images/, clicks.json, optional masks/, instances/, splits/, "
-                            "objectness/."}
+                            "objectness/.",
+                   "1.1.0": "`asked` bool[21] per example from clicks.json's \"asked\" (a class "
+                            "not asked is unknown, never absent; docs/clicks.md)."}
   BUILDER_CONFIGS = [
       CustomPointsConfig(name="default", description="Missing objectness maps are computed "
                          "(pointseg_jax.objectness) and written to manual_dir/objectness/."),

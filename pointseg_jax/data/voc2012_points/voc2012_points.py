@@ -8,7 +8,9 @@ are used when present, else SBD's `cls/<id>.mat` / `inst/<id>.mat` (no void).
 Clicks come from the released JSONs (`click_json.load_clicks`: main -> annotator 0, supp -> 1, 2);
 random clicks, squiggles, boxes and background clicks are simulated from the masks
 (`clicks.simulate_annotations`) with an rng seeded from a SHA-256 of the id, so a rebuild writes the
-same dataset. Features: exactly `features.click_features('jpeg')`.
+same dataset. Features: exactly `features.click_features('jpeg', asked=True)`: `asked` is the click
+file's "asked" classes (`click_json.load_asked`; all True for the released files and for an image
+the files do not list, which is logged).
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from typing import Iterator
 
 from absl import logging
 import numpy as np
-from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
+from pointseg_jax import NUM_CLASSES
+from pointseg_jax import image_io
 from pointseg_jax import labels
 from pointseg_jax.data import click_json
 from pointseg_jax.data import clicks as clicks_lib
@@ -61,14 +64,10 @@ def read_image(path: str) -> tuple[object, int, int, bool]:
   RGB JPEG (its bytes are stored unchanged), else an RGB array (grayscale / CMYK photos)."""
   if not os.path.isfile(path):
     raise DataError(f"{path}: image not found")
-  try:
-    with Image.open(path) as im:
-      im.load()
-      fmt, mode = im.format, im.mode
-      arr = None if (fmt == "JPEG" and mode == "RGB") else np.asarray(im.convert("RGB"))
-      w, h = im.size
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{path}: corrupt or unreadable image ({e}); re-extract it from the archive") from e
+  with image_io.decoded(path, fix="re-extract it from the archive") as im:   # every pixel
+    fmt, mode = im.format, im.mode
+    arr = None if (fmt == "JPEG" and mode == "RGB") else np.asarray(im.convert("RGB"))
+    w, h = im.size
   return (path if arr is None else arr), h, w, arr is not None
 
 
@@ -215,11 +214,17 @@ def read_objectness(path: str, height: int, width: int) -> tuple[np.ndarray, boo
   return objectness, True
 
 
+ALL_ASKED = np.ones(NUM_CLASSES, bool)
+
+
 def example_dict(image_id: str, image, mask: np.ndarray, inst: np.ndarray | None, classes,
-                 objectness: tuple[np.ndarray, bool], supervision: dict) -> dict:
-  """The `features.click_features` example; no instance mask -> all 0, `has_instances` False."""
+                 objectness: tuple[np.ndarray, bool], supervision: dict,
+                 asked: np.ndarray = ALL_ASKED) -> dict:
+  """The `features.click_features(asked=True)` example; no instance mask -> all 0,
+  `has_instances` False; `asked` bool [21], background always True."""
   return {
       "id": image_id,
+      "asked": np.asarray(asked, bool) | (np.arange(NUM_CLASSES) == 0),
       "image": image,
       "mask": mask[..., None],
       "instance_mask": (inst if inst is not None else np.zeros_like(mask))[..., None],
@@ -231,8 +236,10 @@ def example_dict(image_id: str, image, mask: np.ndarray, inst: np.ndarray | None
   }
 
 
-def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: Counts) -> dict:
-  """One example of `features.click_features('jpeg')` for `image_id`."""
+def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: Counts,
+                 asked: dict | None = None) -> dict:
+  """One example of `features.click_features('jpeg', asked=True)` for `image_id`; `asked` is
+  `click_json.load_asked` of the click files (an image it lacks had every class asked)."""
   image, h, w, converted = read_image(src.image_path(image_id))
   if converted:
     counts.converted.append(image_id)
@@ -248,15 +255,18 @@ def make_example(src: Sources, image_id: str, json_clicks: dict | None, counts: 
       counts.missing_clicks.append(image_id)
       sim["clicks"] = click_json.empty_clicks()
   return example_dict(image_id, image, mask, inst, clicks_lib.present_classes(mask),
-                      read_objectness(src.objectness_path(image_id), h, w), sim)
+                      read_objectness(src.objectness_path(image_id), h, w), sim,
+                      (asked or {}).get(image_id, ALL_ASKED))
 
 
 class Voc2012Points(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """PASCAL VOC 2012 + SBD segmentation with the released What's-the-Point crowd clicks."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.0.0": "VOC12 + SBD (10,582 train / 1,449 val), released clicks, simulated "
-                            "random clicks / squiggles / boxes / background clicks."}
+                            "random clicks / squiggles / boxes / background clicks.",
+                   "1.1.0": "`asked` bool[21] per example: the classes the click file asked about "
+                            "(a class not asked is unknown, never absent; docs/clicks.md)."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Download the public archives and unpack them side by side into manual_dir:
     VOCtrainval_11-May-2012.tar   http://host.robots.ox.ac.uk/pascal/VOC/voc2012/
@@ -284,20 +294,22 @@ class Voc2012Points(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
     main, supp = (os.path.join(src.root, n) for n in (MAIN_JSON, SUPP_JSON))
     have = [os.path.isfile(main), os.path.isfile(supp)]
     if any(have):
-      json_clicks = click_json.load_clicks(main if have[0] else None, supp if have[1] else None)
+      paths = (main if have[0] else None, supp if have[1] else None)
+      json_clicks, asked = click_json.load_clicks(*paths), click_json.load_asked(*paths)
       if not all(have):
         logging.warning("voc2012_points: only %s found: clicks of the other annotators are absent",
                     main if have[0] else supp)
     else:
-      json_clicks = None
+      json_clicks, asked = None, None
       logging.warning("voc2012_points: %s and %s not found in %s: clicks are simulated from the masks",
                   MAIN_JSON, SUPP_JSON, src.root)
-    return {split: self._generate_examples(src, split, split_ids, json_clicks)
+    return {split: self._generate_examples(src, split, split_ids, json_clicks, asked)
             for split, split_ids in ids.items()}
 
   def _generate_examples(self, src: Sources, split: str, ids: list[str],
-                         json_clicks: dict | None) -> Iterator[tuple[str, dict]]:
+                         json_clicks: dict | None, asked: dict | None
+                         ) -> Iterator[tuple[str, dict]]:
     counts = Counts()
     for image_id in ids:
-      yield image_id, make_example(src, image_id, json_clicks, counts)
+      yield image_id, make_example(src, image_id, json_clicks, counts, asked)
     counts.log(split)

@@ -1,0 +1,113 @@
+"""A sweep's results as a reader sees them: the markdown table, Fig. 6a, results.json."""
+import dataclasses
+import pathlib
+
+from pointseg_jax import files
+from pointseg_jax import supervision
+from pointseg_jax.experiments import annotation_cost
+from pointseg_jax.experiments import statistics
+
+
+def pm(mean, std, digits=1, signed=False):
+  if mean is None:
+    return "–"
+  sign = "+" if signed else ""
+  return f"{mean:{sign}.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int) -> str:
+  lines = [
+      f"Schedule `{schedule_name}`, {seeds} seed(s) asked; val mIoU (%) mean ± std over the seeds "
+      "finished (std with ddof=1).",
+      "",
+      "| run | paper name | seeds | mIoU (%) | mIoU at half the steps | paper VOC (%) | "
+      "label cost (s/img) | train images | annotation hours | wall min/run |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for name, r in rows.items():
+    lines.append(
+        f"| `{name}` | {r['paper_name']} | {r['n']} | {pm(r['miou_mean'], r['miou_std'])} | "
+        f"{pm(r['miou_half_steps_mean'], None)} | "
+        f"{'–' if r['paper_miou'] is None else r['paper_miou']} | "
+        f"{'–' if r['seconds_per_image'] is None else r['seconds_per_image']} | "
+        f"{r['train_images']} | "
+        f"{'–' if r['annotation_hours'] is None else r['annotation_hours']} | "
+        f"{r['wall_time_s_mean'] / 60:.1f} |")
+  lines += ["", "Findings (difference = b − a in mIoU points; σ = the pooled per-seed std "
+            "sqrt((σa² + σb²)/2); a finding '>' is reproduced when the difference exceeds 2σ, "
+            "'~' when it stays within 2σ; the last column is b − a seed by seed, shown, not "
+            "part of the verdict):", "",
+            "| finding | paper (VOC) | b | a | difference | σ | verdict | "
+            "b − a per seed: mean ± sd |",
+            "|---|---|---|---|---|---|---|---|"]
+  for f in found:
+    diff = "–" if "difference" not in f else f"{f['difference']:+.1f}"
+    sigma = "–" if f.get("sigma") is None else f"{f['sigma']:.1f}"
+    lines.append(f"| {f['finding']} | {f['paper']} | `{f['b']}` | "
+                 f"`{f.get('compared_with', ', '.join(f['a']))}` | {diff} | {sigma} | "
+                 f"{f['verdict']} | {pm(f.get('paired_mean'), f.get('paired_sd'), signed=True)} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
+  """mIoU vs annotation hours (paper's cost model): table regimes as points, the equal-budget
+  full / box runs as lines; the paper's VOC numbers (10,582 images) in a second panel."""
+  import matplotlib   # pylint: disable=g-import-not-at-top  (heavy; only when drawing)
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt   # pylint: disable=g-import-not-at-top
+
+  fig, (ax, ax_paper) = plt.subplots(1, 2, figsize=(12, 4.8))
+  for name, r in rows.items():
+    if r["annotation_hours"] is None or r.get("budget_seconds"):
+      continue
+    ax.errorbar(r["annotation_hours"], r["miou_mean"], yerr=r["miou_std"] or 0, fmt="o",
+                capsize=3, color="C0" if r["regime"] not in ("box", "full") else "C3")
+    ax.annotate(r["paper_name"], (r["annotation_hours"], r["miou_mean"]), fontsize=7,
+                xytext=(4, 3), textcoords="offset points")
+  for regime, color in (("full", "C3"), ("box", "C2")):
+    series = sorted((r["annotation_hours"], r["miou_mean"], r["miou_std"] or 0)
+                    for r in rows.values() if r["regime"] == regime and r["miou_mean"] is not None)
+    if len(series) > 1:
+      x, y, e = zip(*series)
+      ax.errorbar(x, y, yerr=e, fmt="-s", color=color, capsize=3, alpha=0.7,
+                  label=f"{regime} on the images a budget buys")
+  point = rows.get("point")
+  if point and point["annotation_hours"]:
+    ax.axvline(point["annotation_hours"], color="grey", ls=":", lw=1, label="1Point's hours")
+  ax.set_xscale("log")
+  ax.set_xlabel(f"annotation hours (paper's cost model; {num_train} train images)")
+  ax.set_ylabel("val mIoU (%)")
+  ax.set_title("embedded benchmark (mean ± std over seeds)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="lower right")
+  voc_images = 10582
+  for regime in ("image", "point", "box", "full"):
+    row = supervision.get_regime(regime)
+    h = annotation_cost.hours(regime, voc_images)
+    ax_paper.plot(h, row.paper_miou, "o", color="C3" if regime in ("box", "full") else "C0")
+    ax_paper.annotate(row.paper, (h, row.paper_miou), fontsize=8, xytext=(4, 3),
+                      textcoords="offset points")
+  ax_paper.set_xscale("log")
+  ax_paper.set_xlabel(f"annotation hours ({voc_images} VOC train images)")
+  ax_paper.set_ylabel("VOC 2012 val mIoU (%)")
+  ax_paper.set_title("paper, Fig. 6a")
+  ax_paper.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: int,
+                  num_train: int, command: str, *, runs=(), claims=()) -> dict:
+  """results.json, table.md and fig6a.png from the kept summaries (statistics.collect's `runs`,
+  statistics.findings' `claims`)."""
+  rows = statistics.collect(summaries, runs)
+  found = statistics.findings(rows, claims)
+  results = {"schedule": dataclasses.asdict(schedule), "seeds": seeds, "command": command,
+             "num_train_images": num_train, "rows": rows, "findings": found,
+             "runs_finished": len(summaries)}
+  files.write_json(out / "results.json", results, indent=1)
+  files.write_text(out / "table.md", table_markdown(rows, found, schedule.name, seeds))
+  if rows:
+    plot_fig6a(rows, out / "fig6a.png", num_train)
+  return results

@@ -1,0 +1,274 @@
+"""Experiment runs: what one run is (regime, schedule, seed), how it trains, where its summary goes.
+
+A run is `train.train_and_evaluate` on a config built the way `main` builds it
+(config_lib.get_config + a Schedule + config_lib.with_regime), so its numbers are what
+`python -m pointseg_jax.main --config=configs/<regime>.py --config.<field>=...` gives. A sweep
+keeps one small summary.json per (run, seed) and skips the ones whose config fingerprint
+matches, so it resumes after any interruption; checkpoints live in a git-ignored work/ folder.
+Used by experiments/table1.py and experiments/pairwise_search.py; the statistics are in
+statistics.py, the tables and figures in report.py.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pathlib
+import subprocess
+import time
+
+from absl import logging
+import numpy as np
+
+from pointseg_jax import config_lib
+from pointseg_jax import errors
+from pointseg_jax import files
+from pointseg_jax import metric_writer
+from pointseg_jax import predict
+from pointseg_jax import train
+from pointseg_jax import workdir
+from pointseg_jax.data.prepare import prepare_spec
+from pointseg_jax.data.spec import DataSpec
+from pointseg_jax.experiments import annotation_cost
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One row: a regime, its regime argument, and for equal-budget runs the budget it is given."""
+  name: str
+  regime: str
+  squiggle_radius: float | None = None
+  # Equal-budget runs: the annotation seconds per train image that the *whole* train set gets
+  # (22.1 = what 1Point costs); the run trains on the images that budget buys at its own cost.
+  budget_seconds: float | None = None
+  # Other config fields, ((dotted name, value), ...), set last: e.g. a pairwise kernel or a
+  # hold-out split (experiments/pairwise_search.py). Empty for every Table 1 run.
+  overrides: tuple = ()
+
+  def train_fraction(self, num_train: int) -> float | None:
+    if self.budget_seconds is None:
+      return None
+    return annotation_cost.images_for_budget(self.regime, self.budget_seconds,
+                                             num_train) / num_train
+
+
+# ------------------------------------------------------------------------------- schedules ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """What the experiments change in the configs, for every run alike (docs/experiments.md)."""
+  name: str
+  variant: str
+  num_steps: int
+  seeds: int
+  image_size: int | None = None   # None: the variant's; else stored images scaled to fit
+  optimizer: tuple = ()           # config.optimizer overrides
+  eval_halfway: bool = True       # also evaluate at num_steps / 2 (the convergence check)
+
+  def apply(self, config):
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+      c.train.num_steps = self.num_steps
+      # mIoU at half the steps too: the convergence check.
+      c.train.eval_every = max(1, self.num_steps // 2) if self.eval_halfway else self.num_steps
+      c.train.checkpoint_every = max(1, self.num_steps // 4)
+      c.train.log_every = max(1, min(100, self.num_steps // 4))
+      c.train.keep_checkpoints = 1
+      c.train.progress_bar = False
+      if self.image_size is not None:
+        stored = max(config.data.image_size)
+        ratio = self.image_size / stored
+        c.data.image_size = (self.image_size, self.image_size)
+        # Train crops at the scale eval shrinks to (eval: whole image scaled to fit).
+        lo, hi = config.data.scale_range
+        c.data.scale_range = (lo * ratio, hi * ratio)
+      c.optimizer.update(dict(self.optimizer))
+    return c
+
+
+# Adam 3e-4, 100-step warmup, no clipping: docs/training.md measured it ~3 points above the
+# synthetic configs' SGD at 2000 steps, on the from-scratch net (not the paper's optimiser).
+ADAM = (("name", "adam"), ("learning_rate", 3e-4), ("warmup_steps", 100), ("clip_grad_norm", 0.0))
+SCHEDULES = {
+    "full": Schedule("full", "synthetic", num_steps=1600, seeds=3, image_size=96, optimizer=ADAM),
+    "quick": Schedule("quick", "synthetic", num_steps=100, seeds=1, image_size=96, optimizer=ADAM,
+                      eval_halfway=False),
+    "tiny": Schedule("tiny", "tiny", num_steps=4, seeds=1),
+}
+
+
+def schedule_for(quick: bool, variant: str, num_steps: int | None) -> Schedule:
+  s = SCHEDULES["tiny" if variant == "tiny" else ("quick" if quick else "full")]
+  if num_steps is not None:
+    if num_steps < 2:
+      raise errors.ConfigError(f"--num_steps={num_steps}: need at least 2 (eval at half and end)")
+    s = dataclasses.replace(s, name=f"{s.name}_{num_steps}steps", num_steps=num_steps)
+  return s
+
+
+def base_config(variant: str, data_dir: str | None = None):
+  config = config_lib.get_config("point", variant)
+  config.data.data_dir = data_dir
+  return config
+
+
+def run_config(run: Run, schedule: Schedule, seed: int, num_train: int, data_dir=None):
+  """The config of one run: configs/point.py's variant, the schedule, the run's regime row."""
+  base = schedule.apply(base_config(schedule.variant, data_dir))
+  config = config_lib.with_regime(base, run.regime, squiggle_radius=run.squiggle_radius,
+                                  train_fraction=run.train_fraction(num_train))
+  with config.unlocked():
+    config.seed = seed
+    for name, value in run.overrides:
+      *parents, leaf = name.split(".")
+      node = config
+      for parent in parents:
+        node = node[parent]
+      if leaf not in node:
+        raise errors.ConfigError(f"run {run.name}: override {name!r} names no config field")
+      node[leaf] = value
+  return config
+
+
+def fingerprint(config) -> str:
+  """What a summary stands for: the fields that give the parameters their meaning (the workdir
+  guard's `identity`, inactive loss terms left out) plus the schedule that decides when it was
+  measured. Equal fingerprints = the same run."""
+  values = {**workdir.identity(config), "train.num_steps": int(config.train.num_steps),
+            "train.eval_every": int(config.train.eval_every)}
+  text = json.dumps(values, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def num_train_examples(variant: str, data_dir: str | None = None) -> int:
+  """Train-split size of the variant's dataset (built on first use); the equal-budget subsets
+  are shares of it."""
+  spec = DataSpec.from_config(base_config(variant, data_dir).data)
+  return int(prepare_spec(spec).info.splits["train"].num_examples)
+
+
+# ---------------------------------------------------------------------------------- running ---
+
+def run_dirs(out: pathlib.Path, run: Run, seed: int) -> tuple[pathlib.Path, pathlib.Path]:
+  return out / "runs" / run.name / f"seed{seed}", out / "work" / run.name / f"seed{seed}"
+
+
+def load_summary(path: pathlib.Path, fp: str) -> dict | None:
+  """The run's kept summary when it is of this config; None when absent; an error when stale."""
+  if not path.exists():
+    return None
+  summary = json.loads(path.read_text())
+  if summary.get("fingerprint") != fp:
+    raise errors.WorkdirError(
+        f"{path} is from another config (fingerprint {summary.get('fingerprint')} != {fp}): "
+        "the schedule or the code's config defaults changed. Use another --out, or delete that "
+        "run's summary and work dir to retrain it.")
+  return summary
+
+
+def train_one(run: Run, schedule: Schedule, seed: int, out: pathlib.Path, num_train: int,
+              data_dir=None) -> dict:
+  """Train + evaluate one run (resuming its checkpoint); keep and return its small summary."""
+  config = run_config(run, schedule, seed, num_train, data_dir)
+  fp = fingerprint(config)
+  run_dir, work_dir = run_dirs(out, run, seed)
+  work_dir.mkdir(parents=True, exist_ok=True)
+  mark = work_dir / "fingerprint.txt"
+  if mark.exists() and mark.read_text().strip() != fp:
+    raise errors.WorkdirError(
+        f"{work_dir} holds checkpoints of another config (fingerprint "
+        f"{mark.read_text().strip()} != {fp}); delete it or use another --out")
+  mark.write_text(fp + "\n")
+  load = os.getloadavg()
+  t = time.time()
+  error = None
+  try:
+    summary = train.train_and_evaluate(config, work_dir)
+  except train.NonFiniteLossError as e:   # a diverged run is a result too: kept, not retried
+    logging.error("%s seed %d diverged: %s", run.name, seed, e)
+    error = str(e)
+    summary = {"step": None, "eval/miou": None, "eval/pixel_accuracy": None,
+               "eval/iou_per_class": None, "params_sha256": None, "resumed_from_step": None}
+  wall = time.time() - t
+  rows = metric_writer.read_metrics(work_dir)
+  curve = {str(r["step"]): r["eval/miou"] for r in rows if "eval/miou" in r}
+  speeds = [r["train/steps_per_sec"] for r in rows if "train/steps_per_sec" in r]
+  fraction = config.data.train_fraction
+  kept = {
+      "run": run.name, "regime": run.regime, "seed": seed, "schedule": schedule.name,
+      "fingerprint": fp, "step": summary["step"],
+      "miou": summary["eval/miou"], "pixel_accuracy": summary["eval/pixel_accuracy"],
+      "iou_per_class": summary["eval/iou_per_class"], "eval_miou_by_step": curve,
+      "train_images": math.ceil(fraction * num_train - 1e-9), "train_fraction": fraction,
+      "params_sha256": summary["params_sha256"],
+      "wall_time_s": round(wall, 1), "resumed_from_step": summary["resumed_from_step"],
+      "train_steps_per_sec": round(float(np.median(speeds)), 2) if speeds else None,
+      "loadavg_1min_start": round(load[0], 2), "loadavg_1min_end": round(os.getloadavg()[0], 2),
+      "cpu_count": os.cpu_count(), "error": error,
+  }
+  run_dir.mkdir(parents=True, exist_ok=True)
+  files.write_json(run_dir / "summary.json", kept, indent=1)
+  return kept
+
+
+def sweep(out: pathlib.Path, schedule: Schedule, seeds: int, runs, *, train_missing=True,
+          after_each=None, data_dir=None, first=()) -> list[dict]:
+  """Every (seed, run), seed-major; trains what is missing (unless not train_missing). Within a
+  seed the runs named in `first` go first, in that order (an unfinished sweep has those rows)."""
+  num_train = num_train_examples(schedule.variant, data_dir)
+  done, todo = [], []
+  first = tuple(first)
+  ordered = sorted(runs, key=lambda r: first.index(r.name) if r.name in first else len(first))
+  for seed in range(seeds):
+    for run in ordered:
+      fp = fingerprint(run_config(run, schedule, seed, num_train, data_dir))
+      summary = load_summary(run_dirs(out, run, seed)[0] / "summary.json", fp)
+      (done if summary else todo).append(summary or (run, seed))
+  logging.info("%d runs done, %d to train", len(done), len(todo))
+  if not train_missing:
+    return done
+  for i, (run, seed) in enumerate(todo):
+    print(f"[table1] {i + 1}/{len(todo)}: {run.name} seed {seed} ({schedule.num_steps} steps)",
+          flush=True)
+    kept = train_one(run, schedule, seed, out, num_train, data_dir)
+    done.append(kept)
+    miou = "diverged" if kept["miou"] is None else f"mIoU {100 * kept['miou']:.1f} %"
+    print(f"[table1] {run.name} seed {seed}: {miou} in "
+          f"{kept['wall_time_s'] / 60:.1f} min", flush=True)
+    if after_each is not None:
+      after_each(done, f"{run.name} seed {seed}")
+  return done
+
+
+def run_regime(config, workdir_path, *, predictions=True):
+  """Train (or resume) + evaluate one config; returns (summary, seconds, prediction PNG paths).
+  What `demo` (and `demo --compare`) do per regime."""
+  t = time.time()
+  summary = train.train_and_evaluate(config, workdir_path)
+  seconds = time.time() - t
+  paths = predict.write_predictions(config, workdir_path) if predictions else []
+  return summary, seconds, paths
+
+
+KEPT_FILES = ("runs", "results.json", "table.md", "fig6a.png", ".gitignore")
+
+
+def keep_summaries_only(out: pathlib.Path) -> None:
+  """<out>/.gitignore: keep the summaries (a repository's own `runs/` rule must not hide them),
+  not the checkpoints. Written atomically: a kill never leaves it empty."""
+  ignore, rules = out / ".gitignore", "# checkpoints, metrics, TensorBoard events\nwork/\n!runs/\n"
+  if not ignore.exists() or ignore.read_text() != rules:
+    files.write_text(ignore, rules)
+
+
+def git_commit(out: pathlib.Path, message: str, names=KEPT_FILES, what="table1 sweep") -> None:
+  """Commit <out>'s small files (never work/); a failure is logged, the sweep goes on."""
+  paths = [str(out / name) for name in names if (out / name).exists()]
+  try:
+    subprocess.run(["git", "add", "--", *paths], check=True, capture_output=True, text=True)
+    subprocess.run(["git", "commit", "-q", "-m", f"{what}: {message}", "--", *paths],
+                   check=True, capture_output=True, text=True)
+  except (subprocess.CalledProcessError, FileNotFoundError) as e:
+    logging.warning("git commit of %s failed (the sweep goes on): %s", out,
+                    getattr(e, "stderr", e))
