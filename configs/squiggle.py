@@ -1,6 +1,8 @@
-"""Img + Obj + squiggle: supervision grown around the clicks by a radius of 2, 5 or 25 pixels.
+"""Img + Obj + squiggle (beyond the paper): one error-free stroke per instance, drawn with a radius.
 
-Paper §4.2: radii 2, 5 and 25 give 43.0-43.1 % (not in Table 1). The radius is the config argument:
+Not the paper's radius experiment: the paper grows each 1Point click into a disc of radius 2, 5 or
+25 px (§5), which is configs/grown_points.py. Squiggles are a denser, stroke-shaped supervision
+kept for comparison; the radius is the config argument, in stored-image pixels:
 
   python -m pointseg_jax.main --config=configs/squiggle.py:25          # embedded benchmark, r=25
   python -m pointseg_jax.main --config=configs/squiggle.py:voc,radius=2

@@ -14,7 +14,8 @@ comma separated (`--config=configs/point.py:voc,tpu`), parsed by `parse_arg`:
   voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16,
              bfloat16 compute (float32 params; --config.model.compute_dtype=float32 on CPU)
   tpu        platform: global batch 16, jax.distributed.initialize(); combine with voc
-  key=value  regime arguments (squiggle: radius=2|5|25, or a bare number)
+  key=value  regime arguments (grown_points: radius=R, any R >= 0 in stored-image pixels;
+             squiggle: radius=2|5|25; or a bare number)
 """
 import dataclasses
 import math
@@ -32,7 +33,12 @@ from pointseg_jax.data.spec import expand_path
 DATASET_VARIANTS = ("synthetic", "tiny", "voc")
 PLATFORM_VARIANTS = ("tpu",)
 # Regime arguments: regime -> {name: (type, allowed values)}; a bare number is the first one.
-REGIME_ARGS = {"squiggle": {"radius": (int, (2, 5, 25))}}   # paper §4.2
+# Empty choices: any value of the type (DataSpec checks the range).
+REGIME_ARGS = {"grown_points": {"radius": (float, ())},   # paper §5: 2, 5, 25 px of VOC
+               "squiggle": {"radius": (int, (2, 5, 25))}}  # beyond the paper, same radii
+# grown_points without a radius: the paper's middle radius, 5 px of a ~500-px VOC photo scaled to
+# the 128-px benchmark (docs/clicks.md, "Grown points").
+GROWN_POINTS_RADIUS = 1.3
 
 # Where `python -m pointseg_jax.models.weights convert` writes the FCN init by default (voc runs).
 VOC_INIT_FROM = "weights/fcn32s_vgg16_imagenet.npz"
@@ -68,7 +74,7 @@ def parse_arg(regime_name: str, arg: str | None) -> ConfigArgs:
     if not token:
       continue
     if "=" not in token and token not in DATASET_VARIANTS + PLATFORM_VARIANTS and allowed and (
-        token.lstrip("-").isdigit()):
+        _is_number(token)):
       token = f"{next(iter(allowed))}={token}"        # 'squiggle.py:25' == 'radius=25'
     if "=" in token:
       key, value = (part.strip() for part in token.split("=", 1))
@@ -81,7 +87,8 @@ def parse_arg(regime_name: str, arg: str | None) -> ConfigArgs:
         typed = kind(value)
       except ValueError:
         raise errors.ConfigError(f"config argument {key}={value!r} of regime {regime_name!r} must "
-                                 f"be {kind.__name__}, one of {choices}") from None
+                                 f"be {kind.__name__}" + (f", one of {choices}" if choices else
+                                                          "")) from None
       if choices and typed not in choices:
         raise errors.ConfigError(f"config argument {key}={typed!r} of regime {regime_name!r}: "
                                  f"must be one of {choices} (paper §4.2)")
@@ -97,6 +104,14 @@ def parse_arg(regime_name: str, arg: str | None) -> ConfigArgs:
     raise errors.ConfigError(f"config variants {sorted(set(datasets))} exclude each other: pick "
                              f"one of {DATASET_VARIANTS}")
   return ConfigArgs(datasets[0] if datasets else "synthetic", tpu, tuple(sorted(kwargs.items())))
+
+
+def _is_number(token: str) -> bool:
+  try:
+    float(token)
+  except ValueError:
+    return False
+  return True
 
 
 def data_block(**overrides) -> ml_collections.ConfigDict:
@@ -217,6 +232,9 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
   _set_regime(c, regime.name)
   if regime.name == "squiggle":
     c.data.squiggle_radius = args.get("radius", c.data.squiggle_radius)
+  if regime.name == "grown_points":
+    c.data.point_radius = args.get("radius", GROWN_POINTS_RADIUS)
+    DataSpec.from_config(c.data)   # a bad radius fails here, naming config.data.point_radius
   return c
 
 
@@ -226,6 +244,9 @@ def _set_regime(c, regime_name: str) -> None:
   c.regime = row.name
   c.data.label_kind = row.label_kind
   c.loss.weights = supervision.default_weights(row.name)
+  # The grown-points radius is that regime's own default (configs/grown_points.py), 0 elsewhere.
+  c.data.point_radius = (GROWN_POINTS_RADIUS if row.name == "grown_points"
+                         else DataSpec().point_radius)
 
 
 def with_regime(config, regime_name: str, *, squiggle_radius=None, train_fraction=None):

@@ -77,7 +77,10 @@ def may_change(field: str) -> bool:
 def _inactive(field: str, flat: dict[str, Any]) -> bool:
   """A loss term that is off says nothing about the parameters: its zero weight and its option
   block (`loss.<term>.*`, e.g. the pairwise kernel) are left out, so adding a new, inactive term
-  to every config does not change what older runs are."""
+  to every config does not change what older runs are. Likewise `data.point_radius` outside the
+  grown_points label kind (the only kind that reads it)."""
+  if field == "data.point_radius":
+    return flat.get("data.label_kind") != "grown_points"
   parts = field.split(".")
   if len(parts) < 3 or parts[0] != "loss":
     return False

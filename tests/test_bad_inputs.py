@@ -148,6 +148,11 @@ CASES = [
          "error: --config=configs/squiggle.py:7: config argument radius=7 of regime 'squiggle': "
          "must be one of (2, 5, 25) (paper §4.2)",
          argv=("--config=configs/squiggle.py:7",)),
+    Case("grown_radius_negative", "`--config=configs/grown_points.py:radius=-1`",
+         "error: --config=configs/grown_points.py:radius=-1: config.data.point_radius = -1.0: a "
+         "finite number >= 0 (stored-image pixels; docs/clicks.md maps the paper's 2, 5, 25 to "
+         "0.5, 1.3, 6.4 on the 128-px benchmark)",
+         argv=("--config=configs/grown_points.py:radius=-1",)),
     Case("override_not_a_number", f"`{CONFIG} --config.train.num_steps=abc`",
          "error: flag --config.train.num_steps=abc: invalid literal for int() with base 10: 'abc' "
          "(--helpshort lists the flags)",

@@ -339,6 +339,24 @@ def _point_lists(ex, supervision):
   return pts
 
 
+def _expected_discs(points, h, w, radius):
+  """numpy reference of grown points: discs around the clicked pixels' centres (nearest centre,
+  then larger weight, then earlier point wins), the clicked pixels on top."""
+  py, px = np.mgrid[:h, :w] + 0.5
+  best, label, weight = np.full((h, w), np.inf), np.full((h, w), 255), np.zeros((h, w), np.float32)
+  for k in sorted(range(len(points)), key=lambda k: -points[k][3]):
+    y, x, cls, wt = points[k]
+    r, c = min(max(int(np.floor(y)), 0), h - 1), min(max(int(np.floor(x)), 0), w - 1)
+    d2 = (py - r - 0.5) ** 2 + (px - c - 0.5) ** 2
+    closer = d2 < best
+    best, label, weight = (np.where(closer, d2, best), np.where(closer, cls, label),
+                           np.where(closer, wt, weight))
+  hit = best <= radius ** 2
+  label, weight = np.where(hit, label, 255), np.where(hit, weight, 0)
+  clicked, clicked_w = _expected_points(points, h, w)
+  return np.where(clicked_w > 0, clicked, label), np.where(clicked_w > 0, clicked_w, weight)
+
+
 def _expected_squiggles(s, h, w, radius):
   py, px = np.mgrid[:h, :w] + 0.5
   best, label = np.full((h, w), np.inf), np.full((h, w), 255)
@@ -373,7 +391,7 @@ def test_every_label_kind_rasterises_like_the_numpy_reference(data_dir, val_exam
   labelled = 0
   for decoded, ex in val_examples:
     out = _transform(decoded, data_dir, image_size=(48, 48), label_kind=label_kind,
-                     squiggle_radius=2)
+                     squiggle_radius=2, point_radius=1.5)
     h, w = ex["mask"].shape[:2]
     sparse, weights = out["sparse_labels"], out["sparse_weights"]
     assert (sparse[h:] == 255).all() and (sparse[:, w:] == 255).all()
@@ -389,6 +407,8 @@ def test_every_label_kind_rasterises_like_the_numpy_reference(data_dir, val_exam
       expect_w = (expect != 255).astype(np.float32)
     elif label_kind == "box":
       expect, expect_w = _expected_boxes(ex["boxes"], h, w), np.ones((h, w))
+    elif label_kind == "grown_points":
+      expect, expect_w = _expected_discs(_point_lists(ex, "one_point"), h, w, 1.5)
     else:
       expect, expect_w = _expected_points(_point_lists(ex, label_kind), h, w)
     np.testing.assert_array_equal(sparse, expect, err_msg=f"{label_kind} example {ex['id']}")

@@ -18,13 +18,14 @@ PAPER_TABLE = {  # regime -> (active terms, pipeline supervision, authors' lr)
     "all_points_weighted": ({"image", "point", "objectness"}, "all_points_weighted", 1e-5),
     "three_annotators": ({"image", "point", "objectness"}, "three_annotators", 1e-5),
     "random_points": ({"image", "point", "objectness"}, "random_points", 5e-5),
-    "squiggle": ({"image", "point", "objectness"}, "squiggle", 1e-5),
+    "grown_points": ({"image", "point", "objectness"}, "grown_points", 1e-5),
     # Not the paper's: later papers' protocol (every instance + background clicks), our losses.
     "all_points_bg": ({"image", "point", "objectness"}, "background_points", 1e-5),
     "box": ({"point"}, "box", 1e-5),
     "full": ({"pixel"}, "full", 1e-5),
 }
 BEYOND_THE_PAPER = {  # regime -> (term weights, pipeline supervision, lr)
+    "squiggle": ({"image": 1.0, "point": 1.0, "objectness": 1.0}, "squiggle", 1e-5),
     "point_crf": ({"image": 1.0, "point": 1.0, "objectness": 1.0, "pairwise": 0.1}, "one_point",
                   1e-5),
 }

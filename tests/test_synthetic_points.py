@@ -95,7 +95,9 @@ def test_stored_example_is_the_recipe_output_and_objectness_comes_from_pixels(ti
   what `objectness.heatmap` makes from the stored image alone."""
   builder, examples = tiny
   cfg = builder.builder_config
-  recipe = sp._Recipe(cfg.seed, cfg.max_side, cfg.objectness_windows, cfg.objectness_candidates)
+  assert str(builder.version) == "2.0.0"
+  recipe = sp._Recipe(cfg.seed, cfg.max_side, cfg.objectness_windows, cfg.objectness_candidates,
+                      sp.OBJECTNESS_MODELS["2.0.0"])
   key, fresh = sp.make_example(recipe, "val", 3)
   stored = examples["val"][key]
   np.testing.assert_array_equal(fresh["image"], stored["image"])
@@ -105,8 +107,22 @@ def test_stored_example_is_the_recipe_output_and_objectness_comes_from_pixels(ti
   obj_seq = np.random.SeedSequence([cfg.seed, sp.SPLITS.index("val"), 3]).spawn(3)[2]
   heat = objectness.heatmap(stored["image"], rng=np.random.default_rng(obj_seq),
                             num_windows=cfg.objectness_windows,
-                            distribution_windows=cfg.objectness_candidates)
+                            distribution_windows=cfg.objectness_candidates,
+                            model=objectness.load_packaged("synthetic_v2.npz"))
   np.testing.assert_array_equal(heat, stored["objectness"][..., 0])
+
+
+def test_version_1_0_0_is_still_buildable_with_the_release_model(tmp_path):
+  """RESULTS.md v1 trained on 1.0.0: its maps came from the release's model, unsmoothed."""
+  builder = tfds.builder("synthetic_points/tiny:1.0.0", data_dir=str(tmp_path))
+  assert str(builder.version) == "1.0.0" and sp.OBJECTNESS_MODELS["1.0.0"] == "alexe_v22.npz"
+  assert objectness.load_packaged("alexe_v22.npz").smooth_k == 0
+  recipe = sp._Recipe(1, 48, 100, 2000, sp.OBJECTNESS_MODELS["1.0.0"])
+  _, ex = sp.make_example(recipe, "val", 0)
+  obj_seq = np.random.SeedSequence([1, sp.SPLITS.index("val"), 0]).spawn(3)[2]
+  np.testing.assert_array_equal(
+      ex["objectness"][..., 0], objectness.heatmap(ex["image"], rng=np.random.default_rng(obj_seq),
+                                                   num_windows=100, distribution_windows=2000))
 
 
 def test_objectness_is_informative_but_imperfect(tiny):

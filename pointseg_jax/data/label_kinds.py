@@ -124,6 +124,32 @@ def _points(select: Callable, field: str) -> tuple[Callable, Callable]:
   return rasterise, classes
 
 
+def _grown(select: Callable) -> tuple[Callable, Callable]:
+  """Grown points (paper §5): each selected click becomes a disc of radius
+  `spec.point_radius` stored-image pixels around the centre of the clicked pixel
+  (rasterize.rasterize_discs, pulled back through the warp like squiggles), on top of which the
+  click's own output pixel is labelled exactly as the point kind does (centre rule + snap). So
+  radius 0 is the point kind itself, a radius < 1 adds nothing to an unwarped click (the nearest
+  other pixel centre is 1 px away), and no warp can make a click vanish from its own disc.
+  Weights are the clicks' (rank weights; 1 for 1Point). Overlaps: a clicked pixel keeps its
+  click; elsewhere the nearest disc centre wins (ties: heavier, then earlier click)."""
+  point_rasterise, classes = _points(select, "clicks")
+
+  def rasterise(example, spec, warp: Warp):
+    labels, weights, counters, checks = point_rasterise(example, spec, warp)
+    g = warp.geometry
+    y, x, cls, weight = select(example)
+    rows, cols, _ = augment.clip_pixels(y, x, g)
+    disc_labels, disc_weights = rasterize.rasterize_discs(
+        tf.cast(rows, tf.float32) + 0.5, tf.cast(cols, tf.float32) + 0.5, cls, weight,
+        spec.point_radius, augment.source_centres(g, warp.out_size))
+    clicked = weights > 0
+    return (tf.where(clicked, labels, disc_labels), tf.where(clicked, weights, disc_weights),
+            counters, checks)
+
+  return rasterise, classes
+
+
 # ------------------------------------------------------------------- strokes, boxes, dense ---
 
 def _squiggle(example, spec, warp: Warp):
@@ -175,6 +201,10 @@ def _all_points_weighted(example):
   return _annotator_clicks(example, first_only=False, rank_weights=True)
 
 
+def _one_point_ranked(example):
+  return _annotator_clicks(example, first_only=True, rank_weights=True)
+
+
 def _three_annotators(example):
   return _annotator_clicks(example, annotators=(0, 2), first_only=True)
 
@@ -192,6 +222,7 @@ LABEL_KINDS: dict[str, LabelKind] = {k.name: k for k in (
     _kind("three_annotators", _points(_three_annotators, "clicks")),
     _kind("random_points", _points(_random_clicks, "random_clicks")),
     _kind("background_points", _points(_with_background, "clicks / background_clicks")),
+    _kind("grown_points", _grown(_one_point_ranked)),
     _kind("squiggle", (_squiggle, _stored("squiggles"))),
     _kind("box", (_box, _stored("boxes"))),
     _kind("full", (_full, lambda example, mask: tf.reshape(mask, [-1]))),

@@ -120,3 +120,38 @@ def rasterize_boxes(ymin: tf.Tensor, xmin: tf.Tensor, ymax: tf.Tensor, xmax: tf.
   box_cls = tf.gather(tf.concat([tf.cast(cls, tf.int32), [0]], 0), smallest)
   labels = tf.where(if_any, box_cls, labels)
   return labels, tf.ones([height, width], tf.float32)
+
+
+def rasterize_discs(cy: tf.Tensor, cx: tf.Tensor, cls: tf.Tensor, weight: tf.Tensor,
+                    radius: float, centres: tuple[tf.Tensor, tf.Tensor]):
+  """Grown points (paper §5): every pixel whose centre lies within `radius` of a disc centre.
+
+  (cy[k], cx[k]) are the discs' centres in stored-image coordinates (the centre of the clicked
+  pixel), `centres` the output pixels' centres in the same coordinates (as in
+  `rasterize_polylines`), so `radius` is measured in stored-image pixels whatever the warp. Where
+  discs overlap, the nearest centre wins; equal distances -> the larger weight, then the earlier
+  disc. The winner sets class and weight. A pixel exactly `radius` away is inside.
+  """
+  cy = finite_coordinates(cy, "y")
+  cx = finite_coordinates(cx, "x")
+  weight = tf.cast(weight, tf.float32)
+  order = tf.argsort(-weight, stable=True)  # best first, ties in given order
+  cy, cx, weight = tf.gather(cy, order), tf.gather(cx, order), tf.gather(weight, order)
+  cls = tf.gather(tf.cast(cls, tf.int32), order)
+  py, px = centres[0][:, None], centres[1][None, :]
+  height, width = tf.size(centres[0]), tf.size(centres[1])
+
+  def nearest(k, best_d2, best_k):
+    d2 = tf.square(py - cy[k]) + tf.square(px - cx[k])
+    closer = d2 < best_d2  # strict: on a tie the earlier (heavier) disc keeps the pixel
+    return k + 1, tf.where(closer, d2, best_d2), tf.where(closer, k, best_k)
+
+  n = tf.size(cy)
+  init = (tf.constant(0), tf.fill([height, width], float("inf")), tf.fill([height, width], n))
+  _, best_d2, best_k = tf.while_loop(lambda k, *_: k < n, nearest, init)
+  hit = best_d2 <= float(radius) ** 2
+  # Slot n is "no disc" (also what every pixel gets when there are no points).
+  cls = tf.concat([cls, [IGNORE_INDEX]], 0)
+  weight = tf.concat([weight, [0.0]], 0)
+  return (tf.where(hit, tf.gather(cls, best_k), IGNORE_INDEX),
+          tf.where(hit, tf.gather(weight, best_k), 0.0))

@@ -27,7 +27,8 @@ LABEL_KINDS = (
     "three_annotators",     # 1Point (3 annotators): rank-1 clicks of annotators 0, 1, 2
     "random_points",        # 1Point random: uniform inside the class mask
     "background_points",    # every click of annotator 0 + background clicks (TEL-style)
-    "squiggle",             # strokes drawn with squiggle_radius
+    "grown_points",         # 1Point clicks grown into discs of point_radius (paper §5)
+    "squiggle",             # strokes drawn with squiggle_radius (beyond the paper)
     "box",                  # smallest covering box, background outside boxes (dense)
     "full",                 # the dense mask
 )
@@ -42,7 +43,10 @@ class DataSpec:
   manual_dir: str | None = None    # voc2012_points: VOCdevkit / SBD / JSON; custom_points: your folder
   image_size: tuple[int, int] = (128, 128)   # static (H, W) of every batch
   label_kind: str = "one_point"    # LABEL_KINDS: what sparse_labels holds
-  squiggle_radius: float = 5       # stroke half-width, stored-image pixels (paper: 2, 5, 25)
+  squiggle_radius: float = 5       # stroke half-width, stored-image pixels (beyond the paper)
+  # grown_points: disc radius around each click, stored-image pixels (paper §5: 2, 5, 25 px of
+  # ~500-px VOC photos = 0.5, 1.3, 6.4 px of the 128-px benchmark; docs/clicks.md).
+  point_radius: float = 0
   augment: bool = True             # random scale / crop / flip on train
   scale_range: tuple[float, float] = (0.75, 1.25)
   image_labels_from: str = "classes"   # `present` from the class list, or from the clicks
@@ -69,6 +73,11 @@ class DataSpec:
     radius = self.squiggle_radius
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius >= 1:
       raise bad("squiggle_radius", "a number >= 1 (pixels; the paper used 2, 5, 25)")
+    radius = self.point_radius
+    if (isinstance(radius, bool) or not isinstance(radius, (int, float))
+        or not 0 <= radius < float("inf")):
+      raise bad("point_radius", "a finite number >= 0 (stored-image pixels; docs/clicks.md maps "
+                "the paper's 2, 5, 25 to 0.5, 1.3, 6.4 on the 128-px benchmark)")
     scale = self.scale_range
     if (not isinstance(scale, (tuple, list)) or len(scale) != 2
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
@@ -85,7 +94,8 @@ class DataSpec:
     # Normalise to plain, hashable Python values (tf.data functions close over the spec).
     set_ = object.__setattr__
     set_(self, "image_size", (int(size[0]), int(size[1])))
-    set_(self, "squiggle_radius", float(radius))
+    set_(self, "squiggle_radius", float(self.squiggle_radius))
+    set_(self, "point_radius", float(self.point_radius))
     set_(self, "scale_range", (float(scale[0]), float(scale[1])))
     set_(self, "train_fraction", float(fraction))
     for field in ("data_dir", "manual_dir"):

@@ -3,6 +3,8 @@
     python -m pointseg_jax.objectness.learn --images=DIR --out=my_model.npz \\
         [--boxes=boxes.json] [--search_theta=CC,SS] \\
         [--compare_to=pointseg_jax/objectness/alexe_v22.npz]
+    python -m pointseg_jax.objectness.learn --tfds=synthetic_points/default:1.0.0 \\
+        --split='train[:150]' --render_split='train[1600:2000]' --out=model.npz   # docs/objectness.md
 
 (`--images` is e.g. the `Training/Images` folder of the objectness v2.2 release, 50 photos with
 their boxes in `structGT.mat`.)
@@ -31,6 +33,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 from scipy import io as sio
+from scipy import optimize
 from tqdm import tqdm
 
 from pointseg_jax import cli
@@ -38,6 +41,7 @@ from pointseg_jax import errors
 from pointseg_jax.objectness import cues as cues_lib
 from pointseg_jax.objectness import model as model_lib
 from pointseg_jax.objectness import pipeline
+from pointseg_jax.objectness import render
 
 FLAGS = flags.FLAGS
 
@@ -79,7 +83,10 @@ def load_boxes(images_dir, boxes_file=None) -> dict:
 
 
 def iou_max(windows: np.ndarray, gt: np.ndarray) -> np.ndarray:
-  """Best inclusive-pixel IoU of each window with any ground-truth box (`computePascalScore`)."""
+  """Best inclusive-pixel IoU of each window with any ground-truth box (`computePascalScore`);
+  0 for every window when there is no box."""
+  if gt.size == 0:
+    return np.zeros(len(windows))
   ix = np.minimum(windows[:, None, 2], gt[None, :, 2]) - np.maximum(windows[:, None, 0],
                                                                      gt[None, :, 0]) + 1
   iy = np.minimum(windows[:, None, 3], gt[None, :, 3]) - np.maximum(windows[:, None, 1],
@@ -121,17 +128,25 @@ def cue_values(image, windows, cue, model, theta=None):
   raise ValueError(f"cue {cue!r} is not learned on uniform windows")
 
 
-def collect(images_dir, boxes: dict, model, rng, max_side, windows_per_image, progress=True):
-  """Per image: work-resolution image, MS windows/scores/labels, uniform windows/labels."""
+def image_files(images_dir, boxes: dict):
+  """(name, uint8 RGB image, boxes) for every image named in `boxes`, read from `images_dir`."""
   images_dir = pathlib.Path(images_dir)
-  out = []
-  for name, gt in tqdm(sorted(boxes.items()), desc="windows", disable=not progress):
+  for name, gt in sorted(boxes.items()):
     path = images_dir / name
     if not path.is_file():
       raise errors.MissingInputError(f"{path} listed in the boxes but missing")
-    image = pipeline.as_rgb_uint8(np.asarray(Image.open(path).convert("RGB")))
+    yield name, np.asarray(Image.open(path).convert("RGB")), gt
+
+
+def collect(examples, model, rng, max_side, windows_per_image, progress=True, total=None):
+  """Per (name, image, boxes): work-resolution image, MS windows/scores/labels, uniform
+  windows/labels."""
+  out = []
+  for name, image, gt in tqdm(examples, desc="windows", disable=not progress, total=total):
+    image = pipeline.as_rgb_uint8(image)
     work = pipeline.resize_to_max_side(image, max_side)
-    gt_work = pipeline.scale_boxes(gt, image.shape[:2], work.shape[:2])
+    gt_work = pipeline.scale_boxes(np.asarray(gt, np.int64).reshape(-1, 4), image.shape[:2],
+                                   work.shape[:2])
     ms_boxes, ms = cues_lib.ms_windows(work, model.ms_scales, model.ms_theta, rng,
                                        windows_per_image, model.min_window, model.ms_filtersize)
     ms_win = cues_lib.to_pixel_windows(ms_boxes, *work.shape[:2])
@@ -155,15 +170,24 @@ def log_posterior_of_positives(values, positive, centres):
   return float(np.log(num / (num + (1 - pobj) * lik[1, idx]) + np.finfo(float).eps).sum())
 
 
-def learn(images_dir, boxes_file=None, base: model_lib.Model | None = None, seed: int = 0,
+def learn(images_dir=None, boxes_file=None, base: model_lib.Model | None = None, seed: int = 0,
           max_side: int | None = pipeline.DEFAULT_MAX_SIDE, windows_per_image: int | None = None,
-          search_theta=(), theta_grids: dict | None = None, progress: bool = True):
-  """A new Model with relearned likelihoods (and optionally θ); returns (model, report dict)."""
+          search_theta=(), theta_grids: dict | None = None, progress: bool = True,
+          examples=None, source: str | None = None):
+  """A new Model with relearned likelihoods (and optionally θ); returns (model, report dict).
+
+  The training images come from `images_dir` (+ `boxes_file`), or from `examples`, an iterable of
+  (name, uint8 RGB image, int boxes [K, 4] 0-based inclusive), e.g. a TFDS train split.
+  """
   base = model_lib.default_model() if base is None else base
   rng = np.random.default_rng(seed)
   n_win = base.distribution_windows if windows_per_image is None else windows_per_image
-  data = collect(images_dir, load_boxes(images_dir, boxes_file), base, rng, max_side, n_win,
-                 progress)
+  if examples is None:
+    boxes = load_boxes(images_dir, boxes_file)
+    examples, total = image_files(images_dir, boxes), len(boxes)
+  else:
+    total = None
+  data = collect(examples, base, rng, max_side, n_win, progress, total)
   report = {"images": len(data)}
   lik = dict(base.likelihoods)
   ms = np.concatenate([d["ms"] for d in data])
@@ -173,8 +197,9 @@ def learn(images_dir, boxes_file=None, base: model_lib.Model | None = None, seed
                   "pobj": float(ms_pos.mean())}
   uni_pos = np.concatenate([d["uni_pos"] for d in data])
   thetas = {"CC": base.cc_theta, "ED": base.ed_theta, "SS": base.ss_theta}
-  grids = {"CC": np.arange(100, 201, 10), "ED": np.arange(5, 101, 5),
-           "SS": np.arange(200, 2001, 100)}
+  # Grids around the release's θ (CC 100, ED 17, SS 450), wide enough for small images.
+  grids = {"CC": np.arange(20, 201, 20), "ED": np.arange(5, 101, 5),
+           "SS": np.array([100, 150, 200, 300, 450, 600, 800, 1000, 1500, 2000])}
   grids.update(theta_grids or {})
   for cue in ("CC", "ED", "SS"):
     centres = base.likelihoods[cue][0]
@@ -196,8 +221,73 @@ def learn(images_dir, boxes_file=None, base: model_lib.Model | None = None, seed
   learned = base.replace(likelihoods=lik, cc_theta=thetas["CC"], ed_theta=thetas["ED"],
                          ss_theta=thetas["SS"],
                          source=f"relearned by pointseg_jax.objectness.learn on {len(data)} images "
-                                f"of {images_dir} (seed {seed}, max_side {max_side})")
+                                f"of {source or images_dir} (seed {seed}, max_side {max_side})")
   return learned, report
+
+
+# ---------------------------------------------------- rendering: superpixel smoothing, calibration --
+
+def level_histograms(o: np.ndarray, labels: np.ndarray):
+  """uint8 map levels of object (class 1..20) and background (class 0) pixels, void (255) left
+  out: (object counts [256], background counts [256])."""
+  valid = labels != 255
+  return (np.bincount(o[valid & (labels > 0)], minlength=256),
+          np.bincount(o[valid & (labels == 0)], minlength=256))
+
+
+def calibration_table(pos: np.ndarray, neg: np.ndarray) -> tuple:
+  """256 levels o -> o' with (o' + 1) / 257 = P(object | level o) on the training pixels.
+
+  The frequency per level (a +1/+1 prior, so empty levels stay near 1/2 and are pulled in by
+  their neighbours) is made non-decreasing by weighted isotonic regression, so the calibrated map
+  ranks pixels as the map did (the AUC is unchanged but for merged levels).
+  """
+  pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+  freq = (pos + 1) / (pos + neg + 2)
+  p = optimize.isotonic_regression(freq, weights=pos + neg + 2, increasing=True).x
+  return tuple(int(v) for v in np.clip(np.round(p * 257 - 1), 0, 255))
+
+
+def learn_rendering(model: model_lib.Model, examples, smooth_grid=(0.0,), calibrate=True,
+                    progress=True, total=None, **heatmap_kw):
+  """Choose `smooth_k` on `smooth_grid` by pooled pixel AUC and learn the calibration table, on
+  (name, uint8 RGB image, class mask) training examples; returns (model, report).
+
+  The windows are sampled once per image (seeded by the example's position) and rendered for
+  every candidate k, so the choice compares renderings of the same windows.
+  """
+  from pointseg_jax.objectness import evaluate  # pylint: disable=g-import-not-at-top (cycle)
+  hist = {float(k): (np.zeros(256, np.int64), np.zeros(256, np.int64)) for k in smooth_grid}
+  for i, (_, image, labels) in enumerate(tqdm(examples, desc="render", disable=not progress,
+                                              total=total)):
+    image = pipeline.as_rgb_uint8(image)
+    boxes, scores = pipeline.objectness_boxes(image, rng=i, model=model, **heatmap_kw)
+    summed = render.score_sum(boxes, scores, *image.shape[:2])
+    for k in hist:
+      values = summed
+      if k:
+        sp = pipeline.smoothing_superpixels(image, model.replace(smooth_k=k),
+                                            heatmap_kw.get("max_side", pipeline.DEFAULT_MAX_SIDE))
+        values = render.superpixel_average(summed, sp)
+      pos, neg = level_histograms(render.to_uint8(values), np.asarray(labels).squeeze())
+      hist[k][0][:] += pos
+      hist[k][1][:] += neg
+  aucs = {k: evaluate.auc_from_histograms(*h) for k, h in hist.items()}
+  best = max(aucs, key=lambda k: (aucs[k], -k))
+  pos, neg = hist[best]
+  table = calibration_table(pos, neg) if calibrate else ()
+  report = {"pooled_auc_by_smooth_k": aucs, "smooth_k": best,
+            "calibration": {"before": evaluate.threshold_stats(pos, neg),
+                            "after": evaluate.threshold_stats(*_relevel(pos, neg, table))}}
+  return model.replace(smooth_k=best, calibration=table), report
+
+
+def _relevel(pos, neg, table):
+  """Level histograms after mapping every level o to table[o]."""
+  if not table:
+    return pos, neg
+  idx = np.asarray(table)
+  return (np.bincount(idx, weights=pos, minlength=256), np.bincount(idx, weights=neg, minlength=256))
 
 
 def compare(a: model_lib.Model, b: model_lib.Model) -> dict:
@@ -218,10 +308,34 @@ def compare(a: model_lib.Model, b: model_lib.Model) -> dict:
   return out
 
 
+def tfds_boxes(dataset: str, split: str, data_dir=None):
+  """(id, image, tight instance boxes 0-based inclusive [K, 4]) of a TFDS click dataset's split:
+  its `boxes` feature covers pixels ymin <= row < ymax, xmin <= col < xmax."""
+  from pointseg_jax.objectness import evaluate  # pylint: disable=g-import-not-at-top (cycle)
+  for ex in evaluate.tfds_split(dataset, split, data_dir):
+    b = ex["boxes"]
+    boxes = np.stack([b["xmin"], b["ymin"], b["xmax"] - 1, b["ymax"] - 1], 1)
+    yield ex["id"].decode(), ex["image"], np.round(boxes).astype(np.int64).reshape(-1, 4)
+
+
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
   fv = {"flag_values": flag_values}
   flags.DEFINE_string("images", None, "Folder of training images.", **fv)
+  flags.DEFINE_string("tfds", None, "Instead of --images: a prepared TFDS click dataset whose "
+                      "`boxes` are the annotations (train split only: never learn on val).", **fv)
+  flags.DEFINE_string("split", "train", "Split of --tfds to learn the cues on.", **fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir with --tfds.", **fv)
+  flags.DEFINE_list("cues", None, "Cues of the learned model (default: the base model's).", **fv)
+  flags.DEFINE_string("render_split", None, "With --tfds: another train split on which the "
+                      "superpixel smoothing is chosen (--smooth_grid) and the calibration learned.",
+                      **fv)
+  flags.DEFINE_list("smooth_grid", ["0", "800", "1200", "1600", "2400"], "smooth_k values tried "
+                    "on --render_split (0 = no smoothing).", **fv)
+  flags.DEFINE_integer("num_windows", 1000, "Windows kept by NMS in --render_split maps.",
+                       lower_bound=1, **fv)
+  flags.DEFINE_integer("distribution_windows", None, "Candidates of --render_split maps "
+                       "(synthetic_points/default: 20000).", lower_bound=1, **fv)
   flags.DEFINE_string("boxes", None, "JSON boxes (default: structGT.mat in --images).", **fv)
   flags.DEFINE_string("out", None, "Where to write the learned model .npz.", **fv)
   flags.DEFINE_string("base", None, "Model whose θ/bins to start from (default: packaged).", **fv)
@@ -233,7 +347,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                        lower_bound=1, **fv)
   flags.DEFINE_integer("windows_per_image", None, "Windows per image (default: the base model's "
                        "distribution_windows).", lower_bound=1, **fv)
-  flags.mark_flags_as_required(["images", "out"], flag_values=flag_values)
+  flags.mark_flags_as_required(["out"], flag_values=flag_values)
+  flags.mark_flags_as_mutual_exclusive(["images", "tfds"], required=True, flag_values=flag_values)
 
 
 def main(argv) -> None:
@@ -243,10 +358,31 @@ def main(argv) -> None:
   unknown = sorted(set(search) - {"CC", "ED", "SS"})
   if unknown:
     raise errors.ConfigError(f"--search_theta: {unknown} are not among CC, ED, SS")
-  base = model_lib.load(FLAGS.base) if FLAGS.base else None
+  base = model_lib.load(FLAGS.base) if FLAGS.base else model_lib.default_model()
+  if FLAGS.cues:
+    cues = tuple(c.strip().upper() for c in FLAGS.cues)
+    if "MS" not in cues or not set(cues) <= set(model_lib.CUES):
+      raise errors.ConfigError(f"--cues {','.join(cues)}: MS (it samples the windows) and any "
+                               f"of {', '.join(model_lib.CUES[1:])}")
+    base = base.replace(cues=cues)
+  if FLAGS.render_split and not FLAGS.tfds:
+    raise errors.ConfigError("--render_split needs --tfds (its masks score the renderings)")
   t = time.perf_counter()
+  examples = source = None
+  if FLAGS.tfds:
+    examples, source = tfds_boxes(FLAGS.tfds, FLAGS.split, FLAGS.data_dir), (
+        f"{FLAGS.tfds} {FLAGS.split}")
   learned, report = learn(FLAGS.images, FLAGS.boxes, base, FLAGS.seed, FLAGS.max_side,
-                          FLAGS.windows_per_image, search)
+                          FLAGS.windows_per_image, search, examples=examples, source=source)
+  if FLAGS.render_split:
+    from pointseg_jax.objectness import evaluate  # pylint: disable=g-import-not-at-top (cycle)
+    masks = ((key, image, labels) for key, image, labels, _ in evaluate.tfds_examples(
+        FLAGS.tfds, FLAGS.render_split, FLAGS.data_dir))
+    learned, report["render"] = learn_rendering(
+        learned, masks, [float(k) for k in FLAGS.smooth_grid], max_side=FLAGS.max_side,
+        num_windows=FLAGS.num_windows, distribution_windows=FLAGS.distribution_windows)
+    learned = learned.replace(source=learned.source + f"; smoothing and calibration on "
+                                                      f"{FLAGS.tfds} {FLAGS.render_split}")
   written = model_lib.save(learned, FLAGS.out)
   report["seconds"] = round(time.perf_counter() - t, 1)
   if FLAGS.compare_to:

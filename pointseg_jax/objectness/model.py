@@ -41,6 +41,12 @@ class Model:
   ss_theta: float = 450.0
   ss_basis_sigma: float = 0.5
   ss_basis_min_area: float = 200.0
+  # Rendering (beyond the release, docs/objectness.md §5b): the summed window map is averaged
+  # within Felzenszwalb superpixels of scale `smooth_k` (0 = off, the release) before the min-max
+  # uint8 step, and that uint8 level o is mapped through `calibration` (256 levels, o -> o'; empty =
+  # identity) so that P = (o' + 1) / 257 is P(object | o) measured on training images.
+  smooth_k: float = 0.0
+  calibration: tuple = ()
   # cue -> (bin centres [B], likelihood [2, B]: row 0 = P(v|object), row 1 = P(v|background)).
   likelihoods: dict = dataclasses.field(default_factory=dict, compare=False)
   source: str = ""
@@ -80,6 +86,7 @@ def histogram_likelihood(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
 _SCALARS = ("pobj", "distribution_windows", "min_window", "nms_iou", "ms_filtersize", "cc_theta",
             "ed_theta", "ss_theta", "ss_basis_sigma", "ss_basis_min_area")
 _TUPLES = ("ms_scales", "ms_theta", "cc_quant")
+_OPTIONAL = {"smooth_k": 0.0, "calibration": ()}   # absent from older model files: the release's
 
 
 def save(model: Model, path) -> str:
@@ -93,6 +100,8 @@ def save(model: Model, path) -> str:
     arrays[name] = np.array(getattr(model, name))
   for name in _TUPLES:
     arrays[name] = np.array(getattr(model, name))
+  arrays["smooth_k"] = np.array(float(model.smooth_k))
+  arrays["calibration"] = np.array(model.calibration, np.int64)
   for cue, (centres, lik) in model.likelihoods.items():
     arrays[f"{cue}_bincenters"] = np.asarray(centres, np.float64)
     arrays[f"{cue}_likelihood"] = np.asarray(lik, np.float64)
@@ -103,9 +112,7 @@ def save(model: Model, path) -> str:
 def load(path=None) -> Model:
   """Load a model .npz; `None` = the default model shipped inside the package."""
   if path is None:
-    ref = importlib.resources.files("pointseg_jax.objectness") / DEFAULT_MODEL
-    with importlib.resources.as_file(ref) as p:
-      return load(p)
+    return load_packaged(DEFAULT_MODEL)
   path = pathlib.Path(path)
   if not path.is_file():
     raise errors.MissingInputError(f"objectness model {path} not found; relearn one with "
@@ -116,6 +123,13 @@ def load(path=None) -> Model:
       kw[name] = int(kw[name])
     for name in _TUPLES:
       kw[name] = tuple(z[name].tolist())
+    if "smooth_k" in z:
+      kw["smooth_k"] = float(z["smooth_k"])
+    if "calibration" in z:
+      kw["calibration"] = tuple(int(v) for v in z["calibration"].tolist())
+    if kw.get("calibration") and len(kw["calibration"]) != 256:
+      raise errors.DataError(f"objectness model {path}: calibration has "
+                             f"{len(kw['calibration'])} levels, expected 256 (one per uint8 level)")
     lik = {c: (z[f"{c}_bincenters"], z[f"{c}_likelihood"]) for c in CUES if f"{c}_likelihood" in z}
     cues = tuple(str(c) for c in z["cues"])
     missing = [c for c in cues if c not in lik]
@@ -124,9 +138,20 @@ def load(path=None) -> Model:
     return Model(cues=cues, likelihoods=lik, source=str(z["source"]), **kw)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
+def load_packaged(name: str) -> Model:
+  """A model file shipped inside the package: `alexe_v22.npz` (the release's, the default) or
+  `synthetic_v2.npz` (learned on synthetic_points/default train scenes, docs/objectness.md §5b)."""
+  ref = importlib.resources.files("pointseg_jax.objectness") / name
+  if not ref.is_file():
+    raise errors.MissingInputError(f"no packaged objectness model {name!r} in pointseg_jax/"
+                                   "objectness/ (reinstall the package)")
+  with importlib.resources.as_file(ref) as p:
+    return load(p)
+
+
 def default_model() -> Model:
-  return load(None)
+  return load_packaged(DEFAULT_MODEL)
 
 
 def from_release(release_dir) -> Model:

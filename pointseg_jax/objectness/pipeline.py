@@ -169,10 +169,28 @@ def objectness_boxes(image, rng=0, num_windows: int = 1000, model: model_lib.Mod
   return boxes.astype(np.int64), scores
 
 
+def smoothing_superpixels(image: np.ndarray, model: model_lib.Model,
+                          max_side: int | None) -> np.ndarray:
+  """Superpixels of scale `model.smooth_k` at the cues' working size, upsampled (nearest) to the
+  input size: int [H, W]."""
+  height, width = image.shape[:2]
+  work = resize_to_max_side(image, max_side)
+  labels = cues_lib.superpixels(work, model.smooth_k, model.ss_basis_sigma, model.ss_basis_min_area)
+  if labels.shape != (height, width):
+    rows = np.arange(height) * labels.shape[0] // height
+    cols = np.arange(width) * labels.shape[1] // width
+    labels = labels[rows[:, None], cols[None, :]]
+  return labels
+
+
 def heatmap(image, rng=0, num_windows: int = 1000, model: model_lib.Model | None = None,
             max_side: int | None = DEFAULT_MAX_SIDE, distribution_windows: int | None = None,
             timings: dict | None = None) -> np.ndarray:
   """Per-pixel objectness heat map, uint8 [H, W]; at training time P(object) = (o + 1) / 257.
+
+  The NMS-kept windows' scores are summed per pixel (`computeObjectnessHeatMap.m`); a model with
+  `smooth_k` averages that sum within superpixels, and one with a `calibration` maps the uint8
+  levels to calibrated ones (model.py).
 
   image: uint8 RGB [H, W, 3] (grayscale [H, W] is replicated); rng: int seed, numpy Generator or
   None (fresh entropy) — the same seed gives the same map. Flat images give an all-zero map.
@@ -180,7 +198,11 @@ def heatmap(image, rng=0, num_windows: int = 1000, model: model_lib.Model | None
   image = as_rgb_uint8(image)
   boxes, scores = objectness_boxes(image, rng, num_windows, model, max_side,
                                    distribution_windows, timings=timings)
+  model = model_lib.default_model() if model is None else model
   t = time.process_time()
-  out = render.boxes_to_heatmap(boxes, scores, *image.shape[:2])
+  summed = render.score_sum(boxes, scores, *image.shape[:2])
+  if model.smooth_k:
+    summed = render.superpixel_average(summed, smoothing_superpixels(image, model, max_side))
+  out = render.calibrate(render.to_uint8(summed), model.calibration)
   _Timer(timings)("heatmap", t)
   return out

@@ -28,19 +28,10 @@ from pointseg_jax import labels
 from pointseg_jax import objectness
 from pointseg_jax.data.prepare import prepare
 from pointseg_jax.data.synthetic_points import scenes
+from pointseg_jax.objectness.evaluate import auc_from_histograms
 
 FLAGS = flags.FLAGS
 SIZE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-
-
-def auc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
-  """ROC AUC = P(score_pos > score_neg) + P(tie) / 2, from score histograms (exact for uint8)."""
-  pos = np.asarray(pos, np.float64)
-  neg = np.asarray(neg, np.float64)
-  if pos.sum() == 0 or neg.sum() == 0:
-    return float("nan")
-  neg_below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])
-  return float((pos * (neg_below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
 
 
 class Accumulator:

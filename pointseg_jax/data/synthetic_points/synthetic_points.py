@@ -29,6 +29,11 @@ SPLITS = ("train", "val")
 # (height / width, probability): VOC photos are mostly 500x375 landscape, some 375x500 portrait.
 ASPECTS = ((0.75, 0.65), (4.0 / 3.0, 0.25), (1.0, 0.10))
 _WORKERS_ENV = "POINTSEG_DATA_WORKERS"
+# The objectness model (a file packaged in pointseg_jax/objectness/) each dataset version uses:
+# 1.0.0 the release's cue model as it is (RESULTS.md v1 trained on it); 2.0.0 cues relearned on
+# train scenes, superpixel-smoothed and calibrated (docs/objectness.md §5b). Scenes and clicks are
+# the same in both versions; only the objectness maps differ.
+OBJECTNESS_MODELS = {"1.0.0": "alexe_v22.npz", "2.0.0": "synthetic_v2.npz"}
 
 
 @dataclasses.dataclass
@@ -50,6 +55,7 @@ class _Recipe:
   max_side: int
   objectness_windows: int
   objectness_candidates: int
+  objectness_model: str = OBJECTNESS_MODELS["2.0.0"]   # packaged model file (OBJECTNESS_MODELS)
 
 
 def image_size(rng: np.random.Generator, max_side: int) -> tuple[int, int]:
@@ -77,7 +83,8 @@ def make_example(recipe: _Recipe, split: str, index: int) -> tuple[str, dict]:
   labels = clicks.simulate_annotations(mask, instance_mask, np.random.default_rng(click_seq))
   heat = objectness.heatmap(scene["image"], rng=np.random.default_rng(obj_seq),
                             num_windows=recipe.objectness_windows,
-                            distribution_windows=recipe.objectness_candidates)
+                            distribution_windows=recipe.objectness_candidates,
+                            model=objectness.load_packaged(recipe.objectness_model))
   key = example_id(split, index)
   return key, {
       "id": key,
@@ -157,8 +164,13 @@ def _parallel(recipe: _Recipe, split: str, num: int, workers: int) -> Iterator[t
 class SyntheticPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   """Procedural VOC-like scenes with simulated point clicks (the embedded benchmark)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Procedural VOC-like scenes, simulated crowd clicks, objectness."}
+  VERSION = tfds.core.Version("2.0.0")
+  SUPPORTED_VERSIONS = [tfds.core.Version("1.0.0")]   # 'synthetic_points/default:1.0.0'
+  RELEASE_NOTES = {
+      "1.0.0": "Procedural VOC-like scenes, simulated crowd clicks, objectness (release model).",
+      "2.0.0": "Same scenes and clicks; objectness from cues learned on train scenes, superpixel-"
+               "smoothed and calibrated (docs/objectness.md §5b).",
+  }
   BUILDER_CONFIGS = [
       # Tests and CI: builds in seconds; objectness from fewer windows to stay fast.
       SyntheticPointsConfig(name="tiny", description="48 train / 16 val images, long side 64 px.",
@@ -195,7 +207,8 @@ class SyntheticPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str, num: int) -> Iterator[tuple[str, dict]]:
     cfg = self.builder_config
-    recipe = _Recipe(cfg.seed, cfg.max_side, cfg.objectness_windows, cfg.objectness_candidates)
+    recipe = _Recipe(cfg.seed, cfg.max_side, cfg.objectness_windows, cfg.objectness_candidates,
+                     OBJECTNESS_MODELS[str(self.version)])
     workers = self._num_workers or default_num_workers(num)
     # TFDS's own bar does not know the split size; this one shows the ETA (tfds.display_progress_bar
     # switches both).
