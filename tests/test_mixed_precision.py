@@ -46,7 +46,8 @@ def batch_and_params(model, seed=0):
   present[:, 0] = True
   present[np.arange(B), labels[:, 10, 20]] = True
   batch = {"image": rng.uniform(0, 255, (B, H, W, 3)).astype(np.float32), "labels": labels,
-           "valid": np.ones((B, H, W), bool), "present": present, "sparse_labels": sparse,
+           "valid": np.ones((B, H, W), bool), "present": present, "known": np.ones((B, 21), bool),
+           "sparse_labels": sparse,
            "sparse_weights": (sparse != 255).astype(np.float32),
            "objectness": rng.uniform(0.01, 0.99, (B, H, W)).astype(np.float32)}
   return batch, params
