@@ -9,7 +9,10 @@ trick (`weights.py`).
 fc6/fc7/fc8 run as convolutions over the whole image and the class scores are averaged over
 positions: VGG's own dense evaluation (Simonyan & Zisserman 2015, §3.2: the fully connected layers
 converted to convolutions, the class score map spatially averaged), which lets the classifier see
-the same pool5 map size that the FCN sees on the benchmark's images.
+images smaller than the FCN's. On a small image pool5 is small (2x2 at 64 px) and SAME padding
+means fc6's outer taps only ever multiply zeros: they get no gradient, so they start at zero
+(`reachable_taps_init`) and stay there, instead of keeping random values that the FCN, on its
+larger pool5 map, would read as noise. Fine-tuning then grows them from zero.
 """
 import flax.linen as nn
 import jax
@@ -17,6 +20,18 @@ import jax.numpy as jnp
 
 from pointseg_jax.models import layers
 from pointseg_jax.models import vgg16
+
+
+def reachable_taps_init(reach: tuple[int, int]) -> nn.initializers.Initializer:
+  """He init on the central (2 rh + 1) x (2 rw + 1) taps of a kernel (fan-in over those taps
+  only), zero on the taps that never see the input: pool5 of side n reaches offsets |d| < n."""
+  def init(key, shape, dtype=jnp.float32):
+    kh, kw, cin, cout = shape
+    rh, rw = min(reach[0], kh // 2), min(reach[1], kw // 2)
+    live = nn.initializers.kaiming_normal()(key, (2 * rh + 1, 2 * rw + 1, cin, cout), dtype)
+    return jnp.zeros(shape, dtype).at[kh // 2 - rh:kh // 2 + rh + 1,
+                                      kw // 2 - rw:kw // 2 + rw + 1].set(live)
+  return init
 
 
 class Classifier(nn.Module):
@@ -36,7 +51,9 @@ class Classifier(nn.Module):
     x = vgg16.preprocess(images.astype(jnp.float32))
     x = vgg16.backbone(x, width=self.width, mode="same")["pool5"]
     fc = vgg16.scaled(vgg16.FC_CHANNELS, self.width)
-    x = layers.Conv(fc, vgg16.FC6_KERNEL, padding="SAME", name="fc6")(x)
+    reach = (x.shape[1] - 1, x.shape[2] - 1)
+    x = layers.Conv(fc, vgg16.FC6_KERNEL, padding="SAME", name="fc6",
+                    kernel_init=reachable_taps_init(reach))(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
     x = layers.Conv(fc, 1, name="fc7")(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
