@@ -30,9 +30,9 @@ def get_config(arg=None):
       name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0,
       accum_steps=1, warmup_steps=300, clip_grad_norm=20.0))
   c.batch_size = 32
-  c.num_steps = 3000
+  c.num_steps = 1500
   c.log_every = 100
-  c.eval_every = 1000
+  c.eval_every = 500
   c.eval_batch_size = 160
   if arg == "tiny":
     c.dataset = "synthetic_classes/tiny"
