@@ -57,5 +57,7 @@ class Classifier(nn.Module):
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
     x = layers.Conv(fc, 1, name="fc7")(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
-    x = layers.Conv(self.num_classes, 1, name="fc8")(x)
+    # Zero-initialised, like the FCN's score layers: the first loss is log K, not the huge one
+    # He-initialised logits over unnormalised 0..255 inputs give.
+    x = layers.Conv(self.num_classes, 1, name="fc8", kernel_init=nn.initializers.zeros_init())(x)
     return jnp.mean(x, axis=(1, 2))
