@@ -32,8 +32,14 @@ from pointseg_jax.data.synthetic_classes import corpus
 from pointseg_jax.models import weights as weights_lib
 from pointseg_jax.models.classifier import Classifier
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/pretrain.py[:tiny]",
-                                          lock_config=True)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """--config; defined only when this module runs as a program (absl flags are global, and tests
+  import this module next to main.py's --config)."""
+  config_flags.DEFINE_config_file("config", None, "configs/pretrain.py[:tiny]", lock_config=True)
+  flags.mark_flag_as_required("config")
 
 
 def load_split(dataset: str, split: str, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
@@ -151,11 +157,11 @@ def pretrain(config) -> dict:
 
 def main(argv) -> int:
   del argv
-  summary = pretrain(_CONFIG.value)
+  summary = pretrain(FLAGS.config)
   print(json.dumps({k: v for k, v in summary.items() if k != "classes"}, indent=1))
   return 0
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
+  define_flags()
   cli.run(main)
