@@ -1,6 +1,7 @@
 """Pretraining the synthetic configs' backbone as a classifier on `synthetic_classes` (160 classes).
 
-  taskset -c 1 python -m pointseg_jax.pretrain --config=configs/pretrain.py     # ~40 min, 1 core
+  taskset -c 1 python -m pointseg_jax.pretrain --config=configs/pretrain.py \
+      --config.data_dir=/tmp/tfds_pretrain   # builds the corpus (~25 min), then trains (~25 min)
   python -m pointseg_jax.pretrain --config=configs/pretrain.py:tiny --config.out=/tmp/w.npz
 
 The network is `configs/point.py`'s backbone (VGG16 convs + fc6/fc7 at width 1/8) with an fc8

@@ -87,8 +87,10 @@ def test_batches_are_seeded_epochs():
 def _classifier_file(path, width, rows, num_classes=7):
   """A classifier .npz as pretrain writes it, fc8 / biases set to hand-checkable numbers."""
   model = classifier.Classifier(num_classes=num_classes, width=width)
-  params = jax.device_get(model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))["params"])
-  flat = pretrain.flat_params(params)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3))))
+  rng = np.random.default_rng(0)      # numbers from numpy: no compile of the RNG (seconds)
+  flat = {f"{layer}/{leaf}": rng.standard_normal(v.shape).astype(np.float32)
+          for layer, leaves in shapes["params"].items() for leaf, v in leaves.items()}
   n_in = flat["fc8/kernel"].shape[2]
   flat["fc8/kernel"] = (np.arange(n_in)[:, None] * 100 + np.arange(num_classes)[None, :]
                         ).astype(np.float32).reshape(1, 1, n_in, num_classes)
