@@ -606,7 +606,8 @@ def check_width(path: str, model_or_params: Any) -> None:
   want = _target_params(model_or_params)["conv1_1/kernel"].shape[-1]
   try:
     with _open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-      if "fc8/kernel" not in z.files or "conv1_1/kernel" not in z.files:
+      if "fc8/kernel" not in z.files or "score_fr/kernel" in z.files or (
+          "conv1_1/kernel" not in z.files):
         return
       have = z["conv1_1/kernel"].shape[-1]
       meta = json.loads(str(z[META_KEY])) if META_KEY in z.files else {}
@@ -646,7 +647,7 @@ def load_params(path: str, model_or_params: Any) -> dict[str, Any]:
                                    "pointseg_jax.models.weights convert ...`)")
   stored = read_npz_arrays(path, _CONVERTED, _open, meta=True)
   meta = json.loads(str(stored.pop(META_KEY))) if META_KEY in stored else {}
-  if "fc8/kernel" in stored:
+  if "fc8/kernel" in stored and "score_fr/kernel" not in stored:   # a classifier (pretrain.py)
     stored = classifier_to_fcn(stored, meta, target, path)
   if not set(stored) & set(target):
     raise WeightsError(f"{path}: no FCN param paths in this file (found e.g. {sorted(stored)[:4]}); "
