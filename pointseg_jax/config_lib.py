@@ -14,12 +14,15 @@ comma separated (`--config=configs/point.py:voc,tpu`), parsed by `parse_arg`:
   voc        the paper's setup: VOC2012+SBD clicks, full FCN-32s (caffe mode) from ImageNet VGG16,
              bfloat16 compute (float32 params; --config.model.compute_dtype=float32 on CPU)
   tpu        platform: global batch 16, jax.distributed.initialize(); combine with voc
+  pretrained init from the backbone pretrained on `synthetic_classes` (the paper's ImageNet step on
+             the embedded benchmark; score_fr rows from the classifier's; docs/training.md)
   key=value  regime arguments (grown_points: radius=R, any R >= 0 in stored-image pixels;
              squiggle: radius=2|5|25; or a bare number)
 """
 import dataclasses
 import math
 import numbers
+import os
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -32,6 +35,7 @@ from pointseg_jax.data.spec import expand_path
 
 DATASET_VARIANTS = ("synthetic", "tiny", "voc")
 PLATFORM_VARIANTS = ("tpu",)
+INIT_VARIANTS = ("pretrained",)
 # Regime arguments: regime -> {name: (type, allowed values)}; a bare number is the first one.
 # Empty choices: any value of the type (DataSpec checks the range).
 REGIME_ARGS = {"grown_points": {"radius": (float, ())},   # paper §5: 2, 5, 25 px of VOC
@@ -42,6 +46,10 @@ GROWN_POINTS_RADIUS = 1.3
 
 # Where `python -m pointseg_jax.models.weights convert` writes the FCN init by default (voc runs).
 VOC_INIT_FROM = "weights/fcn32s_vgg16_imagenet.npz"
+# The synthetic configs' backbone pretrained on `synthetic_classes` (the `pretrained` variant),
+# committed with the package; `python -m pointseg_jax.pretrain` remakes it (docs/training.md).
+PRETRAINED_INIT_FROM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
+                                    "pretrained", "vgg16_w8_synthetic_classes.npz")
 
 # From-scratch width-1/8 net on the synthetic set: the paper's 1e-5 (tuned for a pretrained
 # VGG16) barely moves it; 1e-3 with a 200-step warmup and gradient clipping learned fastest of the
@@ -55,6 +63,7 @@ class ConfigArgs:
   """The parsed `arg` of a config file."""
   dataset: str = "synthetic"              # one of DATASET_VARIANTS
   tpu: bool = False
+  pretrained: bool = False
   regime_args: tuple[tuple[str, object], ...] = ()   # typed (name, value) pairs
 
   def get(self, name, default=None):
@@ -65,16 +74,16 @@ def parse_arg(regime_name: str, arg: str | None) -> ConfigArgs:
   """'voc,tpu,radius=5' -> ConfigArgs('voc', True, (('radius', 5),)); anything else is one
   ConfigError that names the bad token and what is accepted."""
   allowed = REGIME_ARGS.get(regime_name, {})
-  accepted = (f"variants {', '.join(DATASET_VARIANTS + PLATFORM_VARIANTS)}"
+  variants = DATASET_VARIANTS + PLATFORM_VARIANTS + INIT_VARIANTS
+  accepted = (f"variants {', '.join(variants)}"
               + (f" and {', '.join(f'{k}=<{t.__name__}>' for k, (t, _) in allowed.items())}"
                  if allowed else ""))
-  datasets, tpu, kwargs = [], False, {}
+  datasets, tpu, pretrained, kwargs = [], False, False, {}
   for token in (arg or "").split(","):
     token = token.strip()
     if not token:
       continue
-    if "=" not in token and token not in DATASET_VARIANTS + PLATFORM_VARIANTS and allowed and (
-        _is_number(token)):
+    if "=" not in token and token not in variants and allowed and _is_number(token):
       token = f"{next(iter(allowed))}={token}"        # 'squiggle.py:25' == 'radius=25'
     if "=" in token:
       key, value = (part.strip() for part in token.split("=", 1))
@@ -97,13 +106,20 @@ def parse_arg(regime_name: str, arg: str | None) -> ConfigArgs:
       datasets.append(token)
     elif token in PLATFORM_VARIANTS:
       tpu = True
+    elif token in INIT_VARIANTS:
+      pretrained = True
     else:
       raise errors.ConfigError(f"unknown config variant {token!r}; accepted: {accepted} "
                                "(comma separated, e.g. configs/point.py:voc,tpu)")
   if len(set(datasets)) > 1:
     raise errors.ConfigError(f"config variants {sorted(set(datasets))} exclude each other: pick "
                              f"one of {DATASET_VARIANTS}")
-  return ConfigArgs(datasets[0] if datasets else "synthetic", tpu, tuple(sorted(kwargs.items())))
+  if pretrained and "voc" in datasets:
+    raise errors.ConfigError("config variants voc and pretrained exclude each other: voc already "
+                             "starts from ImageNet VGG16 (pretrained is the synthetic set's "
+                             "counterpart)")
+  return ConfigArgs(datasets[0] if datasets else "synthetic", tpu, pretrained,
+                    tuple(sorted(kwargs.items())))
 
 
 def _is_number(token: str) -> bool:
@@ -221,6 +237,11 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
                    eval_every=5000)
     c.eval.batch_size = 1
     c.predict.batch_size = 1
+
+  if args.pretrained:
+    # The width-1/8 backbone pretrained on synthetic_classes (python -m pointseg_jax.pretrain);
+    # another width (e.g. tiny's 1/16) is refused when loading, naming the command.
+    c.model.init_from = PRETRAINED_INIT_FROM
 
   if args.tpu:
     c.distributed = True

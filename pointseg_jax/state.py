@@ -16,6 +16,7 @@ import optax
 import tensorflow as tf
 
 from pointseg_jax import checkpointing
+from pointseg_jax import config_lib
 from pointseg_jax import errors
 from pointseg_jax import parallel
 from pointseg_jax.data import spec as spec_lib
@@ -133,17 +134,25 @@ def abstract_train_state(model, opt: OptimizerSpec, mesh):
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
-def check_init_from(path) -> str:
+def check_init_from(path, model=None) -> str:
   """The expanded `config.model.init_from`, or a clear error on how to make the file. Local paths
-  and URLs (gs://..., through TensorFlow's file systems, as the loader reads them) alike."""
+  and URLs (gs://..., through TensorFlow's file systems, as the loader reads them) alike. With the
+  model: a pretrained classifier file of another width is refused here, before any data is built."""
   path = spec_lib.expand_path(str(path))
   exists = tf.io.gfile.exists(path) if "://" in path else pathlib.Path(path).is_file()
+  if not exists and path == config_lib.PRETRAINED_INIT_FROM:
+    raise errors.MissingInputError(
+        f"config.model.init_from={path!r} (the `pretrained` variant's backbone) does not exist: "
+        f"make it with `{weights_lib.PRETRAIN_COMMAND}` (docs/training.md, \"Pretraining\"), or "
+        "drop the `pretrained` variant to train from scratch")
   if not exists:
     raise errors.MissingInputError(
         f"config.model.init_from={path!r} does not exist: the voc configs start from ImageNet "
         "VGG16 weights converted once with `python -m pointseg_jax.models.weights convert --from "
         f"keras|torchvision|npz <VGG16 weights file> --out={path}` (docs/model.md says where to "
         "get them), or train from scratch with --config.model.init_from=''")
+  if model is not None:
+    weights_lib.check_width(path, model)
   return path
 
 

@@ -158,7 +158,7 @@ def _train_and_evaluate(config, workdir) -> dict[str, Any]:
         f"config.train.num_steps={num_steps}: pass --config.train.num_steps={last_checkpoint} or "
         "more to resume it, or use a new --workdir")
   if last_checkpoint is None and config.model.get("init_from"):
-    state_lib.check_init_from(config.model.init_from)
+    state_lib.check_init_from(config.model.init_from, model)
   run.prepare_data()
   if is_main:
     workdir_lib.write_config(config, workdir)

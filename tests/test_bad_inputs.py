@@ -142,7 +142,7 @@ CASES = [
          argv=(CONFIG, "--config.optimiser.learning_rate=1e-3")),
     Case("variant_unknown", "`--config=configs/point.py:gpu`",
          "error: --config=configs/point.py:gpu: unknown config variant 'gpu'; accepted: variants "
-         "synthetic, tiny, voc, tpu (comma separated, e.g. configs/point.py:voc,tpu)",
+         "synthetic, tiny, voc, tpu, pretrained (comma separated, e.g. configs/point.py:voc,tpu)",
          argv=("--config=configs/point.py:gpu",)),
     Case("regime_argument_bad", "`--config=configs/squiggle.py:7`",
          "error: --config=configs/squiggle.py:7: config argument radius=7 of regime 'squiggle': "
@@ -216,6 +216,14 @@ CASES = [
          "(docs/model.md says where to get them), or train from scratch with "
          "--config.model.init_from=''",
          run=train(tiny(model__init_from="~/vgg16.npz", **UNUSED_DATA))),
+    Case("pretrained_other_width", "`--config=configs/point.py:tiny,pretrained` (the committed "
+         "backbone is width 1/8, tiny's model 1/16)",
+         "error: <cwd>/pointseg_jax/models/pretrained/vgg16_w8_synthetic_classes.npz: a backbone "
+         "of width 0.125 (8 conv1_1 channels), the model has 4 (config.model.width); make one of "
+         "this width with `taskset -c 1 python -m pointseg_jax.pretrain "
+         "--config=configs/pretrain.py --config.data_dir=/tmp/tfds_pretrain --config.width=<width> "
+         "--config.out=<file>` and set --config.model.init_from=<file>",
+         run=train(tiny(arg="tiny,pretrained", **UNUSED_DATA))),
     # --- A workdir holds one run ---------------------------------------------------------------
     Case("workdir_other_regime", "`--config=configs/image.py:tiny --workdir=runs/r2`, r2 a copy "
          "of a `point` run",

@@ -56,6 +56,9 @@ def _ctrl_c_at(step):
 @pytest.fixture(scope="module")
 def runs(tiny_data_dir, tmp_path_factory):
   config = tiny_config(tiny_data_dir, **RUN)
+  # What SIGINT does outside a run (Python's KeyboardInterrupt, or ignored in a background job or
+  # a test worker): a run must leave it as it found it.
+  sigint_before = signal.getsignal(signal.SIGINT)
   reference = train.train_and_evaluate(config, tmp_path_factory.mktemp("reference"))
   workdir = tmp_path_factory.mktemp("interrupted") / "run"
   with pytest.MonkeyPatch.context() as mp:
@@ -67,7 +70,7 @@ def runs(tiny_data_dir, tmp_path_factory):
   shutil.rmtree(workdir / "checkpoints" / "6")       # a crash after logging 5, 6 and eval@6
   final = train.train_and_evaluate(config, workdir)  # resumes at 4: repeats 5, 6
   return dict(config=config, reference=reference, stopped=stopped.value, workdir=workdir,
-              after_ctrl_c=after_ctrl_c, final=final)
+              after_ctrl_c=after_ctrl_c, final=final, sigint_before=sigint_before)
 
 
 def test_ctrl_c_saves_the_current_step_and_the_resume_is_bit_exact(runs):
@@ -80,7 +83,7 @@ def test_ctrl_c_saves_the_current_step_and_the_resume_is_bit_exact(runs):
   assert final["params_sha256"] == reference["params_sha256"]
   assert final["eval/miou"] == reference["eval/miou"]
   assert final["config_sha256"] == reference["config_sha256"]
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handlers restored
+  assert signal.getsignal(signal.SIGINT) is runs["sigint_before"]   # handlers restored
 
 
 def test_tensorboard_and_metrics_have_each_step_once_after_resumes(runs):

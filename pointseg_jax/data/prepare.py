@@ -23,6 +23,7 @@ BUILDERS = {
     "synthetic_points": "pointseg_jax.data.synthetic_points",
     "voc2012_points": "pointseg_jax.data.voc2012_points",
     "custom_points": "pointseg_jax.data.custom_points",
+    "synthetic_classes": "pointseg_jax.data.synthetic_classes",   # pretraining corpus
 }
 VOC_MARKER = os.path.join("VOCdevkit", "VOC2012")
 # Builders that read a manual_dir -> the entry that must be in it.

@@ -65,6 +65,10 @@ TORCHVISION_INDEX.update({"fc6": 0, "fc7": 3, "fc8": 6})
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)   # RGB, on 0..1 pixels
 TORCHVISION_STD = (0.229, 0.224, 0.225)
 META_KEY = "_meta"
+# What remakes the committed pretrained backbone (config_lib.PRETRAINED_INIT_FROM), bit-exact on
+# the same machine type (docs/training.md, "Pretraining").
+PRETRAIN_COMMAND = ("taskset -c 1 python -m pointseg_jax.pretrain --config=configs/pretrain.py "
+                    "--config.data_dir=/tmp/tfds_pretrain")
 COMMANDS = ("convert", "info")
 FLAGS = flags.FLAGS
 
@@ -402,6 +406,11 @@ def read_npz(path: str) -> tuple[Vgg, dict[str, np.ndarray]]:
   the file instead of dropping them.
   """
   arrays = read_npz_arrays(path, "an .npz of VGG16 arrays ('conv1_1/kernel' or 'conv1_1_W' keys)")
+  return vgg_from_arrays(arrays, path)
+
+
+def vgg_from_arrays(arrays: Mapping[str, np.ndarray], path: str = "") -> tuple[Vgg, dict]:
+  """`read_npz`'s parsing of an .npz's arrays: (Vgg, FCN score layers)."""
   vgg, extra = {}, {}
   for key, value in arrays.items():
     m = re.fullmatch(r"(\w+?)(?:/(kernel|bias)|_(W|b))", key)
@@ -425,8 +434,13 @@ def read_npz(path: str) -> tuple[Vgg, dict[str, np.ndarray]]:
 
 def fcn_params_from_vgg(vgg: Vgg, num_classes: int = 21,
                         score: Mapping[str, np.ndarray] | None = None,
-                        source: str = "") -> dict[str, np.ndarray]:
-  """Vgg -> flattened FCN params {'conv1_1/kernel': ..., 'fc6/kernel' [7,7,C,F], 'score_fr/...'}."""
+                        source: str = "", score_rows: tuple[int, ...] = PASCAL_FROM_ILSVRC
+                        ) -> dict[str, np.ndarray]:
+  """Vgg -> flattened FCN params {'conv1_1/kernel': ..., 'fc6/kernel' [7,7,C,F], 'score_fr/...'}.
+
+  score_rows: the fc8 row of each class 1..num_classes-1 (ImageNet: `PASCAL_FROM_ILSVRC`; the
+  synthetic pretraining: the corpus classes of the benchmark's, stored in the file's _meta).
+  """
   where = f"{source}: " if source else ""
   unknown = sorted(n for n in vgg if n not in vgg16.CONV_NAMES and n not in FC_NAMES)
   if unknown:
@@ -463,15 +477,17 @@ def fcn_params_from_vgg(vgg: Vgg, num_classes: int = 21,
     if b.shape != (n_out,):
       raise WeightsError(f"{where}{name}: bias {b.shape} does not match its {n_out} outputs")
     out[f"{name}/bias"] = b
-  out.update(_score_fr(vgg.get("fc8"), fc7.shape[1], num_classes, score, where))
+  out.update(_score_fr(vgg.get("fc8"), fc7.shape[1], num_classes, score, where,
+                       tuple(score_rows)))
   for key, value in (score or {}).items():   # an FCN-16s/8s file's skip heads pass through
     if key.split("/")[0] in ("score_pool4", "score_pool3") and value.shape[-1] == num_classes:
       out[key] = value
   return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
 
 
-def _score_fr(fc8, n_in, num_classes, score, where) -> dict[str, np.ndarray]:
-  """Authors' init: background zero, classes 1..20 = ILSVRC fc8 rows; else zeros (with a message)."""
+def _score_fr(fc8, n_in, num_classes, score, where, rows=PASCAL_FROM_ILSVRC
+              ) -> dict[str, np.ndarray]:
+  """Authors' init: background zero, class c = fc8 row rows[c - 1]; else zeros (with a message)."""
   score = dict(score or {})
   kshape = (1, 1, n_in, num_classes)
   if score.get("score_fr/kernel") is not None and score["score_fr/kernel"].shape == kshape:
@@ -482,15 +498,16 @@ def _score_fr(fc8, n_in, num_classes, score, where) -> dict[str, np.ndarray]:
   reason = None
   if fc8 is None:
     reason = "the source has no fc8 (ImageNet classifier)"
-  elif num_classes != 1 + len(PASCAL_FROM_ILSVRC):
-    reason = f"the ILSVRC->PASCAL rows are for 21 classes, not {num_classes}"
-  elif fc8["kernel"].shape != (n_in, 1000):
-    reason = f"fc8 kernel is {fc8['kernel'].shape}, not [{n_in}, 1000]"
+  elif num_classes != 1 + len(rows):
+    reason = f"the classifier->score rows are for {1 + len(rows)} classes, not {num_classes}"
+  elif fc8["kernel"].shape[0] != n_in or fc8["kernel"].shape[1] <= max(rows):
+    reason = (f"fc8 kernel is {fc8['kernel'].shape}, not [{n_in}, > {max(rows)}] (rows "
+              f"{rows[:3]}...)")
   if reason:
     logging.warning("%sscore_fr initialised to zeros: %s (FCN's init for full supervision).",
                     where, reason)
   else:
-    rows = list(PASCAL_FROM_ILSVRC)
+    rows = list(rows)
     kernel[0, 0, :, 1:] = fc8["kernel"][:, rows]
     bias[1:] = fc8["bias"][rows]
   return {"score_fr/kernel": kernel, "score_fr/bias": bias}
@@ -573,6 +590,49 @@ def _target_params(target: Any) -> dict[str, Any]:
   return traverse_util.flatten_dict(dict(target), sep="/")
 
 
+def _check_width(path, meta, have: int, want: int) -> None:
+  if have != want:
+    raise WeightsError(
+        f"{path}: a backbone of width {meta.get('width', '?')} ({have} conv1_1 channels), the "
+        f"model has {want} (config.model.width); make one of this width with `"
+        f"{meta.get('command', PRETRAIN_COMMAND)} --config.width=<width> --config.out=<file>` and "
+        "set --config.model.init_from=<file>")
+
+
+def check_width(path: str, model_or_params: Any) -> None:
+  """The cheap early check of a pretrained classifier file (before any data is built): its
+  backbone width against the model's, reading only conv1_1 and _meta. Files without fc8 (the
+  ImageNet conversions) and unreadable ones are left to `load_params`, which checks everything."""
+  want = _target_params(model_or_params)["conv1_1/kernel"].shape[-1]
+  try:
+    with _open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+      if "fc8/kernel" not in z.files or "score_fr/kernel" in z.files or (
+          "conv1_1/kernel" not in z.files):
+        return
+      have = z["conv1_1/kernel"].shape[-1]
+      meta = json.loads(str(z[META_KEY])) if META_KEY in z.files else {}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+    return
+  _check_width(path, meta, have, want)
+
+
+def classifier_to_fcn(stored: Mapping[str, np.ndarray], meta: Mapping[str, Any],
+                      target: Mapping[str, Any], path: str) -> dict[str, np.ndarray]:
+  """A pretrained classifier's params (fc8 over its classes, `pointseg_jax.pretrain`) -> FCN
+  params: the authors' surgery at load time, score_fr rows 1..20 = fc8 rows `_meta.score_rows`,
+  background row zero. A backbone of another width than the model is one error naming the file
+  and the command that makes it (`_meta.command`)."""
+  _check_width(path, meta, stored["conv1_1/kernel"].shape[-1],
+               target["conv1_1/kernel"].shape[-1])
+  if "score_rows" not in meta:
+    raise WeightsError(f"{path}: has a classifier (fc8) but no _meta.score_rows saying which of "
+                       "its rows are the benchmark's classes; remake it with "
+                       f"`{meta.get('command', PRETRAIN_COMMAND)}`")
+  vgg, score = vgg_from_arrays(stored, path)
+  num_classes = target["score_fr/kernel"].shape[-1]
+  return fcn_params_from_vgg(vgg, num_classes, score, path, tuple(meta["score_rows"]))
+
+
 def load_params(path: str, model_or_params: Any) -> dict[str, Any]:
   """Params tree for a model from a converted .npz, every leaf checked against the model.
 
@@ -585,7 +645,10 @@ def load_params(path: str, model_or_params: Any) -> dict[str, Any]:
   if not _exists(path):
     raise errors.MissingInputError(f"{path}: no such params file (make one with `python -m "
                                    "pointseg_jax.models.weights convert ...`)")
-  stored = read_npz_arrays(path, _CONVERTED, _open)
+  stored = read_npz_arrays(path, _CONVERTED, _open, meta=True)
+  meta = json.loads(str(stored.pop(META_KEY))) if META_KEY in stored else {}
+  if "fc8/kernel" in stored and "score_fr/kernel" not in stored:   # a classifier (pretrain.py)
+    stored = classifier_to_fcn(stored, meta, target, path)
   if not set(stored) & set(target):
     raise WeightsError(f"{path}: no FCN param paths in this file (found e.g. {sorted(stored)[:4]}); "
                        "convert it with `python -m pointseg_jax.models.weights convert`")

@@ -432,6 +432,19 @@ def texture_pattern(texture, uu, vv, rng, s):
   raise ValueError(f"unknown texture {texture!r}; expected one of {TEXTURES}")
 
 
+def object_colour(rng, style, uu, vv, radius, s):
+  """RGB [H, W, 3] of an object of `style` at object-frame pixel offsets (uu, vv): its colour
+  family, texture, a linear light gradient and a faint mottle (also the classification corpus's
+  objects, `synthetic_classes`)."""
+  main, second = sample_colours(rng, style.colour)
+  pattern = texture_pattern(style.texture, uu, vv, rng, s)
+  colour = main * (1.0 - pattern[..., None]) + second * pattern[..., None]
+  ang = rng.uniform(0, 2 * np.pi)
+  light = 1.0 + rng.uniform(0.08, 0.22) * (np.cos(ang) * uu + np.sin(ang) * vv) / radius
+  mottle = 1.0 + 0.04 * _noise(rng, light.shape, 2.0 * s)
+  return colour * (light * mottle)[..., None]
+
+
 @dataclasses.dataclass
 class _Instance:
   cls: int
@@ -551,6 +564,14 @@ def void_band(instance_ids, radius):
   return hi != lo
 
 
+def camera(rng, image, noise_std):
+  """Float RGB in [0, 1] -> uint8 photo: colour cast, exposure, sensor noise (std in grey levels,
+  drawn from the range `noise_std`)."""
+  cast = rng.uniform(0.92, 1.08, size=3).astype(np.float32) * rng.uniform(0.85, 1.12)
+  image = image * cast + rng.normal(0.0, rng.uniform(*noise_std) / 255.0, size=image.shape)
+  return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
 def render_scene(rng: np.random.Generator, height: int, width: int,
                  config: SceneConfig = SceneConfig()) -> dict:
   """One VOC-like scene.
@@ -580,15 +601,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int,
       continue
     sd, uu, vv, box, full = placed
     img_sl, loc_sl = _clip_box(box, h, w)
-    style = CLASS_STYLES[inst.cls]
-    main, second = sample_colours(rng, style.colour)
-    pattern = texture_pattern(style.texture, uu[loc_sl], vv[loc_sl], rng, s)
-    colour = main * (1.0 - pattern[..., None]) + second * pattern[..., None]
-    ang = rng.uniform(0, 2 * np.pi)
-    light = 1.0 + rng.uniform(0.08, 0.22) * (np.cos(ang) * uu[loc_sl] + np.sin(ang) * vv[loc_sl]) / (
-        inst.radius)
-    mottle = 1.0 + 0.04 * _noise(rng, light.shape, 2.0 * s)
-    colour = colour * (light * mottle)[..., None]
+    colour = object_colour(rng, CLASS_STYLES[inst.cls], uu[loc_sl], vv[loc_sl], inst.radius, s)
     alpha = np.clip(0.5 - sd[loc_sl], 0.0, 1.0)[..., None]
     image[img_sl] = image[img_sl] * (1.0 - alpha) + colour * alpha
     cover = sd[loc_sl] < 0
@@ -600,10 +613,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int,
     full_area.append(full)
     visible.append(int(cover.sum()))
 
-  # Camera: colour cast, exposure, sensor noise.
-  cast = rng.uniform(0.92, 1.08, size=3).astype(np.float32) * rng.uniform(0.85, 1.12)
-  image = image * cast + rng.normal(0.0, rng.uniform(*cfg.noise_std) / 255.0, size=image.shape)
-  image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+  image = camera(rng, image, cfg.noise_std)
 
   # Renumber instances that survived occlusion 1..n (back to front), void band on every outline.
   ids = np.unique(canvas[canvas > 0])

@@ -1,0 +1,164 @@
+"""The pretraining corpus (synthetic_classes/tiny), the classifier, its load into the FCN through
+`init_from` (the authors' score-row trick) and the `:pretrained` variant."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pointseg_jax import CLASS_NAMES
+from pointseg_jax import config_lib
+from pointseg_jax import errors
+from pointseg_jax import pretrain
+from pointseg_jax import state as state_lib
+from pointseg_jax.data import prepare
+from pointseg_jax.data.synthetic_classes import corpus
+from pointseg_jax.data.synthetic_points import scenes
+from pointseg_jax.models import classifier
+from pointseg_jax.models import fcn
+from pointseg_jax.models import weights
+from helpers import load_config
+
+
+# ---------------------------------------------------------------------------------- corpus ---
+
+
+def test_classes_are_every_style_with_the_benchmarks_first():
+  assert corpus.NUM_CLASSES == len(scenes.SHAPES) * len(scenes.COLOURS) * len(scenes.TEXTURES)
+  assert len(set(corpus.STYLES)) == corpus.NUM_CLASSES
+  for c in range(1, 21):   # VOC class c is corpus class BENCHMARK_ROWS[c - 1], drawn the same way
+    row = corpus.BENCHMARK_ROWS[c - 1]
+    assert corpus.STYLES[row] == scenes.CLASS_STYLES[c]
+    assert corpus.CLASS_NAMES_CORPUS[row].endswith("/" + CLASS_NAMES[c])
+  assert "/" not in corpus.CLASS_NAMES_CORPUS[20]
+
+
+def test_seeds_are_disjoint_from_the_benchmarks_and_examples_reproduce():
+  a = corpus.make_example(0, "train", 5, 32)[1]["image"]
+  assert np.array_equal(a, corpus.make_example(0, "train", 5, 32)[1]["image"])
+  assert not np.array_equal(a, corpus.make_example(0, "heldout", 5, 32)[1]["image"])
+  benchmark = np.random.default_rng(np.random.SeedSequence([0, 0, 5])).random(4)
+  assert not np.allclose(corpus.example_rng(0, "train", 5).random(4), benchmark)
+
+
+def test_tiny_builder_splits_are_balanced(tmp_path):
+  builder = prepare("synthetic_classes/tiny", str(tmp_path))
+  assert builder.info.splits["train"].num_examples == 2 * corpus.NUM_CLASSES
+  assert builder.info.splits["heldout"].num_examples == corpus.NUM_CLASSES
+  images, labels = pretrain.load_split("synthetic_classes/tiny", "heldout", str(tmp_path))
+  assert images.shape == (corpus.NUM_CLASSES, 32, 32, 3) and images.dtype == np.uint8
+  np.testing.assert_array_equal(np.sort(labels), np.arange(corpus.NUM_CLASSES))
+  # Example i of a split is class i mod 160, from its own seed (the builder adds nothing).
+  i = int(np.flatnonzero(labels == 7)[0])
+  np.testing.assert_array_equal(images[i], corpus.make_example(1, "heldout", 7, 32)[1]["image"])
+
+
+# ------------------------------------------------------------------------------ classifier ---
+
+
+def test_fc6_taps_beyond_the_pool5_map_start_and_stay_zero():
+  init = classifier.reachable_taps_init((1, 1))   # pool5 2x2 (64 px): offsets -1..1 see the map
+  k = np.asarray(init(jax.random.key(0), (7, 7, 3, 5)))
+  live = np.zeros((7, 7), bool)
+  live[2:5, 2:5] = True
+  assert np.all(k[~live] == 0) and np.all(np.abs(k[live]).sum(-1).sum(-1) > 0)
+  # He init over the live taps only: fan-in 3 * 3 * 3 = 27, std sqrt(2 / 27) ~ 0.27.
+  assert 0.15 < k[live].std() < 0.4
+  # SAME conv on a 2x2 map: the outer taps multiply padding only, so they get no gradient.
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 2, 2, 3)), jnp.float32)
+  g = np.asarray(jax.grad(lambda w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum())(jnp.asarray(k)))
+  assert np.all(g[~live] == 0) and np.abs(g[live]).min() > 0
+
+
+def test_batches_are_seeded_epochs():
+  a = [idx for (idx, _), _ in zip(pretrain.batches(10, 4, seed=3), range(5))]
+  b = [idx for (idx, _), _ in zip(pretrain.batches(10, 4, seed=3), range(5))]
+  assert all(np.array_equal(x, y) for x, y in zip(a, b))
+  np.testing.assert_array_equal(np.sort(np.concatenate(a)[:10]), np.arange(10))   # one epoch
+  np.testing.assert_array_equal(np.sort(np.concatenate(a)[10:20]), np.arange(10))
+
+
+# ----------------------------------------------------------------- init_from: score rows ---
+
+
+def _classifier_file(path, width, rows, num_classes=7):
+  """A classifier .npz as pretrain writes it, fc8 / biases set to hand-checkable numbers."""
+  model = classifier.Classifier(num_classes=num_classes, width=width)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3))))
+  rng = np.random.default_rng(0)      # numbers from numpy: no compile of the RNG (seconds)
+  flat = {f"{layer}/{leaf}": rng.standard_normal(v.shape).astype(np.float32)
+          for layer, leaves in shapes["params"].items() for leaf, v in leaves.items()}
+  n_in = flat["fc8/kernel"].shape[2]
+  flat["fc8/kernel"] = (np.arange(n_in)[:, None] * 100 + np.arange(num_classes)[None, :]
+                        ).astype(np.float32).reshape(1, 1, n_in, num_classes)
+  flat["fc8/bias"] = np.arange(num_classes, dtype=np.float32) + 0.5
+  return weights.save_npz(path, flat, width=width, score_rows=list(rows),
+                          command=weights.PRETRAIN_COMMAND), flat
+
+
+def test_score_fr_rows_are_the_classifier_rows_of_the_benchmark_classes(tmp_path):
+  rows = (6, 0, 3)                       # VOC-like classes 1, 2, 3 <- classifier rows 6, 0, 3
+  path, flat = _classifier_file(tmp_path / "c.npz", 1 / 16, rows)
+  model = fcn.FCN(num_classes=4, variant="8s", width=1 / 16, mode="same")
+  params = weights.load_params(path, model)
+  k, b = np.asarray(params["score_fr"]["kernel"]), np.asarray(params["score_fr"]["bias"])
+  assert k.shape == (1, 1, 256, 4)
+  np.testing.assert_array_equal(k[0, 0, :, 0], 0)          # background row zero (the authors)
+  np.testing.assert_array_equal(b, [0, 6.5, 0.5, 3.5])
+  np.testing.assert_array_equal(k[0, 0, 5, :], [0, 506, 500, 503])   # input 5: 100 * 5 + row
+  for layer in ("conv1_1", "conv5_3", "fc6", "fc7"):
+    np.testing.assert_array_equal(params[layer]["kernel"], flat[f"{layer}/kernel"])
+  for head in ("score_pool4", "score_pool3"):              # FCN's skip heads start at zero
+    assert not np.any(np.asarray(params[head]["kernel"]))
+
+
+def test_a_classifier_of_another_width_is_one_line_naming_file_and_command(tmp_path):
+  path, _ = _classifier_file(tmp_path / "c.npz", 1 / 16, range(20), num_classes=25)
+  model = state_lib.make_model(load_config("point", "synthetic").model)   # width 1/8
+  for check in (lambda: weights.load_params(path, model),
+                lambda: state_lib.check_init_from(path, model)):
+    with pytest.raises(errors.WeightsError) as e:
+      check()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    assert "python -m pointseg_jax.pretrain" in msg and "4 conv1_1 channels" in msg
+
+
+# --------------------------------------------------------------------- :pretrained variant ---
+
+
+def test_pretrained_variant_combines_with_others():
+  c = config_lib.get_config("point", "pretrained")
+  assert c.model.init_from == config_lib.PRETRAINED_INIT_FROM
+  assert config_lib.get_config("squiggle", "pretrained,radius=25").data.squiggle_radius == 25
+  assert config_lib.get_config("image", "tpu,pretrained").train.batch_size == 16
+  assert config_lib.get_config("point").model.init_from is None
+  with pytest.raises(errors.ConfigError, match="voc and pretrained exclude"):
+    config_lib.get_config("point", "voc,pretrained")
+
+
+@pytest.mark.skipif(not os.path.exists(config_lib.PRETRAINED_INIT_FROM),
+                    reason="the committed pretrained backbone is not in this checkout")
+def test_committed_backbone_loads_into_the_synthetic_model_with_its_score_rows():
+  config = config_lib.get_config("point", "pretrained")
+  model = state_lib.make_model(config.model)
+  path = state_lib.check_init_from(config.model.init_from, model)
+  params = weights.load_params(path, model)
+  stored = np.load(path)
+  meta = json.loads(str(stored["_meta"]))
+  assert meta["score_rows"] == list(corpus.BENCHMARK_ROWS) and meta["width"] == 1 / 8
+  fc8 = stored["fc8/kernel"][0, 0]
+  np.testing.assert_array_equal(params["score_fr"]["kernel"][0, 0, :, 1:],
+                                fc8[:, list(corpus.BENCHMARK_ROWS)])
+  np.testing.assert_array_equal(params["score_fr"]["kernel"][..., 0], 0)
+  np.testing.assert_array_equal(params["conv3_2"]["kernel"], stored["conv3_2/kernel"])
+
+
+def test_missing_pretrained_file_names_the_command(tmp_path, monkeypatch):
+  missing = str(tmp_path / "vgg16_w8_synthetic_classes.npz")
+  monkeypatch.setattr(config_lib, "PRETRAINED_INIT_FROM", missing)
+  with pytest.raises(errors.MissingInputError, match="python -m pointseg_jax.pretrain"):
+    state_lib.check_init_from(missing)
