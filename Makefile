@@ -10,6 +10,8 @@ TCMALLOC_FIND = for f in $(TCMALLOC_LIBS); do if [ -f $$f ]; then echo LD_PRELOA
 # Looked up when a recipe runs (so a tcmalloc installed earlier in the same make is used).
 RUN = env $$($(TCMALLOC_FIND)) TF_CPP_MIN_LOG_LEVEL=2
 DEMO_DIR ?= runs/demo
+# pytest-xdist workers for `make test`: one per core, at most 4 (each holds a JAX + TF process).
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: install test test-fast test-slow demo clean tcmalloc
 
@@ -42,16 +44,17 @@ tcmalloc:
 	  echo "hint: 'sudo apt-get install libtcmalloc-minimal4' makes JAX on CPU 1.1-1.5x faster (docs/performance.md)" >&2; \
 	fi
 
-# The whole fast suite (slow tests are marked and run by `make test-slow`).
+# The whole suite but the tests marked slow (`make test-slow`), one pytest-xdist worker per core;
+# each test file runs in one worker (--dist loadfile), so its module fixtures are built once.
 # pytest exits 5 when it collects nothing: that is a broken suite, not a pass.
 test: $(VENV)/.installed
-	@$(RUN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(RUN) $(PY) -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - the suite is broken" >&2; fi; \
 	exit $$rc
 
 # The edit loop: everything but the process-level (e2e) and slow tests.
 test-fast: $(VENV)/.installed
-	$(RUN) $(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(RUN) $(PY) -m pytest -n $(JOBS) --dist loadfile -m "not slow and not e2e" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	$(RUN) $(PY) -m pytest -m slow $(PYTEST_ARGS)

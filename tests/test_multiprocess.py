@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -110,7 +111,9 @@ def test_only_process_0_writes_logs_and_summary(two_process_run):
   outside_checkpoints = [sorted(p for p in w if not p.startswith("checkpoints" + os.sep))
                          for w in written]
   assert outside_checkpoints[1] == [], outside_checkpoints[1]
-  assert {"config.json", "metrics.jsonl", "summary.json"} <= set(outside_checkpoints[0])
+  # Small files are written atomically (files.py): opened as .<name>.<pid>.tmp, then renamed.
+  names = {re.sub(r"^\.(.+)\.\d+\.tmp$", r"\1", p) for p in outside_checkpoints[0]}
+  assert {"config.json", "metrics.jsonl", "summary.json", "run.lock"} <= names, names
   # TensorBoard writes through its own file layer: one event file, named with process 0's pid.
   events = sorted(p.name for p in workdir.glob("events.out.tfevents.*"))
   assert len(events) == 1 and f".{pids[0]}." in events[0], (events, pids)

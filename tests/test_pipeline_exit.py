@@ -14,7 +14,7 @@ import pytest
 
 from helpers import REPO
 
-RUNS = 5
+RUNS = 3
 EXIT_S = 120         # the fixed pipeline exits in seconds (8–23 s at load 17); a hung one never
 START_S = 600        # imports + first batch, five processes on a busy 2-core box
 

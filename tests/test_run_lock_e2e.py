@@ -37,6 +37,7 @@ def _wait_for(condition, proc, log, what, timeout=600):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow     # ~85 s idle; the lock's logic is tests/test_run_lock.py (make test)
 @pytest.mark.timeout(1200)   # three CLI starts and a training run; ~15 min at load 19
 def test_second_run_refused_then_killed_runs_lock_taken_over(tiny_data_dir, tmp_path, run_cli):
   workdir = tmp_path / "run"

@@ -233,16 +233,8 @@ def test_precompute_reads_a_prepared_tfds_split_and_refuses_an_unprepared_one(ti
   assert not (tmp_path / "maps2").exists()
 
 
-def test_objectness_maps_cli_writes_one_map_and_refuses_an_unprepared_dataset(tiny, tmp_path,
-                                                                              run_cli):
-  builder, _ = tiny
-  out = tmp_path / "maps"
-  proc = run_cli("pointseg_jax.data.objectness_maps", "--dataset=synthetic_points/tiny",
-                 "--split=val[:1]", f"--data_dir={builder.data_dir_root}", f"--out={out}",
-                 "--workers=1", "--num_windows=50")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.strip() == f"objectness: 1 written, 0 already there, 0 failed -> {out}"
-  assert len(list(out.glob("*.png"))) == 1
+def test_objectness_maps_cli_refuses_an_unprepared_dataset_before_writing(tmp_path, run_cli):
+  """The command's wiring (the library run above writes the maps): one line, nothing created."""
   line = run_cli.error(run_cli("pointseg_jax.data.objectness_maps", "--dataset=synthetic_points/tiny",
                                f"--data_dir={tmp_path / 'empty'}", f"--out={tmp_path / 'x'}"))
   assert "is not prepared" in line and not (tmp_path / "x").exists()
