@@ -78,9 +78,12 @@ def _inactive(field: str, flat: dict[str, Any]) -> bool:
   """A loss term that is off says nothing about the parameters: its zero weight and its option
   block (`loss.<term>.*`, e.g. the pairwise kernel) are left out, so adding a new, inactive term
   to every config does not change what older runs are. Likewise `data.point_radius` outside the
-  grown_points label kind (the only kind that reads it)."""
+  grown_points label kind (the only kind that reads it), and `model.compute_dtype` at float32 (what
+  every run was before the field existed), so older runs' fingerprints and config.json still match."""
   if field == "data.point_radius":
     return flat.get("data.label_kind") != "grown_points"
+  if field == "model.compute_dtype":
+    return flat[field] == "float32"
   parts = field.split(".")
   if len(parts) < 3 or parts[0] != "loss":
     return False

@@ -170,3 +170,19 @@ def test_box_fill_counts_by_hand():
       np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([1.0]), np.array([7])))}
   labels = box_fill.fill_boxes(two, 4, 4)
   assert labels[0, 0] == 7 and labels[1, 1] == 3 and labels[2, 2] == 0
+
+
+def test_the_committed_sweep_summaries_keep_their_fingerprints():
+  """A new config field at its old behaviour (e.g. model.compute_dtype float32) must not turn the
+  committed Table 1 summaries into 'another config' (table1 --table_only would refuse them)."""
+  schedule = runs.schedule_for(False, "synthetic", None)
+  checked = 0
+  for path in sorted((REPO / "experiments_results" / "runs").glob("*/seed*/summary.json")):
+    kept = json.loads(path.read_text())
+    run = table1.RUNS_BY_NAME.get(kept["run"])
+    if run is None:
+      continue
+    config = runs.run_config(run, schedule, kept["seed"], 2000)   # the default set's 2,000 images
+    assert runs.fingerprint(config) == kept["fingerprint"], path
+    checked += 1
+  assert checked >= 60, checked
