@@ -32,6 +32,7 @@ def test_every_row_builds_its_config(tmp_path):
     config_lib.validate(config)
     assert (config.regime, config.seed, config.train.num_steps) == (run.regime, 4, 6000)
     assert config.optimizer.name == "adam" and config.train.eval_every == 1500
+    assert config.data.dataset == "synthetic_points/default:2.0.0"
     # Pretrained unless a scratch_* row; nothing else differs between the two.
     scratch = run.name.startswith("scratch_")
     assert config.model.init_from == (None if scratch else config_lib.PRETRAINED_INIT_FROM)

@@ -193,8 +193,11 @@ SCHEDULE_KEYS = {
     "chosen_by": "the command that chose it (docs/training.md)",
 }
 IMAGE_SIZE = 96   # as v1: stored 128-px images scaled by 0.75
+# The embedded set's version, in the config (and so in every fingerprint): 2.0.0's objectness
+# maps are learned on its train scenes (docs/objectness.md); v1 ran 1.0.0.
+DATASET = (("data.dataset", "synthetic_points/default:2.0.0"),)
 QUICK = runs_lib.Schedule("v2_quick", VARIANT, num_steps=100, seeds=1, image_size=IMAGE_SIZE,
-                          optimizer=runs_lib.ADAM, evals=1)
+                          optimizer=runs_lib.ADAM, evals=1, fields=DATASET)
 
 
 def load_schedule(path: pathlib.Path) -> runs_lib.Schedule:
@@ -224,7 +227,7 @@ def load_schedule(path: pathlib.Path) -> runs_lib.Schedule:
     raise errors.ConfigError(f"{path}: config must be {{dotted field: value}}, got {fields!r}")
   schedule = runs_lib.Schedule("v2", VARIANT, num_steps=steps, seeds=max(SEEDS.values()),
                                image_size=IMAGE_SIZE, evals=4,
-                               fields=tuple(sorted(fields.items())))
+                               fields=tuple(sorted(fields.items())) + DATASET)
   schedule.apply(runs_lib.base_config(VARIANT))    # every field exists (ConfigError otherwise)
   return schedule
 
