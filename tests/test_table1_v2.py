@@ -124,3 +124,19 @@ def test_fingerprint_follows_the_init_files_content_not_its_path(tmp_path):
   (tmp_path / "b" / "w.npz").write_bytes(b"other weights")
   other.model.init_from = str(tmp_path / "b" / "w.npz")
   assert runs.fingerprint(other) != here
+
+
+def test_results_of_a_partial_sweep(tmp_path):
+  """Two seeds of two rows: the table, strict JSON (no nan) and every verdict still pending."""
+  summaries = [{"run": run, "regime": run, "seed": k, "miou": m / 100,
+                "eval_miou_by_step": {"50": m / 200, "100": m / 100}, "train_images": 2000,
+                "wall_time_s": 60.0, "train_steps_per_sec": 8.0}
+               for run, values in (("point", (40.0, 44.0)), ("image", (30.0, 33.0)))
+               for k, m in enumerate(values)]
+  results = v2.write_results(tmp_path, summaries, v2.QUICK, v2.SEEDS, 2000, "cmd")
+  assert json.loads((tmp_path / "results.json").read_text()) == results
+  assert {f["verdict"].split(" ")[0] for f in results["findings"]} == {"pending"}
+  table = (tmp_path / "table.md").read_text()
+  assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 21.0 |" in table
+  assert "| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 |" in table
+  assert (tmp_path / "fig6a.png").stat().st_size > 0

@@ -1,5 +1,4 @@
 """experiments/verdicts.py: the pre-registered decision rule on synthetic per-seed numbers."""
-import math
 
 import pytest
 
@@ -86,7 +85,7 @@ def test_two_sided_and_intersection_union():
            Finding("above both", "up", ("a", "noisy"), ">", "g"))
   out = decide(found, rows(down=[-5.0, -6.0, -4.0, -5.5, -4.5], up=CLEAR_GAIN, noisy=NOISE))
   assert out["either way"]["verdict"] == "down below a; family-wise"
-  assert math.isnan(out["either way"]["p_opposite"])
+  assert out["either way"]["p_opposite"] is None and out["either way"]["p_opposite_holm"] is None
   # up - noisy = CLEAR_GAIN - NOISE (mean 9.6) is still clear; the binding pair is the larger p.
   iut = out["above both"]
   p_a = paired_tests.compare(CLEAR_GAIN, ">").p

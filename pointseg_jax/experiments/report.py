@@ -66,8 +66,8 @@ def verdicts_markdown(found: list[dict]) -> str:
     relation = f["relation"] + (f" ±{f['margin']:g}" if f.get("margin") else "")
     interval = ("–" if "ci" not in f else
                 f"[{f['ci'][0]:+.1f}, {f['ci'][1]:+.1f}] ({100 * f['ci_level']:.0f} %)")
-    p = "–" if f["p"] != f["p"] else f"{f['p']:.3g}"
-    p_holm = "–" if f.get("p_holm") != f.get("p_holm") else f"{f['p_holm']:.3g}"
+    p = "–" if f["p"] is None else f"{f['p']:.3g}"
+    p_holm = "–" if f["p_holm"] is None else f"{f['p_holm']:.3g}"
     lines.append(f"| {f['finding']} | {f['family']} | {f['paper'] or '–'} | `{f['b']}` | "
                  f"`{f.get('compared_with', ', '.join(f['a']))}` | {relation} | {f.get('n', 0)} | "
                  f"{pm(f.get('mean'), f.get('sd'), signed=True)} | {interval} | {p} | {p_holm} | "

@@ -122,4 +122,8 @@ def decide(summaries: list[dict], findings, seeds: dict[str, int], alpha: float 
                            f"'{family}' lack planned seeds)")
       else:
         item["verdict"] = _verdict(item, alpha)
+  for item in items:   # no test (yet), or no opposite claim ('!='): None, as JSON has no nan
+    for key in ("p", "p_opposite", "p_holm", "p_opposite_holm"):
+      if math.isnan(item[key]):
+        item[key] = None
   return items
