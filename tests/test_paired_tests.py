@@ -72,7 +72,8 @@ def test_confidence_interval_matches_the_tests():
   """The 90 % interval's low end is > 0 exactly when the one-sided test passes at 5 %."""
   d = [1.0, 2.0, 4.0]
   low, high = pt.confidence_interval(d, 0.90)
-  half = 0.9 / math.sqrt(2 * 0.05 * 0.95) * math.sqrt(7 / 9)   # df = 2 quantile (2q-1)/sqrt(2q(1-q))
+  # df = 2: the q quantile is (2q - 1) / sqrt(2 q (1 - q)); q = 0.95.
+  half = 0.9 / math.sqrt(2 * 0.05 * 0.95) * math.sqrt(7 / 9)
   assert (low, high) == (pytest.approx(7 / 3 - half), pytest.approx(7 / 3 + half))
   assert low < 0 and pt.compare(d, ">").p > 0.05               # 0.059: both say "not shown"
   d2 = [1.2, 2.0, 3.0]

@@ -10,11 +10,11 @@ t = (mean(d) - delta0) / (sd(d) / sqrt(n)). Relations (docs/experiments.md, "Tab
         and +margin; p = the larger of the two
   '!='  two-sided, for a comparison with no predicted direction
 
-`compare` also gives the p-value of the opposite claim (delta < 0 for '>', |delta| > margin for '~'),
-so a verdict can say "contradicted" and not only "not shown". Power: the noncentral t for the t
-tests, and for TOST the exact integral over the sample sd's chi distribution. scipy.stats does the
-distributions; the formulas are checked against hand-computed df = 2 cases and simulation
-(tests/test_paired_tests.py).
+`compare` also gives the p-value of the opposite claim (delta < 0 for '>', |delta| > margin for
+'~'), so a verdict can say "contradicted" and not only "not shown". Power: the noncentral t for
+the t tests, and for TOST the exact integral over the sample sd's chi distribution. scipy.stats
+does the distributions; the formulas are checked against hand-computed df = 2 cases, G*Power and
+simulation (tests/test_paired_tests.py).
 """
 import dataclasses
 import math

@@ -60,8 +60,9 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
 
 def verdicts_markdown(found: list[dict]) -> str:
   """v2: each finding's pre-registered paired test and verdict (experiments/verdicts.py)."""
-  lines = ["| finding | family | paper (VOC) | b | a | relation | n | b − a per seed: mean ± sd | "
-           "interval | p | p (Holm) | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| finding | family | paper (VOC) | b | a | relation | n | "
+           "b − a per seed: mean ± sd | interval | p | p (Holm) | verdict |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for f in found:
     relation = f["relation"] + (f" ±{f['margin']:g}" if f.get("margin") else "")
     interval = ("–" if "ci" not in f else

@@ -94,7 +94,7 @@ class Schedule:
 
 
 def set_fields(config, pairs, what: str) -> None:
-  """config.<dotted> = value for each pair (config unlocked); a name that is no field is an error."""
+  """config.<dotted> = value for each pair (config unlocked); a name that is no field: an error."""
   for name, value in pairs:
     *parents, leaf = name.split(".")
     node = config

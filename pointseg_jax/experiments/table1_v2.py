@@ -155,8 +155,9 @@ SEEDS = {
 # ------------------------------------------------------------------ the plan's v1 data -------
 
 # The committed v1 summaries (from scratch, 3 seeds) the seed plan takes its paired sds from.
-V1_SOURCES = {"1,600 steps": ("experiments_results/runs", "experiments_results/pairwise_search/runs"),
-              "4,800 steps": ("experiments_results/long_schedule/runs",)}
+V1_SOURCES = {
+    "1,600 steps": ("experiments_results/runs", "experiments_results/pairwise_search/runs"),
+    "4,800 steps": ("experiments_results/long_schedule/runs",)}
 _V1_NAMES = {"point_crf_tuned": "val_crf_w0.3_rgb3_xy24", "full_budget1x": "full_budget22s",
              "box_budget1x": "box_budget22s"}
 _V1_SAME = ({r.name for r in PAPER_RUNS + DENSE_RUNS + BEYOND_RUNS} - set(_V1_NAMES))
@@ -213,8 +214,9 @@ def load_schedule(path: pathlib.Path) -> runs_lib.Schedule:
   except ValueError as e:
     raise errors.ConfigError(f"{path}: not JSON ({e})") from None
   if not isinstance(chosen, dict) or set(chosen) != set(SCHEDULE_KEYS):
+    has = sorted(chosen) if isinstance(chosen, dict) else chosen
     raise errors.ConfigError(f"{path}: needs exactly the keys {sorted(SCHEDULE_KEYS)} "
-                             f"(docs/experiments.md); has {sorted(chosen) if isinstance(chosen, dict) else chosen!r}")
+                             f"(docs/experiments.md); has {has!r}")
   steps, gain, fields = (chosen["num_steps"], chosen["holdout_miou_gain_last_20pct"],
                          chosen["config"])
   if not isinstance(steps, int) or isinstance(steps, bool) or steps < 10:
