@@ -47,6 +47,9 @@ def test_clear_gain_equivalence_and_inconclusive():
   assert out["noisy gain"]["p"] == pytest.approx(paired_tests.compare(NOISE, ">").p)
   assert 0.2 < out["noisy gain"]["p"] < 0.35
   assert out["noisy gain"]["verdict"] == "inconclusive"
+  assert out["gain"]["interval_below_planned_effect"] is False     # planned 0: never below
+  slow = (Finding("slow gain", "noisy", ("a",), ">", "f", planned_effect=10.0),)
+  assert decide(slow, rows(noisy=NOISE))["slow gain"]["interval_below_planned_effect"] is True
   assert out["noisy same"]["verdict"] == "inconclusive"
   # Holm in a family of 4: the smallest p times 4, the next times 3 (monotone).
   holm = paired_tests.holm([out[k]["p"] for k in ("gain", "same", "noisy gain", "noisy same")])

@@ -66,7 +66,9 @@ def verdicts_markdown(found: list[dict]) -> str:
   for f in found:
     relation = f["relation"] + (f" ±{f['margin']:g}" if f.get("margin") else "")
     interval = ("–" if "ci" not in f else
-                f"[{f['ci'][0]:+.1f}, {f['ci'][1]:+.1f}] ({100 * f['ci_level']:.0f} %)")
+                f"[{f['ci'][0]:+.1f}, {f['ci'][1]:+.1f}] ({100 * f['ci_level']:.0f} %)"
+                + (f", below {f['planned_effect']:+.1f}" if f.get("interval_below_planned_effect")
+                   else ""))
     p = "–" if f["p"] is None else f"{f['p']:.3g}"
     p_holm = "–" if f["p_holm"] is None else f"{f['p_holm']:.3g}"
     lines.append(f"| {f['finding']} | {f['family']} | {f['paper'] or '–'} | `{f['b']}` | "

@@ -65,7 +65,7 @@ def _one(finding: Finding, values, seeds: dict[str, int]) -> dict:
   """The finding's test on what is there; 'complete' when every pair has its planned seeds."""
   item = {"finding": finding.what, "b": finding.b, "a": list(finding.a),
           "relation": finding.relation, "family": finding.family, "paper": finding.paper,
-          "margin": finding.margin}
+          "planned_effect": finding.planned_effect, "margin": finding.margin}
   tests, complete = [], True
   for a in finding.a:
     n = min(seeds[finding.b], seeds[a])
@@ -84,6 +84,10 @@ def _one(finding: Finding, values, seeds: dict[str, int]) -> dict:
               ci=paired_tests.confidence_interval(d, level), ci_level=level, p=t.p,
               p_opposite=min(1.0, len(tests) * min(x[2].p_opposite for x in tests))
               if finding.relation != "!=" else math.nan)
+  # Shown, not a verdict: the interval lies below the effect the seeds were planned for (for a
+  # paper finding, the paper's own effect).
+  item["interval_below_planned_effect"] = (finding.relation == ">"
+                                           and item["ci"][1] < finding.planned_effect)
   return item
 
 
