@@ -66,8 +66,8 @@ class Schedule:
   seeds: int
   image_size: int | None = None   # None: the variant's; else stored images scaled to fit
   optimizer: tuple = ()           # config.optimizer overrides
-  # Evaluations per run, evenly spaced: 2 = at half the steps and at the end (the convergence
-  # check), 1 = at the end only.
+  # Evaluations, evenly spaced, the last at num_steps: 2 = at half the steps too (the Table 1
+  # convergence check), 5 = every 20 % (the hold-out schedule search's criterion), 1 = the end.
   evals: int = 2
   # Other config fields, ((dotted name, value), ...), e.g. a decaying learning rate: set last.
   fields: tuple = ()
