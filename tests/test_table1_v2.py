@@ -1,7 +1,10 @@
 """experiments/table1_v2.py: every pre-registered row builds its config, the equal-budget subsets
 have the stated sizes, the schedule file is checked, the seeds are the committed plan's."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -140,3 +143,19 @@ def test_results_of_a_partial_sweep(tmp_path):
   assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 21.0 |" in table
   assert "| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 |" in table
   assert (tmp_path / "fig6a.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_command_on_tiny(tiny_data_dir, tmp_path):
+  """The v2 CLI end to end on the tiny set: a row and its scratch twin, 1 seed, the table written
+  with every finding pending (one seed is no test)."""
+  out = tmp_path / "v2"
+  done = subprocess.run(
+      [sys.executable, "-m", "pointseg_jax.experiments.table1_v2", f"--out={out}",
+       "--variant=tiny", "--runs=point,scratch_point", f"--data_dir={tiny_data_dir}"],
+      cwd=REPO, capture_output=True, text=True, env=dict(os.environ), timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  results = json.loads((out / "results.json").read_text())
+  assert set(results["rows"]) == {"point", "scratch_point"} and results["runs_finished"] == 2
+  assert all(f["verdict"].startswith("pending") for f in results["findings"])
+  assert "pretrained > scratch: point" in (out / "table.md").read_text()
