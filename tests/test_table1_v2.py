@@ -96,6 +96,9 @@ def test_quick_and_tiny_need_no_schedule_file(tmp_path):
 
 
 def test_findings_name_rows_of_the_table_and_seeds_are_the_plan():
+  assert len({f.what for f in v2.FINDINGS}) == len(v2.FINDINGS) == 33
+  assert [sum(f.family == k for f in v2.FINDINGS) for k in ("paper", "beyond", "pretraining")] == [
+      13, 10, 10]
   for f in v2.FINDINGS:
     assert set(f.rows()) <= set(v2.RUNS_BY_NAME), f.what
     assert (f.relation == "~") == (f.margin is not None)

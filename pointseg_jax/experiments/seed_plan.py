@@ -22,6 +22,7 @@ import pathlib
 import numpy as np
 
 from pointseg_jax.experiments import paired_tests
+from pointseg_jax.experiments import table1_v2
 from pointseg_jax.experiments import verdicts
 
 TARGET_POWER = 0.8
@@ -123,7 +124,6 @@ def markdown(items: list[dict], seeds: dict[str, int]) -> str:
 
 
 def main():
-  from pointseg_jax.experiments import table1_v2   # pylint: disable=g-import-not-at-top
   repo = pathlib.Path(__file__).resolve().parents[2]
   items, seeds = plan(table1_v2.FINDINGS, load_v1(repo, table1_v2.V1_SOURCES),
                       table1_v2.v1_name, table1_v2.group, [r.name for r in table1_v2.ALL_RUNS])
