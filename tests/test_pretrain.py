@@ -18,6 +18,7 @@ from pointseg_jax.data.synthetic_classes import corpus
 from pointseg_jax.data.synthetic_points import scenes
 from pointseg_jax.models import classifier
 from pointseg_jax.models import fcn
+from pointseg_jax.models import lsuv
 from pointseg_jax.models import weights
 from helpers import load_config
 
@@ -71,6 +72,72 @@ def test_fc6_taps_beyond_the_pool5_map_start_and_stay_zero():
   g = np.asarray(jax.grad(lambda w: jax.lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum())(jnp.asarray(k)))
   assert np.all(g[~live] == 0) and np.abs(g[live]).min() > 0
+
+
+def _tiny_classifier(dropout=0.5, num_classes=7):
+  """Width 1/16 at 32 px (pool5 1x1: only fc6's centre tap is live), He-initialised with numbers
+  from numpy as the classifier draws them (compiling its RNG init takes ~15 s), fc8 zero."""
+  model = classifier.Classifier(num_classes=num_classes, width=1 / 16, dropout=dropout)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  rng = np.random.default_rng(1)
+  params = {}
+  for name, leaves in shapes["params"].items():
+    kh, kw, cin, cout = leaves["kernel"].shape
+    kernel = np.zeros((kh, kw, cin, cout), np.float32)
+    if name != "fc8":
+      kernel[kh // 2, kw // 2] = rng.standard_normal((cin, cout)) * np.sqrt(2 / cin)
+      if name.startswith("conv"):
+        kernel = (rng.standard_normal(kernel.shape) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+    params[name] = {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(cout, jnp.float32)}
+  images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+  return model, params, images
+
+
+def test_lsuv_gives_every_layer_unit_output_variance_on_its_batch():
+  model, params, images = _tiny_classifier()
+  names = pretrain.LSUV_LAYERS
+  he = lsuv.output_stds(model, params, images)
+  # The problem it fixes: He init keeps the 0..255-minus-mean input's scale (RMS ~74 for uniform
+  # pixels) all the way up to fc7 instead of ~1.
+  assert he["conv1_1"] > 20 and he["fc7"] > 4, he
+  scaled, before = lsuv.rescale(model, params, images, names)
+  after = lsuv.output_stds(model, scaled, images)
+  for name in names:
+    np.testing.assert_allclose(float(after[name]), 1.0, rtol=1e-4, err_msg=name)
+    # Only the scale changes: kernel = He kernel / (that layer's std with the layers below
+    # already rescaled); biases stay zero.
+    he_k, k = np.asarray(params[name]["kernel"]), np.asarray(scaled[name]["kernel"])
+    live = he_k != 0
+    np.testing.assert_allclose(he_k[live] / k[live], before[name], rtol=1e-5)
+    assert not np.any(np.asarray(scaled[name]["kernel"])[~live])   # fc6's dead taps stay zero
+    np.testing.assert_array_equal(scaled[name]["bias"], 0)
+  np.testing.assert_allclose(before["conv1_1"], float(he["conv1_1"]), rtol=1e-5)
+  assert not np.any(np.asarray(scaled["fc8"]["kernel"]))           # fc8 untouched (zero)
+
+
+def test_lsuv_refuses_a_dead_layer():
+  model, params, images = _tiny_classifier()
+  params = dict(params, conv2_1=dict(params["conv2_1"], kernel=params["conv2_1"]["kernel"] * 0))
+  with pytest.raises(FloatingPointError, match="conv2_1 has std 0"):
+    lsuv.rescale(model, params, images, pretrain.LSUV_LAYERS)
+
+
+def test_train_and_eval_mode_agree_without_dropout():
+  """Dropout is the only train/eval difference: at rate 0 the logits are the same."""
+  model, params, images = _tiny_classifier(dropout=0.0)
+  params = dict(params, fc8=dict(params["fc8"], kernel=jax.random.normal(
+      jax.random.key(2), params["fc8"]["kernel"].shape)))
+  train = model.apply({"params": params}, images, train=True, rngs={"dropout": jax.random.key(1)})
+  np.testing.assert_allclose(train, model.apply({"params": params}, images), rtol=1e-6)
+
+
+def test_top1_counts_argmax_hits_over_uneven_batches():
+  model, params, images = _tiny_classifier()
+  bias = np.zeros(7, np.float32)
+  bias[3] = 1.0                               # fc8 kernel zero: every image is predicted class 3
+  params = dict(params, fc8=dict(params["fc8"], bias=jnp.asarray(bias)))
+  labels = np.array([3, 0, 3, 3, 1, 2, 6, 3], np.int32)
+  assert pretrain.top1(model, params, images, labels, batch_size=3) == 4 / 8
 
 
 def test_batches_are_seeded_epochs():
