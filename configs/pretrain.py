@@ -27,13 +27,14 @@ def get_config(arg=None):
   # The FCN's backbone width of the synthetic configs (config_lib.get_config).
   c.width = config_lib.get_config("point").model.width
   c.dropout = 0.5
-  c.init = "he"            # 'he' | 'lsuv' (unit output variance per layer, models/lsuv.py)
-  c.init_images = 256      # training images LSUV measures on (the first in file order)
+  c.init = "lsuv"          # 'he' | 'lsuv' (unit output variance per layer, models/lsuv.py)
+  c.init_images = 256      # training images LSUV (and the input RMS) is measured on: the first ones
+  c.normalise_input = True  # train conv1_1 as on input / RMS (pretrain.stored_params)
   c.optimizer = ml_collections.ConfigDict(dict(
-      name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0,
-      accum_steps=1, warmup_steps=300, clip_grad_norm=20.0))
+      name="sgd", learning_rate=0.03, momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0,
+      accum_steps=1, warmup_steps=100, clip_grad_norm=20.0))
   c.batch_size = 32
-  c.num_steps = 1500
+  c.num_steps = 2000
   c.log_every = 100
   c.eval_every = 500
   c.eval_batch_size = 160

@@ -1,11 +1,13 @@
 """The pretraining corpus (synthetic_classes/tiny), the classifier, its load into the FCN through
 `init_from` (the authors' score-row trick) and the `:pretrained` variant."""
+import importlib
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from pointseg_jax import CLASS_NAMES
@@ -21,6 +23,11 @@ from pointseg_jax.models import fcn
 from pointseg_jax.models import lsuv
 from pointseg_jax.models import weights
 from helpers import load_config
+
+
+def optax_ce(logits, labels):
+  """Mean softmax cross-entropy, the pretraining loss."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 # ---------------------------------------------------------------------------------- corpus ---
@@ -44,11 +51,19 @@ def test_seeds_are_disjoint_from_the_benchmarks_and_examples_reproduce():
   assert not np.allclose(corpus.example_rng(0, "train", 5).random(4), benchmark)
 
 
-def test_tiny_builder_splits_are_balanced(tmp_path):
-  builder = prepare("synthetic_classes/tiny", str(tmp_path))
+@pytest.fixture(scope="module")
+def tiny_classes_dir(tmp_path_factory):
+  """synthetic_classes/tiny built once for this file (seconds), in a private TFDS data dir."""
+  path = str(tmp_path_factory.mktemp("tfds_classes"))
+  prepare("synthetic_classes/tiny", path)
+  return path
+
+
+def test_tiny_builder_splits_are_balanced(tiny_classes_dir):
+  builder = prepare("synthetic_classes/tiny", tiny_classes_dir)
   assert builder.info.splits["train"].num_examples == 2 * corpus.NUM_CLASSES
   assert builder.info.splits["heldout"].num_examples == corpus.NUM_CLASSES
-  images, labels = pretrain.load_split("synthetic_classes/tiny", "heldout", str(tmp_path))
+  images, labels = pretrain.load_split("synthetic_classes/tiny", "heldout", tiny_classes_dir)
   assert images.shape == (corpus.NUM_CLASSES, 32, 32, 3) and images.dtype == np.uint8
   np.testing.assert_array_equal(np.sort(labels), np.arange(corpus.NUM_CLASSES))
   # Example i of a split is class i mod 160, from its own seed (the builder adds nothing).
@@ -131,6 +146,37 @@ def test_train_and_eval_mode_agree_without_dropout():
   np.testing.assert_allclose(train, model.apply({"params": params}, images), rtol=1e-6)
 
 
+def test_normalised_input_makes_sgd_on_conv1_1_r_squared_slower():
+  """Training V = r W (pretrain.stored_params) is SGD on the input / r: one step moves conv1_1's
+  kernel W by lr * dL/dW / r^2, every other layer by lr * dL/dW, and the file holds W."""
+  model, params, images = _tiny_classifier(dropout=0.0)
+  params = dict(params, fc8=dict(params["fc8"], kernel=jax.random.normal(
+      jax.random.key(2), params["fc8"]["kernel"].shape) * 0.01))
+  labels = jnp.arange(8) % 7
+  opt = state_lib.OptimizerSpec(name="sgd", momentum=0.9, weight_decay=0.0, bias_lr_mult=1.0)
+
+  def loss(p):
+    logits = model.apply({"params": p}, images)
+    return optax_ce(logits, labels)
+
+  grads = jax.grad(loss)(params)
+  r = np.float32(4.0)
+  np.testing.assert_array_equal(pretrain.stored_params(pretrain.trained_params(params, r), r)[
+      "conv1_1"]["kernel"], params["conv1_1"]["kernel"])
+  state = {"step": jnp.zeros((), jnp.int32), "params": pretrain.trained_params(params, r),
+           "opt_state": state_lib.make_optimizer(0.0, opt).init(params),
+           "rng": jax.random.key_data(jax.random.key(0))}
+  hparams = {"learning_rate": np.float32(0.1), "warmup_steps": np.float32(0),
+             "num_steps": np.float32(1000), "input_rms": r}
+  state, _ = pretrain.train_step(state, images, labels, hparams, model=model, opt=opt)
+  new = pretrain.stored_params(state["params"], r)
+  for name, scale in (("conv1_1", 1 / r**2), ("conv3_1", 1.0), ("fc7", 1.0)):
+    np.testing.assert_allclose(params[name]["kernel"] - new[name]["kernel"],
+                               0.1 * scale * grads[name]["kernel"], rtol=2e-3,
+                               atol=1e-6 * float(jnp.abs(grads[name]["kernel"]).max()) + 1e-12,
+                               err_msg=name)
+
+
 def test_top1_counts_argmax_hits_over_uneven_batches():
   model, params, images = _tiny_classifier()
   bias = np.zeros(7, np.float32)
@@ -146,6 +192,33 @@ def test_batches_are_seeded_epochs():
   assert all(np.array_equal(x, y) for x, y in zip(a, b))
   np.testing.assert_array_equal(np.sort(np.concatenate(a)[:10]), np.arange(10))   # one epoch
   np.testing.assert_array_equal(np.sort(np.concatenate(a)[10:20]), np.arange(10))
+
+
+def test_tiny_pretraining_reports_what_its_file_holds_and_repeats_bit_for_bit(tiny_classes_dir,
+                                                                          tmp_path):
+  config = importlib.import_module("configs.pretrain").get_config("tiny")
+  config.data_dir, config.init = tiny_classes_dir, "lsuv"
+  runs = []
+  for name in ("a", "b"):
+    config.out = str(tmp_path / f"{name}.npz")
+    runs.append(pretrain.pretrain(config))
+  a, b = runs
+  assert a["sha256"] == b["sha256"]                      # a pure function of the config
+  assert a["init"] == "lsuv" and set(a["init_output_stds"]) == set(pretrain.LSUV_LAYERS)
+  assert [h["step"] for h in a["history"]] == [2, 4]
+  stored = np.load(a["out"])
+  meta = json.loads(str(stored["_meta"]))
+  assert meta["heldout_top1"] == a["heldout_top1"] and meta["init"] == "lsuv"
+  # The reported top-1 is the written params' top-1 on the held-out split, recomputed by hand.
+  model = classifier.Classifier(num_classes=corpus.NUM_CLASSES, width=config.width)
+  params = {}
+  for key in stored.files:
+    if key != "_meta":
+      layer, leaf = key.split("/")
+      params.setdefault(layer, {})[leaf] = jnp.asarray(stored[key])
+  images, labels = pretrain.load_split(config.dataset, "heldout", tiny_classes_dir)
+  logits = model.apply({"params": params}, jnp.asarray(images, jnp.float32))
+  assert a["heldout_top1"] == float(np.mean(np.argmax(np.asarray(logits), -1) == labels))
 
 
 # ----------------------------------------------------------------- init_from: score rows ---
