@@ -1,5 +1,6 @@
 """The pretraining corpus (synthetic_classes/tiny), the classifier, its load into the FCN through
 `init_from` (the authors' score-row trick) and the `:pretrained` variant."""
+import functools
 import importlib
 import json
 import os
@@ -159,7 +160,7 @@ def test_normalised_input_makes_sgd_on_conv1_1_r_squared_slower():
     logits = model.apply({"params": p}, images)
     return optax_ce(logits, labels)
 
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(loss))(params)
   r = np.float32(4.0)
   np.testing.assert_array_equal(pretrain.stored_params(pretrain.trained_params(params, r), r)[
       "conv1_1"]["kernel"], params["conv1_1"]["kernel"])
@@ -168,7 +169,8 @@ def test_normalised_input_makes_sgd_on_conv1_1_r_squared_slower():
            "rng": jax.random.key_data(jax.random.key(0))}
   hparams = {"learning_rate": np.float32(0.1), "warmup_steps": np.float32(0),
              "num_steps": np.float32(1000), "input_rms": r}
-  state, _ = pretrain.train_step(state, images, labels, hparams, model=model, opt=opt)
+  step = jax.jit(functools.partial(pretrain.train_step, model=model, opt=opt))
+  state, _ = step(state, images, labels, hparams)
   new = pretrain.stored_params(state["params"], r)
   for name, scale in (("conv1_1", 1 / r**2), ("conv3_1", 1.0), ("fc7", 1.0)):
     np.testing.assert_allclose(params[name]["kernel"] - new[name]["kernel"],
@@ -194,6 +196,7 @@ def test_batches_are_seeded_epochs():
   np.testing.assert_array_equal(np.sort(np.concatenate(a)[10:20]), np.arange(10))
 
 
+@pytest.mark.slow   # two runs of configs/pretrain.py:tiny, 4 steps each: ~40 s idle, 4 min loaded
 def test_tiny_pretraining_reports_what_its_file_holds_and_repeats_bit_for_bit(tiny_classes_dir,
                                                                           tmp_path):
   config = importlib.import_module("configs.pretrain").get_config("tiny")
