@@ -9,7 +9,7 @@ any other weights.
 
 Why the classifier needs it: He init keeps the second moment of the activations from layer to
 layer, so it also keeps the *input's* scale, and the VGG/Caffe preprocess (`vgg16.preprocess`)
-leaves pixels at 0..255 minus the mean (RMS ~50-70 on the corpus). Every layer, fc7 included,
+leaves pixels at 0..255 minus the mean (RMS 55 on the corpus). Every layer, fc7 included,
 then outputs activations of that size instead of ~1, and a step on fc8 moves the logits by
 lr x |fc7|^2: ~3600x what the usual learning rates assume (docs/training.md, "Pretraining",
 where the measured per-layer scales are). VGG itself avoided this with a small N(0, 0.01) init and
