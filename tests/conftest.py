@@ -130,13 +130,16 @@ def tiny_run(tiny_data_dir, tmp_path_factory):
   return pathlib.Path(workdir), stdout
 
 
-# The longest test files first (seconds of one run on 2 cores, `pytest --durations=50`): under
-# `make test`'s pytest-xdist workers (--dist loadfile) a long file collected last would run alone
-# at the end while the other worker idles. Only the order changes; every test still runs.
-LONGEST_FIRST = ("test_train.py", "test_notebook.py", "test_multiprocess.py", "test_launch.py",
-                 "test_pipeline_exit.py", "test_experiments.py", "test_synthetic_points.py",
-                 "test_robust_runs.py", "test_parallel.py", "test_train_regimes.py",
-                 "test_objectness_data.py")
+# The longest test files first (CPU seconds per file in a `make test` run with the plugin of
+# docs/training.md "Test speed"): under pytest-xdist (--dist loadfile) a long file collected last
+# would run alone at the end while the other worker idles. test_launch.py leads because its
+# gpu_check test builds the shared tiny run (`build_once`), which the notebook and predict tests,
+# collected later, then find ready instead of waiting for it. Only the order changes.
+LONGEST_FIRST = ("test_launch.py", "test_train.py", "test_multiprocess.py", "test_parallel.py",
+                 "test_pipeline_exit.py", "test_experiments.py", "test_losses.py",
+                 "test_models.py", "test_pairwise_loss.py", "test_bench.py",
+                 "test_mixed_precision.py", "test_custom_points.py", "test_weights.py",
+                 "test_robust_runs.py", "test_synthetic_points.py", "test_pipeline.py")
 
 
 def pytest_collection_modifyitems(config, items):
