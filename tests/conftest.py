@@ -20,6 +20,10 @@ import sys
 
 import pytest
 
+# `pytest --cpu-times`: CPU seconds per test file (tests/cpu_times.py; its hooks, imported here).
+from cpu_times import (pytest_addoption, pytest_runtest_call, pytest_runtest_logreport,  # noqa: F401
+                       pytest_runtest_setup, pytest_runtest_teardown, pytest_terminal_summary)
+
 
 def pytest_configure(config):
   """One persistent XLA compilation cache per test session, in a temporary folder removed at the
@@ -142,7 +146,20 @@ LONGEST_FIRST = ("test_launch.py", "test_train.py", "test_multiprocess.py", "tes
                  "test_robust_runs.py", "test_synthetic_points.py", "test_pipeline.py")
 
 
+# What leaves `make test-fast` by the fixtures a test uses (marked here so that a new test using
+# them needs no mark of its own): a CLI or the tiny run in a subprocess is `e2e`; the tiny TFDS
+# set, or a module fixture that builds a dataset of its own, is `integration`.
+E2E_FIXTURES = ("run_cli", "tiny_run")
+DATASET_FIXTURES = ("tiny_data_dir", "data_dir", "built", "tiny")
+
+
+@pytest.hookimpl(tryfirst=True)   # before `-m` deselects by these marks
 def pytest_collection_modifyitems(config, items):
   del config
+  for item in items:
+    if any(name in item.fixturenames for name in E2E_FIXTURES):
+      item.add_marker(pytest.mark.e2e)
+    elif any(name in item.fixturenames for name in DATASET_FIXTURES):
+      item.add_marker(pytest.mark.integration)
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: file order kept

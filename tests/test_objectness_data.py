@@ -240,7 +240,12 @@ def test_the_prior_never_imports_the_data_package():
   assert len(sources) >= 10, sources
   found = {str(p.relative_to(REPO)): _data_imports(p.read_text(), p) for p in sources}
   assert not {k: v for k, v in found.items() if v}, found
-  # At run time too: importing every command of the prior loads nothing of data/.
+
+
+@pytest.mark.e2e
+def test_importing_the_prior_loads_nothing_of_data():
+  """At run time too: a fresh interpreter importing every command of the prior has no module of
+  data/ loaded (what the source check above cannot see: an import through another package)."""
   code = ("import sys, pointseg_jax.objectness.__main__, pointseg_jax.objectness.precompute; "
           "print(sorted(m for m in sys.modules if m.startswith('pointseg_jax.data')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
