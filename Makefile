@@ -52,9 +52,10 @@ test: $(VENV)/.installed
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - the suite is broken" >&2; fi; \
 	exit $$rc
 
-# The edit loop: everything but the process-level (e2e) and slow tests.
+# The edit loop: the unit tests only; no process-level (e2e) test, no training, dataset build or
+# multi-layout compile (integration), nothing slow. README "Tests" has both measured times.
 test-fast: $(VENV)/.installed
-	$(RUN) $(PY) -m pytest -n $(JOBS) --dist loadfile -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(RUN) $(PY) -m pytest -n $(JOBS) --dist loadfile -m "not slow and not e2e and not integration" $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	$(RUN) $(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from bench import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def test_load_counts_this_process_as_ours():
   assert load.ours > 0.2 and load.others >= 0.0 and "cores" in str(load)
 
 
+@pytest.mark.e2e
 def test_losses_bench_runs_and_ends_with_its_summary():
   p = _run(["bench.losses", "--batch=1", "--size=16", "--rounds=2"])
   assert p.returncode == 0, p.stderr[-2000:]
@@ -37,6 +40,7 @@ def test_losses_bench_runs_and_ends_with_its_summary():
   assert "| objectness (Eq. 4) |" in p.stdout
 
 
+@pytest.mark.e2e
 def test_vs_pytorch_without_torch_says_so_and_exits_0(tmp_path):
   (tmp_path / "torch.py").write_text("raise ImportError('torch hidden by the test')\n")
   p = _run(["bench.vs_pytorch"], {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"})
@@ -45,6 +49,7 @@ def test_vs_pytorch_without_torch_says_so_and_exits_0(tmp_path):
   assert p.stdout.strip().splitlines()[-1].startswith("SUMMARY vs PyTorch: skipped")
 
 
+@pytest.mark.e2e
 def test_wgrad_dots_checks_every_formulation_against_lax_and_ends_with_its_summary():
   p = _run(["bench.wgrad_dots", "--size=16", "--cin=4", "--cout=8", "--rounds=1", "--reps=1"])
   assert p.returncode == 0, p.stderr[-2000:]
@@ -75,6 +80,7 @@ def test_xla_backends_report_names_the_backend_and_the_bfloat16_upcast():
   assert "bf16" not in common.describe_backends(f32)
 
 
+@pytest.mark.e2e
 def test_xla_backends_lists_its_flag_sets():
   p = _run(["bench.xla_backends", "--list"])
   assert p.returncode == 0, p.stderr[-2000:]
@@ -98,6 +104,7 @@ vs_pytorch.whole_step(common)
 """
 
 
+@pytest.mark.e2e
 def test_vs_pytorch_table_pairs_each_dtype_with_its_own_peak():
   """The driver's arithmetic on fixed worker results (a subprocess: absl flags are global): per
   (size, dtype) the paired ratio t_torch / t_ours, the fraction of *that dtype's* matmul peak,
@@ -115,6 +122,7 @@ def test_vs_pytorch_table_pairs_each_dtype_with_its_own_peak():
   assert "PyTorch x eager + autocast" in out and "- same-256-bfloat16 torch: torch-bfloat16-isa" in out
 
 
+@pytest.mark.e2e
 def test_dtype_peak_runs_and_ends_with_its_summary():
   p = _run(["bench.dtype_peak", "--n=64", "--rounds=1", "--reps=1"])
   assert p.returncode == 0, p.stderr[-2000:]

@@ -15,6 +15,8 @@ CLI_MODULES = (
     "pointseg_jax.data.synthetic_points.stats",
     "pointseg_jax.data.voc2012_points.__main__",
     "pointseg_jax.data.objectness_maps",
+    "pointseg_jax.data.objectness_eval",
+    "pointseg_jax.data.objectness_learn",
     "pointseg_jax.experiments.demo",
     "pointseg_jax.experiments.table1",
     "pointseg_jax.experiments.pairwise_search",

@@ -106,6 +106,7 @@ def test_config_files_are_thin_and_data_defaults_live_in_dataspec():
   assert synthetic["squiggle_radius"] == DataSpec().squiggle_radius == 5
 
 
+@pytest.mark.e2e
 def test_configs_load_by_absolute_path_from_any_directory(tmp_path):
   import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
   code = ("from ml_collections import config_flags; from absl import flags; import sys;"

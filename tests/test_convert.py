@@ -476,6 +476,7 @@ def _cli(*args):
                         capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.e2e
 def test_cli_both_directions_and_errors(tmp_path):
   images, ours, canonical = _ours(tmp_path, np.random.default_rng(0))
   r = _cli("--to=cvat", f"--input={ours}", f"--images={images}", f"--output={tmp_path / 'a.xml'}")
@@ -494,6 +495,7 @@ def test_cli_both_directions_and_errors(tmp_path):
   assert '<Label value="tvmonitor"/>' in r.stdout and 'choice="multiple"' in r.stdout
 
 
+@pytest.mark.e2e
 def test_cli_asked_classes(tmp_path):
   """Issue 29: the tools' formats cannot say which classes were asked. --to logs it and names the
   --asked that restores it; --from --asked writes it; without --asked a class subset is logged."""
@@ -519,6 +521,7 @@ def test_cli_asked_classes(tmp_path):
   assert r.returncode == 2 and "--asked: label 'unicorn' is not a PASCAL VOC class" in r.stderr
 
 
+@pytest.mark.e2e
 def test_cli_bad_files_are_one_line(tmp_path):
   """What were tracebacks from `python -m pointseg_jax.data.convert` (issue 25 item 7, issue 29)."""
   (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -533,6 +536,7 @@ def test_cli_bad_files_are_one_line(tmp_path):
   assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.integration
 def test_a_tool_export_feeds_the_dataset_builder(tmp_path):
   """One conversion command and the voc2012_points builder reads the result: a Label Studio export
   of clicks on a fabricated VOC tree becomes the builder's click file, every click on its object."""

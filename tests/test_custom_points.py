@@ -252,6 +252,7 @@ def test_unreadable_image_is_left_out_and_logged(tmp_path):
   assert not ex["has_objectness"] and not (root / "objectness" / "val_a.png").exists()
 
 
+@pytest.mark.e2e
 def test_label_studio_export_converts_and_trains(tmp_path):
   """One conversion command: a Label Studio export -> clicks.json -> custom_points -> training."""
   root = tmp_path / "mine"

@@ -119,6 +119,7 @@ def test_collect_and_findings_by_hand():
           in text)
 
 
+@pytest.mark.e2e
 def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
   """The CLI on the tiny configs (one regime + one equal-budget run, 1 seed); then the same sweep
   again trains nothing and writes the same table, and a changed schedule is refused."""

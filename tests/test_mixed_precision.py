@@ -100,6 +100,7 @@ def test_compute_dtype_config_reaches_the_model_and_bad_values_are_refused():
       state_lib.make_model(config.model)
 
 
+@pytest.mark.integration
 def test_tiny_bfloat16_run_trains_with_float32_state():
   """20 steps on one batch: the loss falls and stays finite; params and momenta stay float32 (so
   checkpoints do not change with the compute dtype)."""

@@ -3,8 +3,14 @@
 The release's reference run (002053.jpg), its trained model and 50 training photos, and 14 VOC val
 photos with masks; tests needing them skip without the folder (`testdata_dir` fixture).
 """
+import ast
 import json
+import pathlib
+import re
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -12,6 +18,7 @@ from PIL import Image
 
 from pointseg_jax import objectness
 from pointseg_jax.objectness import evaluate, learn, model as model_lib, precompute, render
+from helpers import REPO
 
 RELEASE = "alexe_objectness_v2.2"
 
@@ -184,10 +191,61 @@ def test_library_errors_of_precompute():
     precompute.list_images("/nonexistent/folder")
 
 
+def _data_imports(source: str, path: pathlib.Path):
+  """(line, module) of every import of pointseg_jax.data in a module's source, wherever it is
+  (module level or lazily inside a function): `import`, `from ... import` (relative too),
+  importlib.import_module / __import__ of a constant name."""
+  package = ["pointseg_jax", *path.relative_to(REPO / "pointseg_jax").parent.parts]
+  found = []
+  for node in ast.walk(ast.parse(source, str(path))):
+    names = []
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      base = package[:len(package) - node.level + 1] if node.level else []
+      module = ".".join(base + ([node.module] if node.module else []))
+      names = [module] + [f"{module}.{a.name}" for a in node.names]
+    elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+          and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module",
+                                                                             "__import__")):
+      names = [str(node.args[0].value)]
+    found += [(node.lineno, n) for n in names if re.fullmatch(r"pointseg_jax\.data(\..*)?", n)]
+  return found
+
+
+def test_the_import_check_finds_every_spelling_of_an_import_of_data():
+  """The check below, on hand-written source: lazy, relative and importlib imports are found;
+  another package whose name starts with 'data' and a docstring naming a data command are not."""
+  source = textwrap.dedent('''\
+      import numpy
+      def f():
+        from pointseg_jax.data.prepare import get_builder
+        from pointseg_jax import data
+        from ..data import spec
+        import pointseg_jax.data.pipeline as p
+        importlib.import_module("pointseg_jax.data.convert")
+        from pointseg_jax import database, labels
+        """python -m pointseg_jax.data.objectness_maps"""
+        from . import render
+      ''')
+  found = _data_imports(source, REPO / "pointseg_jax" / "objectness" / "any.py")
+  assert sorted({line for line, _ in found}) == [3, 4, 5, 6, 7], found
+
+
 def test_the_prior_never_imports_the_data_package():
-  """objectness/ sits below data/ (data/objectness_maps.py reads TFDS examples and calls it)."""
-  import subprocess
-  import sys
+  """objectness/ sits below data/ (data/objectness_maps.py, objectness_eval.py and
+  objectness_learn.py read TFDS examples and call the prior): no module of objectness/ imports
+  data/, at import time or lazily inside a function."""
+  sources = sorted((REPO / "pointseg_jax" / "objectness").rglob("*.py"))
+  assert len(sources) >= 10, sources
+  found = {str(p.relative_to(REPO)): _data_imports(p.read_text(), p) for p in sources}
+  assert not {k: v for k, v in found.items() if v}, found
+
+
+@pytest.mark.e2e
+def test_importing_the_prior_loads_nothing_of_data():
+  """At run time too: a fresh interpreter importing every command of the prior has no module of
+  data/ loaded (what the source check above cannot see: an import through another package)."""
   code = ("import sys, pointseg_jax.objectness.__main__, pointseg_jax.objectness.precompute; "
           "print(sorted(m for m in sys.modules if m.startswith('pointseg_jax.data')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,10 +1,14 @@
 """The objectness prior as training reads it: superpixel smoothing, calibration, the threshold
-statistics of `evaluate --tfds`, learning both on a TFDS train split, and the packaged models."""
+statistics of `data.objectness_eval`, learning both on a TFDS train split
+(`data.objectness_learn`), and the packaged models."""
+import json
+
 import numpy as np
 import pytest
 
 from pointseg_jax import errors
 from pointseg_jax import objectness
+from pointseg_jax.data import objectness_eval, objectness_learn
 from pointseg_jax.data.synthetic_points import stats
 from pointseg_jax.objectness import evaluate, learn, model as model_lib, render
 
@@ -114,34 +118,77 @@ def test_packaged_synthetic_model_loads_and_missing_one_is_clear():
     objectness.load_packaged("nope.npz")
 
 
-def test_evaluate_tfds_agrees_with_the_stats_accumulator(tiny_data_dir):
-  res = evaluate.evaluate_tfds("synthetic_points/tiny", "val", tiny_data_dir, progress=False)
+def test_split_statistics_agree_with_the_stats_accumulator(tiny_data_dir):
+  res = objectness_eval.run("synthetic_points/tiny", "val", tiny_data_dir, progress=False)
   acc = stats.Accumulator()
-  for _, _, labels, o in evaluate.tfds_examples("synthetic_points/tiny", "val", tiny_data_dir):
+  for _, _, labels, o in objectness_eval.examples("synthetic_points/tiny", "val", tiny_data_dir):
     acc.add(labels, objectness=o)
   assert res["images"] == 16 and res["without_objectness"] == 0
   assert res["pooled_auc"] == pytest.approx(acc.summary()["objectness_auc_pooled"])
   assert 0 < res["object_below_p05"] < 1 and res["accuracy_all_background"] > 0.5
 
 
-def test_evaluate_tfds_unprepared_dataset_is_one_clear_error(tmp_path):
+def test_split_statistics_of_an_unprepared_dataset_is_one_clear_error(tmp_path):
+  with pytest.raises(errors.MissingInputError, match="--dataset synthetic_points/tiny is not "
+                                                     "prepared in .*or pass --data_dir"):
+    objectness_eval.run("synthetic_points/tiny", "val", str(tmp_path), progress=False)
   with pytest.raises(errors.MissingInputError, match="is not prepared in"):
-    evaluate.evaluate_tfds("synthetic_points/tiny", "val", str(tmp_path), progress=False)
+    objectness_learn.boxes("synthetic_points/tiny", "train", str(tmp_path))   # before iterating
 
 
-def test_learning_cues_and_rendering_on_a_train_split(tiny_data_dir):
-  boxes = list(learn.tfds_boxes("synthetic_points/tiny", "train[:4]", tiny_data_dir))
+def _run_command(module, monkeypatch, *args):
+  """module.main with its flags parsed from args into fresh FlagValues (as `python -m module`)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  own = flags.FlagValues()
+  module.define_flags(own)
+  own([module.__name__, *map(str, args)])
+  monkeypatch.setattr(module, "FLAGS", own)
+  return module.main([module.__name__])
+
+
+def test_pooled_statistics_of_examples_by_hand():
+  """Two stored 1 x 2 maps and one example without a map (counted, left out); void ignored."""
+  examples = [("a", None, np.array([[1, 0]]), np.array([[200, 10]], np.uint8)),
+              ("b", None, np.array([[0, 255]]), np.array([[200, 0]], np.uint8)),
+              ("c", None, np.array([[1, 1]]), None)]
+  res = evaluate.evaluate_examples(examples, progress=False)
+  assert res["images"] == 2 and res["without_objectness"] == 1
+  # Object pixel: 200; background: 10 and 200 -> AUC = (1 + 0.5) / 2; per image: a 1.0, b nan.
+  assert res["pooled_auc"] == pytest.approx(0.75) and res["mean_auc_per_image"] == 1.0
+  assert res["object_pixels"] == 1 and res["background_pixels"] == 2
+  assert res["accuracy_p05"] == pytest.approx(2 / 3)   # 200 object right, 10 right, 200 wrong
+
+
+def test_split_statistics_command_writes_what_the_library_returns(tiny_data_dir, tmp_path,
+                                                                  monkeypatch, capsys):
+  out = tmp_path / "r.json"
+  _run_command(objectness_eval, monkeypatch, "--dataset=synthetic_points/tiny", "--split=val[:4]",
+               f"--data_dir={tiny_data_dir}", f"--json={out}")
+  res = json.loads(out.read_text())
+  want = objectness_eval.run("synthetic_points/tiny", "val[:4]", tiny_data_dir, progress=False)
+  assert res["maps"] == "stored" and res["images"] == 4
+  assert {k: res[k] for k in want} == pytest.approx(want)
+  assert f"pooled AUC {want['pooled_auc']:.3f}" in capsys.readouterr().out
+
+
+def test_learning_cues_and_rendering_on_a_train_split(tiny_data_dir, tmp_path, monkeypatch,
+                                                      capsys):
+  boxes = list(objectness_learn.boxes("synthetic_points/tiny", "train[:4]", tiny_data_dir))
+  assert len(boxes) == 4
   assert all(b.ndim == 2 and b.shape[1] == 4 and (b[:, 2] >= b[:, 0]).all() for _, _, b in boxes)
-  model, report = learn.learn(examples=boxes, windows_per_image=2000, progress=False,
-                              source="tiny train[:4]")
+  # The command: cues on train[:4], smoothing and calibration on train[4:8].
+  _run_command(objectness_learn, monkeypatch, "--dataset=synthetic_points/tiny",
+               "--split=train[:4]", f"--data_dir={tiny_data_dir}", "--windows_per_image=2000",
+               "--render_split=train[4:8]", "--smooth_grid=0,300", "--distribution_windows=2000",
+               "--num_windows=100", f"--out={tmp_path / 'm.npz'}")
+  printed = capsys.readouterr().out
+  report = json.loads(printed[:printed.rindex("wrote ")])
+  model = model_lib.load(tmp_path / "m.npz")
   assert report["images"] == 4 and report["MS"]["positives"] > 0
-  masks = [(k, im, lab) for k, im, lab, _ in evaluate.tfds_examples(
-      "synthetic_points/tiny", "train[4:8]", tiny_data_dir)]
-  model, render_report = learn.learn_rendering(model, masks, smooth_grid=(0.0, 300.0),
-                                               progress=False, distribution_windows=2000,
-                                               num_windows=100)
+  assert "synthetic_points/tiny train[:4]" in model.source and "train[4:8]" in model.source
+  render_report = report["render"]
   assert render_report["smooth_k"] in (0.0, 300.0) and model.smooth_k == render_report["smooth_k"]
-  aucs = render_report["pooled_auc_by_smooth_k"]
+  aucs = {float(k): v for k, v in render_report["pooled_auc_by_smooth_k"].items()}
   assert aucs[model.smooth_k] == max(aucs.values())
   assert len(model.calibration) == 256 and all(np.diff(model.calibration) >= 0)
   after = render_report["calibration"]["after"]

@@ -13,6 +13,9 @@ from pointseg_jax import state as state_lib
 from pointseg_jax import train
 from pointseg_jax.models import FCN
 
+# Each test compiles the train step for several device layouts (seconds): not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 TERMS = ("image", "point", "objectness", "pairwise")   # pairwise: issue 20, 1 vs 8 devices
 B, H, W = 16, 32, 32
 

@@ -145,6 +145,7 @@ def test_prepare_is_idempotent(tiny):
   assert [os.path.getmtime(os.path.join(again.data_dir, f)) for f in files] == mtimes
 
 
+@pytest.mark.e2e
 def test_two_builds_give_identical_examples(tmp_path, capfd):
   """Same config in two data dirs, one serial and one with 2 worker processes: same examples.
 
@@ -200,6 +201,7 @@ def test_image_sizes_follow_voc_aspects():
   assert 0.55 < landscape < 0.75 and 0.17 < portrait < 0.33
 
 
+@pytest.mark.e2e
 def test_data_package_import_does_not_load_tensorflow():
   code = ("import sys, pointseg_jax.data, pointseg_jax.data.synthetic_points.scenes; "
           "print('tensorflow' in sys.modules)")

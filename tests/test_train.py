@@ -3,6 +3,7 @@ resume -> eval -> predict), NaN stop, and the clear errors for bad configs."""
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -206,60 +207,71 @@ def _main(workdir, data_dir, log):
                           env=dict(os.environ))
 
 
-def _signal_after_first_checkpoint(workdir, data_dir, log_path, signum):
-  """Start the real CLI, send `signum` once checkpoint 2 is on disk, wait for the exit."""
-  with open(log_path, "wb") as log:
-    proc = _main(workdir, data_dir, log)
-    deadline = time.time() + 600
-    while not (workdir / "checkpoints" / "2").is_dir():
-      assert proc.poll() is None, log_path.read_text()[-3000:]
-      assert time.time() < deadline, "no checkpoint after 600 s"
-      time.sleep(0.05)
-    proc.send_signal(signum)
-    proc.wait(timeout=600)
+def _signal_when(proc, ready, log_path, signum):
+  """Send `signum` to `proc` once ready() holds (polled every 50 ms), then wait for the exit."""
+  deadline = time.time() + 600
+  while not ready():
+    assert proc.poll() is None, log_path.read_text()[-3000:]
+    assert time.time() < deadline, "not ready after 600 s: " + log_path.read_text()[-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signum)
+  proc.wait(timeout=600)
   return proc
 
 
-@pytest.mark.e2e
-def test_kill_9_then_rerun_gives_the_same_params(reference_run, tiny_data_dir, tmp_path):
-  """Bit-exact resume: SIGKILL a real training process once its first checkpoint exists, run the
-  same command again, and the final params equal those of the uninterrupted run."""
-  _, _, reference = reference_run
-  workdir = tmp_path / "run"
-  proc = _signal_after_first_checkpoint(workdir, tiny_data_dir, tmp_path / "first.log",
-                                        signal.SIGKILL)
-  assert proc.returncode == -signal.SIGKILL
-  assert not (workdir / "summary.json").exists(), "killed too late to test anything"
-  with open(tmp_path / "second.log", "wb") as log:
-    proc = _main(workdir, tiny_data_dir, log)
-    assert proc.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
-  summary = json.loads((workdir / "summary.json").read_text())
-  assert summary["resumed_from_step"] >= 2
-  assert summary["step"] == NUM_STEPS
-  assert summary["params_sha256"] == reference["params_sha256"]
-  assert summary["eval/miou"] == reference["eval/miou"]
+def _train_steps(workdir):
+  """The train steps metrics.jsonl holds so far (one row per step at log_every=1)."""
+  path = workdir / "metrics.jsonl"
+  lines = (path.read_text() if path.exists() else "").split("\n")[:-1]   # not a half-written one
+  return [json.loads(line)["step"] for line in lines if '"train/loss"' in line]
 
 
 @pytest.mark.e2e
-def test_sigterm_saves_the_current_step_and_rerun_gives_the_same_params(reference_run,
-                                                                       tiny_data_dir, tmp_path):
-  """Preemption: SIGTERM (what a preempted spot VM or a batch scheduler sends) a real training
-  process mid-run; it saves the step it is at, says so in one line, exits 143, and the same
-  command again ends with the uninterrupted run's params."""
+def test_kill_9_then_sigterm_then_rerun_give_the_same_params(reference_run, tiny_data_dir,
+                                                             tmp_path):
+  """Both ways a real training process stops, one after the other on one workdir, then the same
+  command again ends with the uninterrupted run's params (bit-exact resume):
+  1. SIGKILL once its first checkpoint exists: killed, no summary.
+  2. The same command resumes from that checkpoint (>= 2); SIGTERM once it has trained a step
+     (what a preempted spot VM or a batch scheduler sends): it saves the step it is at, says so
+     in one line, exits 143, no traceback, no summary.
+  3. The same command resumes from exactly that step and ends with the reference's params.
+  (One chain of three processes instead of two tests of two: each process costs ~15 s of CPU.)"""
   from helpers import SIGTERM, matches_stop_line  # pylint: disable=g-import-not-at-top
   _, _, reference = reference_run
   workdir = tmp_path / "run"
-  proc = _signal_after_first_checkpoint(workdir, tiny_data_dir, tmp_path / "first.log",
-                                        signal.SIGTERM)
-  text = (tmp_path / "first.log").read_text()
+  with open(tmp_path / "first.log", "wb") as log:
+    proc = _signal_when(_main(workdir, tiny_data_dir, log),
+                        lambda: (workdir / "checkpoints" / "2").is_dir(), tmp_path / "first.log",
+                        signal.SIGKILL)
+  assert proc.returncode == -signal.SIGKILL
+  assert not (workdir / "summary.json").exists(), "killed too late to test anything"
+
+  second = tmp_path / "second.log"
+  with open(second, "wb") as log:
+    proc = _main(workdir, tiny_data_dir, log)
+    resumed = []
+
+    def trained_a_step_after_resuming():
+      # The resumed run drops the killed run's rows after its checkpoint before it logs
+      # "compiling", so a row after that step is its own: it is in the loop, where SIGTERM saves.
+      found = re.search(r"step (\d+): compiling the train step", second.read_text())
+      if found:
+        resumed[:] = [int(found.group(1))]
+      return bool(resumed) and max(_train_steps(workdir), default=0) > resumed[0]
+    _signal_when(proc, trained_a_step_after_resuming, second, signal.SIGTERM)
+  text = second.read_text()
+  assert resumed and resumed[0] >= 2, text[-3000:]   # the kill's checkpoint, not a fresh start
+  assert f"Resuming from the checkpoint of step {resumed[0]} in " in text, text[-3000:]
   assert proc.returncode == SIGTERM.exit_status, text[-3000:]
   assert "Traceback" not in text
   step = matches_stop_line(SIGTERM, text.strip().splitlines()[-1], tmp_path)
-  assert 2 <= step <= NUM_STEPS and (workdir / "checkpoints" / str(step)).is_dir()
+  assert resumed[0] < step <= NUM_STEPS and (workdir / "checkpoints" / str(step)).is_dir()
   assert not (workdir / "summary.json").exists()
-  with open(tmp_path / "second.log", "wb") as log:
+
+  with open(tmp_path / "third.log", "wb") as log:
     proc = _main(workdir, tiny_data_dir, log)
-    assert proc.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert proc.wait(timeout=600) == 0, (tmp_path / "third.log").read_text()[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["resumed_from_step"] == step and summary["step"] == NUM_STEPS
   assert summary["params_sha256"] == reference["params_sha256"]

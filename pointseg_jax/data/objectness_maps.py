@@ -11,22 +11,10 @@ import pathlib
 from absl import flags
 
 from pointseg_jax import cli
-from pointseg_jax import errors
-from pointseg_jax.data.prepare import get_builder
+from pointseg_jax.data.prepare import prepared_split
 from pointseg_jax.objectness import precompute
 
 FLAGS = flags.FLAGS
-
-
-def _examples(dataset, split, data_dir):
-  """The examples of a prepared TFDS split; a MissingInputError when it is not built."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (TF: only here)
-  builder = get_builder(dataset, data_dir)
-  if not builder.is_prepared():
-    raise errors.MissingInputError(
-        f"--dataset {dataset} is not prepared in {builder.data_dir_root}; build it first "
-        "(pointseg_jax.data.prepare) or pass --data_dir")
-  return tfds.as_numpy(builder.as_dataset(split=split))
 
 
 def _jobs(examples, out, opts):
@@ -41,7 +29,7 @@ def run(out, dataset, split="train", data_dir=None, workers=None, seed=0, num_wi
         max_side=None, progress=True):
   """Compute the missing maps of the split; returns {"done", "skipped", "failed"} like
   objectness.precompute.run. The dataset is checked before `out` is created."""
-  examples = _examples(dataset, split, data_dir)
+  examples = prepared_split(dataset, split, data_dir)
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   before = sum(1 for _ in out.glob("*.png"))

@@ -82,6 +82,18 @@ def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
                              f"{', '.join(dataset_names())}") from None
 
 
+def prepared_split(dataset: str, split: str, data_dir: str | None = None):
+  """The numpy examples of a split of an already prepared dataset (never a build: the commands
+  that read a split, e.g. data/objectness_maps.py, must not start one); one line when unprepared."""
+  builder = get_builder(dataset, data_dir)
+  if not builder.is_prepared():
+    raise errors.MissingInputError(
+        f"--dataset {dataset} is not prepared in {builder.data_dir_root}; build it first "
+        f"(python -c \"from pointseg_jax.data import prepare; prepare('{dataset}')\") or pass "
+        "--data_dir")
+  return builder.as_dataset(split=split).as_numpy_iterator()
+
+
 def prepare(dataset: str = "synthetic_points/default", data_dir: str | None = None, *,
             manual_dir: str | None = None, num_workers: int | None = None):
   """Builds `dataset` on first use (idempotent) and returns its TFDS builder.

@@ -1,11 +1,10 @@
 """How well objectness maps separate object pixels from background, against two baselines.
 
     python -m pointseg_jax.objectness.evaluate --voc_dir=DIR [--release_dir=DIR] [--json=FILE]
-    python -m pointseg_jax.objectness.evaluate --tfds=synthetic_points/default --split=val
 
-With --tfds: the maps of a prepared click dataset (stored, as training reads them; or recomputed
-with --model) against its masks, pooled over all non-void pixels: ROC AUC, the accuracy of
-P >= 0.5 against calling every pixel background, and the share of object pixels with P < 0.5.
+The maps of a prepared click dataset's split are scored by `python -m
+pointseg_jax.data.objectness_eval` (it reads the TFDS examples and calls `evaluate_examples` here:
+the prior never imports the data package).
 
 On photos with VOC-palette masks (`<n>_image.png`, `<n>_target.png`): ROC AUC of each map against
 object pixels (class 1..20 positive, 0 negative, 255 void ignored) and the mean P = (o+1)/257 inside
@@ -154,36 +153,19 @@ def evaluate_voc(voc_dir, seed: int = 0, **heatmap_kw) -> dict:
   return {"images": len(per_image), "summary": summary, "per_image": per_image}
 
 
-# ------------------------------------------------------------------------ a TFDS click dataset --
+# ------------------------------------------------- maps against masks, pooled over a dataset --
 
-def tfds_split(dataset: str, split: str, data_dir=None):
-  """The numpy examples (features.click_features) of a prepared split of a TFDS click dataset."""
-  from pointseg_jax.data.prepare import get_builder  # pylint: disable=g-import-not-at-top (TF)
-  builder = get_builder(dataset, data_dir)
-  if not builder.is_prepared():
-    raise errors.MissingInputError(
-        f"--tfds {dataset} is not prepared in {builder.data_dir_root}; build it first, e.g. "
-        f"python -c \"from pointseg_jax.data import prepare; prepare('{dataset}')\"")
-  return builder.as_dataset(split=split).as_numpy_iterator()
-
-
-def tfds_examples(dataset: str, split: str, data_dir=None):
-  """(id, image, class mask [H, W], stored objectness uint8 [H, W] or None) of a prepared split."""
-  for ex in tfds_split(dataset, split, data_dir):
-    obj = ex["objectness"][..., 0] if ex["has_objectness"] else None
-    yield ex["id"].decode(), ex["image"], ex["mask"][..., 0], obj
-
-
-def evaluate_tfds(dataset: str, split: str, data_dir=None, model=None, seed: int = 0,
-                  progress: bool = True, **heatmap_kw) -> dict:
-  """Object vs background statistics of a TFDS split's objectness maps, pooled over every
-  non-void pixel (`threshold_stats`) and per image. model=None scores the stored maps (what
-  training reads); a model recomputes every map from the image with seed (seed, crc32(id))."""
+def evaluate_examples(examples, model=None, seed: int = 0, progress: bool = True,
+                      name: str = "examples", **heatmap_kw) -> dict:
+  """Object vs background statistics of a dataset's objectness maps, pooled over every non-void
+  pixel (`threshold_stats`) and per image. examples: (id, image, class mask [H, W], stored uint8
+  map [H, W] or None). model=None scores the stored maps (what training reads); a model recomputes
+  every map from the image with seed (seed, crc32(id)); examples without a stored map are then
+  counted, logged and left out."""
   pos = np.zeros(256, np.int64)
   neg = np.zeros(256, np.int64)
   per_image, missing = [], 0
-  for key, image, labels, stored in tqdm(tfds_examples(dataset, split, data_dir), desc=split,
-                                         disable=not progress):
+  for key, image, labels, stored in tqdm(examples, desc=name, disable=not progress):
     if model is not None:
       o = pipeline.heatmap(image, rng=np.random.default_rng([seed, zlib.crc32(key.encode())]),
                            model=model, **heatmap_kw)
@@ -197,10 +179,17 @@ def evaluate_tfds(dataset: str, split: str, data_dir=None, model=None, seed: int
     neg += np.bincount(o[valid & (labels == 0)], minlength=256)
     per_image.append(auc_uint8(o, labels > 0, valid))
   if missing:
-    logging.warning("%d examples of %s %s have no stored objectness map: left out", missing,
-                    dataset, split)
+    logging.warning("%d examples of %s have no stored objectness map: left out", missing, name)
   return {"images": len(per_image), "without_objectness": missing,
           **threshold_stats(pos, neg), "mean_auc_per_image": float(np.nanmean(per_image))}
+
+
+def print_threshold_stats(res: dict) -> None:
+  """The summary lines of `evaluate_examples`' result."""
+  print(f"pooled AUC {res['pooled_auc']:.3f} (mean per image {res['mean_auc_per_image']:.3f}); "
+        f"accuracy at P >= 0.5 {res['accuracy_p05']:.3f} vs all-background "
+        f"{res['accuracy_all_background']:.3f}; object pixels with P < 0.5 "
+        f"{res['object_below_p05']:.3f}; mean P inside {res['p_in']:.3f}, outside {res['p_out']:.3f}")
 
 
 # ---------------------------------------------------------------- the release's reference run --
@@ -250,42 +239,46 @@ def reference_agreement(release_dir, seed: int = 0, **heatmap_kw) -> dict:
           "centre_prior_corr": corr(centre_prior(*image.shape[:2]), ref)}
 
 
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+def define_scoring_flags(flag_values: flags.FlagValues) -> None:
+  """How maps are (re)computed and where results go: shared with data/objectness_eval.py."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("voc_dir", None, "Folder of <n>_image.png photos with VOC-palette masks "
-                      "<n>_target.png.", **fv)
-  flags.DEFINE_string("tfds", None, "Instead of --voc_dir: a prepared TFDS click dataset, e.g. "
-                      "synthetic_points/default or synthetic_points/default:1.0.0; scores its "
-                      "stored maps (--model: recomputes them).", **fv)
-  flags.DEFINE_string("split", "val", "TFDS split with --tfds, e.g. val or train[:100].", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir with --tfds (default ~/tensorflow_datasets).",
-                      **fv)
-  flags.DEFINE_integer("num_windows", 1000, "Windows kept by NMS when recomputing (--tfds with "
-                       "--model; the synthetic builder's setting).", lower_bound=1, **fv)
-  flags.DEFINE_integer("distribution_windows", None, "Candidate windows when recomputing "
-                       "(default: the model's; synthetic_points/default uses 20000).",
-                       lower_bound=1, **fv)
-  flags.DEFINE_string("release_dir", None, "Objectness v2.2 folder with output.mat: also compare "
-                      "with the release's reference run (default: skip).", **fv)
   flags.DEFINE_integer("seed", 0, "Seed of the window sampling.", **fv)
   flags.DEFINE_string("model", None, "Model .npz (default: the packaged one).", **fv)
   flags.DEFINE_integer("max_side", pipeline.DEFAULT_MAX_SIDE, "Long side the cues run at "
                        "(0 = full size).", lower_bound=0, **fv)
   flags.DEFINE_string("json", None, "Also write the full results here.", **fv)
-  flags.mark_flags_as_mutual_exclusive(["voc_dir", "tfds"], required=True,
-                                      flag_values=flag_values)
+
+
+def heatmap_options(flag_values) -> dict:
+  """`pipeline.heatmap` keyword arguments from define_scoring_flags' flags (`model` only when
+  --model is given)."""
+  kw = {"max_side": flag_values.max_side or None}
+  if flag_values.model:
+    kw["model"] = model_lib.load(flag_values.model)
+  return kw
+
+
+def write_json(res: dict, path) -> None:
+  if path:
+    pathlib.Path(path).write_text(json.dumps(res, indent=1) + "\n")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("voc_dir", None, "Folder of <n>_image.png photos with VOC-palette masks "
+                      "<n>_target.png (a TFDS split: python -m pointseg_jax.data.objectness_eval).",
+                      **fv)
+  flags.DEFINE_string("release_dir", None, "Objectness v2.2 folder with output.mat: also compare "
+                      "with the release's reference run (default: skip).", **fv)
+  define_scoring_flags(flag_values)
+  flags.mark_flags_as_required(["voc_dir"], flag_values=flag_values)
 
 
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  kw = {"max_side": FLAGS.max_side or None}
-  if FLAGS.model:
-    kw["model"] = model_lib.load(FLAGS.model)
-  if FLAGS.tfds:
-    main_tfds(kw)
-    return
+  kw = heatmap_options(FLAGS)
   t = time.perf_counter()
   res = {"voc": evaluate_voc(FLAGS.voc_dir, FLAGS.seed, **kw)}
   if FLAGS.release_dir:
@@ -298,26 +291,7 @@ def main(argv) -> None:
           f"{s['mean_p_out']:>8.3f}{s['wins_auc']:>9d}")
   if "reference" in res:
     print("reference 002053.jpg:", {k: round(v, 4) for k, v in res["reference"].items()})
-  if FLAGS.json:
-    pathlib.Path(FLAGS.json).write_text(json.dumps(res, indent=1))
-
-
-def main_tfds(kw) -> None:
-  model = kw.pop("model", None)
-  if model is not None:
-    kw.update(num_windows=FLAGS.num_windows, distribution_windows=FLAGS.distribution_windows)
-  t = time.perf_counter()
-  res = evaluate_tfds(FLAGS.tfds, FLAGS.split, FLAGS.data_dir, model, FLAGS.seed, **kw)
-  res.update(dataset=FLAGS.tfds, split=FLAGS.split, maps="recomputed" if model else "stored",
-             seconds=round(time.perf_counter() - t, 1))
-  print(f"{FLAGS.tfds} {FLAGS.split}: {res['images']} images, {res['maps']} maps, "
-        f"{res['seconds']:.1f} s")
-  print(f"pooled AUC {res['pooled_auc']:.3f} (mean per image {res['mean_auc_per_image']:.3f}); "
-        f"accuracy at P >= 0.5 {res['accuracy_p05']:.3f} vs all-background "
-        f"{res['accuracy_all_background']:.3f}; object pixels with P < 0.5 "
-        f"{res['object_below_p05']:.3f}; mean P inside {res['p_in']:.3f}, outside {res['p_out']:.3f}")
-  if FLAGS.json:
-    pathlib.Path(FLAGS.json).write_text(json.dumps(res, indent=1) + "\n")
+  write_json(res, FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
     python -m pointseg_jax.objectness.learn --images=DIR --out=my_model.npz \\
         [--boxes=boxes.json] [--search_theta=CC,SS] \\
         [--compare_to=pointseg_jax/objectness/alexe_v22.npz]
-    python -m pointseg_jax.objectness.learn --tfds=synthetic_points/default:1.0.0 \\
-        --split='train[:150]' --render_split='train[1600:2000]' --out=model.npz   # docs/objectness.md
 
 (`--images` is e.g. the `Training/Images` folder of the objectness v2.2 release, 50 photos with
-their boxes in `structGT.mat`.)
+their boxes in `structGT.mat`. Learning on a prepared TFDS click dataset's train split, and the
+rendering steps below: `python -m pointseg_jax.data.objectness_learn`, which reads the examples
+and calls `learn` / `learn_rendering` here, so the prior never imports the data package.)
 
 The recipe of objectness v2.2: a window is positive when its IoU with some annotated box is >= 0.5
 (the PASCAL criterion), negative otherwise.
@@ -308,35 +308,10 @@ def compare(a: model_lib.Model, b: model_lib.Model) -> dict:
   return out
 
 
-def tfds_boxes(dataset: str, split: str, data_dir=None):
-  """(id, image, tight instance boxes 0-based inclusive [K, 4]) of a TFDS click dataset's split:
-  its `boxes` feature covers pixels ymin <= row < ymax, xmin <= col < xmax."""
-  from pointseg_jax.objectness import evaluate  # pylint: disable=g-import-not-at-top (cycle)
-  for ex in evaluate.tfds_split(dataset, split, data_dir):
-    b = ex["boxes"]
-    boxes = np.stack([b["xmin"], b["ymin"], b["xmax"] - 1, b["ymax"] - 1], 1)
-    yield ex["id"].decode(), ex["image"], np.round(boxes).astype(np.int64).reshape(-1, 4)
-
-
-def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+def define_learning_flags(flag_values: flags.FlagValues) -> None:
+  """What is learned and where it goes: shared with data/objectness_learn.py's command."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("images", None, "Folder of training images.", **fv)
-  flags.DEFINE_string("tfds", None, "Instead of --images: a prepared TFDS click dataset whose "
-                      "`boxes` are the annotations (train split only: never learn on val).", **fv)
-  flags.DEFINE_string("split", "train", "Split of --tfds to learn the cues on.", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir with --tfds.", **fv)
   flags.DEFINE_list("cues", None, "Cues of the learned model (default: the base model's).", **fv)
-  flags.DEFINE_string("render_split", None, "With --tfds: another train split on which the "
-                      "superpixel smoothing is chosen (--smooth_grid) and the calibration learned.",
-                      **fv)
-  flags.DEFINE_list("smooth_grid", ["0", "800", "1200", "1600", "2400"], "smooth_k values tried "
-                    "on --render_split (0 = no smoothing).", **fv)
-  flags.DEFINE_integer("num_windows", 1000, "Windows kept by NMS in --render_split maps.",
-                       lower_bound=1, **fv)
-  flags.DEFINE_integer("distribution_windows", None, "Candidates of --render_split maps "
-                       "(synthetic_points/default: 20000).", lower_bound=1, **fv)
-  flags.DEFINE_string("boxes", None, "JSON boxes (default: structGT.mat in --images).", **fv)
   flags.DEFINE_string("out", None, "Where to write the learned model .npz.", **fv)
   flags.DEFINE_string("base", None, "Model whose θ/bins to start from (default: packaged).", **fv)
   flags.DEFINE_string("compare_to", None, "Print the distance to this model .npz.", **fv)
@@ -348,47 +323,53 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_integer("windows_per_image", None, "Windows per image (default: the base model's "
                        "distribution_windows).", lower_bound=1, **fv)
   flags.mark_flags_as_required(["out"], flag_values=flag_values)
-  flags.mark_flags_as_mutual_exclusive(["images", "tfds"], required=True, flag_values=flag_values)
+
+
+def learning_options(flag_values) -> dict:
+  """`learn`'s keyword arguments (base, seed, max_side, windows_per_image, search_theta) from
+  define_learning_flags' flags; a bad --search_theta or --cues is a ConfigError."""
+  search = tuple(c.strip().upper() for c in flag_values.search_theta if c.strip())
+  unknown = sorted(set(search) - {"CC", "ED", "SS"})
+  if unknown:
+    raise errors.ConfigError(f"--search_theta: {unknown} are not among CC, ED, SS")
+  base = model_lib.load(flag_values.base) if flag_values.base else model_lib.default_model()
+  if flag_values.cues:
+    cues = tuple(c.strip().upper() for c in flag_values.cues)
+    if "MS" not in cues or not set(cues) <= set(model_lib.CUES):
+      raise errors.ConfigError(f"--cues {','.join(cues)}: MS (it samples the windows) and any "
+                               f"of {', '.join(model_lib.CUES[1:])}")
+    base = base.replace(cues=cues)
+  return {"base": base, "seed": flag_values.seed, "max_side": flag_values.max_side,
+          "windows_per_image": flag_values.windows_per_image, "search_theta": search}
+
+
+def write_learned(learned: model_lib.Model, report: dict, flag_values, started: float) -> None:
+  """Save the model to --out and print the report (with --compare_to's distances)."""
+  written = model_lib.save(learned, flag_values.out)
+  report["seconds"] = round(time.perf_counter() - started, 1)
+  if flag_values.compare_to:
+    report["compare"] = compare(learned, model_lib.load(flag_values.compare_to))
+  print(json.dumps(report, indent=1))
+  print(f"wrote {written}")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("images", None, "Folder of training images (a TFDS train split: python -m "
+                      "pointseg_jax.data.objectness_learn).", **fv)
+  flags.DEFINE_string("boxes", None, "JSON boxes (default: structGT.mat in --images).", **fv)
+  define_learning_flags(flag_values)
+  flags.mark_flags_as_required(["images"], flag_values=flag_values)
 
 
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  search = tuple(c.strip().upper() for c in FLAGS.search_theta if c.strip())
-  unknown = sorted(set(search) - {"CC", "ED", "SS"})
-  if unknown:
-    raise errors.ConfigError(f"--search_theta: {unknown} are not among CC, ED, SS")
-  base = model_lib.load(FLAGS.base) if FLAGS.base else model_lib.default_model()
-  if FLAGS.cues:
-    cues = tuple(c.strip().upper() for c in FLAGS.cues)
-    if "MS" not in cues or not set(cues) <= set(model_lib.CUES):
-      raise errors.ConfigError(f"--cues {','.join(cues)}: MS (it samples the windows) and any "
-                               f"of {', '.join(model_lib.CUES[1:])}")
-    base = base.replace(cues=cues)
-  if FLAGS.render_split and not FLAGS.tfds:
-    raise errors.ConfigError("--render_split needs --tfds (its masks score the renderings)")
+  options = learning_options(FLAGS)
   t = time.perf_counter()
-  examples = source = None
-  if FLAGS.tfds:
-    examples, source = tfds_boxes(FLAGS.tfds, FLAGS.split, FLAGS.data_dir), (
-        f"{FLAGS.tfds} {FLAGS.split}")
-  learned, report = learn(FLAGS.images, FLAGS.boxes, base, FLAGS.seed, FLAGS.max_side,
-                          FLAGS.windows_per_image, search, examples=examples, source=source)
-  if FLAGS.render_split:
-    from pointseg_jax.objectness import evaluate  # pylint: disable=g-import-not-at-top (cycle)
-    masks = ((key, image, labels) for key, image, labels, _ in evaluate.tfds_examples(
-        FLAGS.tfds, FLAGS.render_split, FLAGS.data_dir))
-    learned, report["render"] = learn_rendering(
-        learned, masks, [float(k) for k in FLAGS.smooth_grid], max_side=FLAGS.max_side,
-        num_windows=FLAGS.num_windows, distribution_windows=FLAGS.distribution_windows)
-    learned = learned.replace(source=learned.source + f"; smoothing and calibration on "
-                                                      f"{FLAGS.tfds} {FLAGS.render_split}")
-  written = model_lib.save(learned, FLAGS.out)
-  report["seconds"] = round(time.perf_counter() - t, 1)
-  if FLAGS.compare_to:
-    report["compare"] = compare(learned, model_lib.load(FLAGS.compare_to))
-  print(json.dumps(report, indent=1))
-  print(f"wrote {written}")
+  learned, report = learn(FLAGS.images, FLAGS.boxes, **options)
+  write_learned(learned, report, FLAGS, t)
 
 
 if __name__ == "__main__":
