@@ -101,10 +101,14 @@ def test_train_step_donates_the_state(tiny_data_dir):
   batches = train.train_batches(spec, config.train.batch_size, 0, 0,
                                 supervision.needed_fields(terms))
   hparams = parallel.replicate(train.hyperparams(config.optimizer, config.loss.weights), mesh)
-  with warnings.catch_warnings():
-    warnings.simplefilter("error")   # "Some donated buffers were not usable" fails the test
+  # Only the donation warning fails the test: the session's shared compilation cache may warn
+  # (and recompile) when it reads an entry another worker is still writing.
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
     for _ in range(2):
       old = state
       state, _ = step(state, parallel.host_to_global(next(batches), mesh), hparams)
       assert all(leaf.is_deleted() for leaf in jax.tree.leaves(old))
   jax.block_until_ready(state)
+  donation = [str(w.message) for w in caught if "donat" in str(w.message).lower()]
+  assert not donation, donation
