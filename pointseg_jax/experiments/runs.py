@@ -27,6 +27,7 @@ from pointseg_jax import metric_writer
 from pointseg_jax import predict
 from pointseg_jax import train
 from pointseg_jax import workdir
+from pointseg_jax.data import pipeline
 from pointseg_jax.data.prepare import prepare_spec
 from pointseg_jax.data.spec import DataSpec
 from pointseg_jax.experiments import annotation_cost
@@ -64,14 +65,15 @@ class Schedule:
   seeds: int
   image_size: int | None = None   # None: the variant's; else stored images scaled to fit
   optimizer: tuple = ()           # config.optimizer overrides
-  eval_halfway: bool = True       # also evaluate at num_steps / 2 (the convergence check)
+  # Evaluations, evenly spaced, the last at num_steps: 2 = at half the steps too (the Table 1
+  # convergence check), 5 = every 20 % (the hold-out schedule search's criterion), 1 = the end.
+  evals: int = 2
 
   def apply(self, config):
     c = config.copy_and_resolve_references()
     with c.unlocked():
       c.train.num_steps = self.num_steps
-      # mIoU at half the steps too: the convergence check.
-      c.train.eval_every = max(1, self.num_steps // 2) if self.eval_halfway else self.num_steps
+      c.train.eval_every = max(1, self.num_steps // self.evals)
       c.train.checkpoint_every = max(1, self.num_steps // 4)
       c.train.log_every = max(1, min(100, self.num_steps // 4))
       c.train.keep_checkpoints = 1
@@ -93,7 +95,7 @@ ADAM = (("name", "adam"), ("learning_rate", 3e-4), ("warmup_steps", 100), ("clip
 SCHEDULES = {
     "full": Schedule("full", "synthetic", num_steps=1600, seeds=3, image_size=96, optimizer=ADAM),
     "quick": Schedule("quick", "synthetic", num_steps=100, seeds=1, image_size=96, optimizer=ADAM,
-                      eval_halfway=False),
+                      evals=1),
     "tiny": Schedule("tiny", "tiny", num_steps=4, seeds=1),
 }
 
@@ -146,6 +148,30 @@ def num_train_examples(variant: str, data_dir: str | None = None) -> int:
   are shares of it."""
   spec = DataSpec.from_config(base_config(variant, data_dir).data)
   return int(prepare_spec(spec).info.splits["train"].num_examples)
+
+
+# --------------------------------------------------------------------------------- hold-out ---
+
+# Choices made without val (pairwise_search, schedule_search) train on the first 90 % of the train
+# split and score on the rest (docs/experiments.md, "Choosing the pairwise term without val").
+HOLDOUT_SHARE = 0.1
+
+
+def holdout(num_train: int) -> tuple[float, str]:
+  """(train_fraction, eval split): the first k records train, `train[k:]` scores; disjoint."""
+  k = num_train - max(1, round(HOLDOUT_SHARE * num_train))
+  fraction = k / num_train
+  trained = len(pipeline.train_subset(list(range(num_train)), fraction))
+  if not 0 < trained == k < num_train:
+    raise errors.DataError(f"hold-out of {num_train} train images: the first {trained} would "
+                           f"train and train[{k}:] score; need a train split of >= 2 images")
+  return fraction, f"train[{k}:]"
+
+
+def holdout_overrides(num_train: int) -> tuple:
+  """Run.overrides that train on the hold-out's train part and evaluate on the hold-out."""
+  fraction, split = holdout(num_train)
+  return (("data.train_fraction", fraction), ("eval.split", split))
 
 
 # ---------------------------------------------------------------------------------- running ---
@@ -210,6 +236,18 @@ def train_one(run: Run, schedule: Schedule, seed: int, out: pathlib.Path, num_tr
   run_dir.mkdir(parents=True, exist_ok=True)
   files.write_json(run_dir / "summary.json", kept, indent=1)
   return kept
+
+
+def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what,
+                    tag="runs") -> tuple[dict | None, bool]:
+  """(the run's kept summary, or a fresh one when train_missing (else None); whether it trained).
+  A search's step: resumable, one summary per run."""
+  path = run_dirs(out, run, seed)[0] / "summary.json"
+  summary = load_summary(path, fingerprint(run_config(run, schedule, seed, num_train, data_dir)))
+  if summary is not None or not train_missing:
+    return summary, False
+  print(f"[{tag}] {what}", flush=True)
+  return train_one(run, schedule, seed, out, num_train, data_dir), True
 
 
 def sweep(out: pathlib.Path, schedule: Schedule, seeds: int, runs, *, train_missing=True,
