@@ -119,3 +119,19 @@ def test_table_only_stops_at_the_first_missing_run(tmp_path, monkeypatch):
   rows, chosen, done = ss.search(tmp_path, "synthetic", GRID, 2000, train_missing=False)
   assert (rows, chosen, done, trained) == ([], None, False, [])
   assert "pending" in ss.report(rows, chosen, "synthetic", 2000, "cmd", done)[1]
+
+
+@pytest.mark.slow
+def test_a_real_tiny_search_scores_the_holdout_at_each_fifth(tiny_data_dir, tmp_path):
+  num_train = runs.num_train_examples("tiny", tiny_data_dir)
+  rows, chosen, done = ss.search(tmp_path, "tiny", [C(5, 1e-3)], num_train,
+                                 data_dir=tiny_data_dir, references=())
+  assert done and len(rows) == 1
+  assert sorted(rows[0]["eval_miou_by_step"], key=int) == ["1", "2", "3", "4", "5"]
+  assert rows[0]["last_fifth_gain"] == pytest.approx(rows[0]["miou"]
+                                                     - rows[0]["eval_miou_by_step"]["4"])
+  assert chosen == (C(5, 1e-3) if rows[0]["converged"] else None)
+  saved = json.loads((runs.run_dirs(tmp_path, ss.as_run(C(5, 1e-3), num_train), 0)[1]
+                      / "config.json").read_text())
+  assert saved["eval"]["split"] == runs.holdout(num_train)[1] != "val"
+  assert (saved["optimizer"]["schedule"], saved["optimizer"]["decay_steps"]) == ("cosine", 5)
