@@ -139,6 +139,8 @@ def data_block(**overrides) -> ml_collections.ConfigDict:
   for field in ("data_dir", "manual_dir"):
     if values[field] is None:
       values[field] = placeholder(str)   # None, but `--config.data.data_dir=...` may set a str
+  if values["oracle_objectness"] is None:
+    values["oracle_objectness"] = placeholder(float)
   return ml_collections.ConfigDict(values)
 
 
@@ -378,6 +380,12 @@ def validate(config) -> None:
   supervision.active_terms(weights)
   _validate_schedule(config.optimizer)
   DataSpec.from_config(config.data)
+  oracle = config.data.get("oracle_objectness")
+  if oracle is not None and not str(config.eval.split).startswith("train["):
+    raise errors.ConfigError(
+        f"config.data.oracle_objectness = {oracle!r} with eval.split = {config.eval.split!r}: "
+        "the oracle map is made from ground-truth masks, so it may only be scored on a train "
+        "hold-out (eval.split = 'train[k:]'); leave it unset (None) for a real run")
 
 
 def _validate_schedule(optimizer) -> None:

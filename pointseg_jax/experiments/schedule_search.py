@@ -67,6 +67,11 @@ class Candidate:
 REFERENCES = (Candidate(2000, 1e-3, "sgd", "constant"), Candidate(1600, 3e-4, "adam", "constant"))
 
 
+# The search's result (experiments_results/schedule/search.md): what Table 1 v2, `make demo` and
+# the objectness ablation train with. None until the search has chosen.
+CHOSEN: Candidate | None = None
+
+
 def schedule_of(candidate: Candidate, variant: str) -> runs.Schedule:
   return runs.Schedule(f"holdout_{candidate.name}", variant, candidate.num_steps, seeds=1,
                        image_size=None if variant == "tiny" else IMAGE_SIZE,
