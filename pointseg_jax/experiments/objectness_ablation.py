@@ -98,9 +98,7 @@ def report(rows, candidate, variant, num_train, command) -> tuple[dict, str]:
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   base = rows[0]["miou"] if rows and rows[0]["name"] == "img" else None
   for r in rows:
-    curve = r["eval_miou_by_step"] or {}
-    points = [curve.get(str(candidate.num_steps * k // schedule_search.EVALS))
-              for k in range(1, schedule_search.EVALS + 1)]
+    points = schedule_search.fifths(r["eval_miou_by_step"], candidate.num_steps)
     delta = ("–" if base is None or r["miou"] is None or r["name"] == "img"
              else f"{100 * (r['miou'] - base):+.1f}")
     weight = "–" if r["weight"] is None else f"{r['weight']:g}"

@@ -82,6 +82,12 @@ def as_run(candidate: Candidate, num_train: int) -> runs.Run:
   return runs.Run(candidate.name, "point", overrides=runs.holdout_overrides(num_train))
 
 
+def fifths(curve, num_steps) -> list:
+  """A run's hold-out mIoU at 20, 40, ..., 100 % of its steps (None where not measured)."""
+  curve = curve or {}
+  return [curve.get(str(num_steps * k // EVALS)) for k in range(1, EVALS + 1)]
+
+
 def last_fifth_gain(row) -> float | None:
   """Hold-out mIoU at 100 % minus at 80 % of the steps (None: diverged or not measured)."""
   at80 = (row["eval_miou_by_step"] or {}).get(str(row["num_steps"] * 4 // 5))
@@ -183,8 +189,8 @@ def report(rows, chosen, variant, num_train, command, done=False) -> tuple[dict,
       "| last 20 % gain | converged | wall min | load |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    c, curve = r["candidate"], r["eval_miou_by_step"] or {}
-    points = [curve.get(str(c.num_steps * k // EVALS)) for k in range(1, EVALS + 1)]
+    c = r["candidate"]
+    points = fifths(r["eval_miou_by_step"], c.num_steps)
     gain = r["last_fifth_gain"]
     load = "–".join(f"{v:.1f}" for v in r["loadavg"] if v is not None)
     lines.append(f"| {r['stage']} | {c.optimizer} | {c.schedule} | {c.learning_rate:g} "
