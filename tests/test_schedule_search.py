@@ -8,6 +8,7 @@ import pytest
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search as ss
+from helpers import REPO
 
 C = ss.Candidate
 GRID = ss.grid_candidates([1e-3, 3e-3], [2000, 4000])
@@ -135,3 +136,18 @@ def test_a_real_tiny_search_scores_the_holdout_at_each_fifth(tiny_data_dir, tmp_
                       / "config.json").read_text())
   assert saved["eval"]["split"] == runs.holdout(num_train)[1] != "val"
   assert (saved["optimizer"]["schedule"], saved["optimizer"]["decay_steps"]) == ("cosine", 5)
+
+
+def test_the_committed_search_summaries_keep_their_fingerprints():
+  """A config field added later at its old behaviour must not turn the committed hold-out runs
+  into 'another config' (the search would refuse to resume or rebuild its table)."""
+  out = REPO / "experiments_results" / "schedule"
+  result = json.loads((out / "search.json").read_text())
+  assert result["rows"], "no committed run"
+  for row in result["rows"]:
+    candidate = C(**row["candidate"])
+    run = ss.as_run(candidate, 2000)
+    kept = json.loads((runs.run_dirs(out, run, 0)[0] / "summary.json").read_text())
+    config = runs.run_config(run, ss.schedule_of(candidate, result["variant"]), 0, 2000)
+    assert runs.fingerprint(config) == kept["fingerprint"], row["run"]
+    assert kept["miou"] == row["miou"]
