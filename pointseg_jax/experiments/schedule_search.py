@@ -90,7 +90,7 @@ def fifths(curve, num_steps) -> list:
 
 def last_fifth_gain(row) -> float | None:
   """Hold-out mIoU at 100 % minus at 80 % of the steps (None: diverged or not measured)."""
-  at80 = (row["eval_miou_by_step"] or {}).get(str(row["num_steps"] * 4 // 5))
+  at80 = fifths(row["eval_miou_by_step"], row["num_steps"])[-2]
   return None if row["miou"] is None or at80 is None else row["miou"] - at80
 
 
@@ -107,8 +107,9 @@ def select(rows) -> Candidate | None:
 
 
 def next_longer(rows, chosen: Candidate | None) -> Candidate | None:
-  """The candidate the rule still needs: the winner at twice the steps when it has the most steps
-  tried and its half-steps run is >= TIE below it; when nothing converged, the best run doubled."""
+  """The candidate the rule still needs: the winner at twice its steps when its own half-steps run
+  is >= TIE below it (doubling still paid); when nothing converged, the best run doubled. None
+  when that run is scored already."""
   scored = {r["candidate"]: r for r in rows if r["stage"] != "reference"}
   if chosen is None:
     finished = [r for r in scored.values() if r["miou"] is not None]
