@@ -15,9 +15,12 @@ def pm(mean, std, digits=1, signed=False):
   return f"{mean:{sign}.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
-def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int) -> str:
+def rows_markdown(rows: dict, schedule_name: str, seeds) -> list[str]:
+  """The table of runs: mean ± std over seeds, the paper's number, cost and hours, wall time."""
+  asked = (f"{seeds} seed(s) asked" if isinstance(seeds, int) else
+           "the planned seeds of each row asked")
   lines = [
-      f"Schedule `{schedule_name}`, {seeds} seed(s) asked; val mIoU (%) mean ± std over the seeds "
+      f"Schedule `{schedule_name}`, {asked}; val mIoU (%) mean ± std over the seeds "
       "finished (std with ddof=1).",
       "",
       "| run | paper name | seeds | mIoU (%) | mIoU at half the steps | paper VOC (%) | "
@@ -33,6 +36,12 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
         f"{r['train_images']} | "
         f"{'–' if r['annotation_hours'] is None else r['annotation_hours']} | "
         f"{r['wall_time_s_mean'] / 60:.1f} |")
+  return lines
+
+
+def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int) -> str:
+  """v1: the runs and the findings under the 2-sigma rule."""
+  lines = rows_markdown(rows, schedule_name, seeds)
   lines += ["", "Findings (difference = b − a in mIoU points; σ = the pooled per-seed std "
             "sqrt((σa² + σb²)/2); a finding '>' is reproduced when the difference exceeds 2σ, "
             "'~' when it stays within 2σ; the last column is b − a seed by seed, shown, not "
@@ -46,6 +55,26 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
     lines.append(f"| {f['finding']} | {f['paper']} | `{f['b']}` | "
                  f"`{f.get('compared_with', ', '.join(f['a']))}` | {diff} | {sigma} | "
                  f"{f['verdict']} | {pm(f.get('paired_mean'), f.get('paired_sd'), signed=True)} |")
+  return "\n".join(lines) + "\n"
+
+
+def verdicts_markdown(found: list[dict]) -> str:
+  """v2: each finding's pre-registered paired test and verdict (experiments/verdicts.py)."""
+  lines = ["| finding | family | paper (VOC) | b | a | relation | n | "
+           "b − a per seed: mean ± sd | interval | p | p (Holm) | verdict |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for f in found:
+    relation = f["relation"] + (f" ±{f['margin']:g}" if f.get("margin") else "")
+    interval = ("–" if "ci" not in f else
+                f"[{f['ci'][0]:+.1f}, {f['ci'][1]:+.1f}] ({100 * f['ci_level']:.0f} %)"
+                + (f", below {f['planned_effect']:+.1f}" if f.get("interval_below_planned_effect")
+                   else ""))
+    p = "–" if f["p"] is None else f"{f['p']:.3g}"
+    p_holm = "–" if f["p_holm"] is None else f"{f['p_holm']:.3g}"
+    lines.append(f"| {f['finding']} | {f['family']} | {f['paper'] or '–'} | `{f['b']}` | "
+                 f"`{f.get('compared_with', ', '.join(f['a']))}` | {relation} | {f.get('n', 0)} | "
+                 f"{pm(f.get('mean'), f.get('sd'), signed=True)} | {interval} | {p} | {p_holm} | "
+                 f"{f['verdict']} |")
   return "\n".join(lines) + "\n"
 
 

@@ -5,10 +5,11 @@ A run is `train.train_and_evaluate` on a config built the way `main` builds it
 `python -m pointseg_jax.main --config=configs/<regime>.py --config.<field>=...` gives. A sweep
 keeps one small summary.json per (run, seed) and skips the ones whose config fingerprint
 matches, so it resumes after any interruption; checkpoints live in a git-ignored work/ folder.
-Used by experiments/table1.py and experiments/pairwise_search.py; the statistics are in
+Used by experiments/table1.py, table1_v2.py and pairwise_search.py; the statistics are in
 statistics.py, the tables and figures in report.py.
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -16,6 +17,7 @@ import os
 import pathlib
 import subprocess
 import time
+from typing import Mapping
 
 from absl import logging
 import numpy as np
@@ -68,6 +70,8 @@ class Schedule:
   # Evaluations, evenly spaced, the last at num_steps: 2 = at half the steps too (the Table 1
   # convergence check), 5 = every 20 % (the hold-out schedule search's criterion), 1 = the end.
   evals: int = 2
+  # Other config fields, ((dotted name, value), ...), e.g. a decaying learning rate: set last.
+  fields: tuple = ()
 
   def apply(self, config):
     c = config.copy_and_resolve_references()
@@ -86,7 +90,22 @@ class Schedule:
         lo, hi = config.data.scale_range
         c.data.scale_range = (lo * ratio, hi * ratio)
       c.optimizer.update(dict(self.optimizer))
+    set_fields(c, self.fields, f"schedule {self.name}: field")
     return c
+
+
+def set_fields(config, pairs, what: str) -> None:
+  """config.<dotted> = value for each pair (config unlocked); a name that is no field: an error."""
+  for name, value in pairs:
+    *parents, leaf = name.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent] if parent in node else None
+      if node is None:
+        break
+    if node is None or leaf not in node:
+      raise errors.ConfigError(f"{what} {name!r} names no config field")
+    node[leaf] = value
 
 
 # Adam 3e-4, 100-step warmup, no clipping: docs/training.md measured it ~3 points above the
@@ -122,14 +141,7 @@ def run_config(run: Run, schedule: Schedule, seed: int, num_train: int, data_dir
                                   train_fraction=run.train_fraction(num_train))
   with config.unlocked():
     config.seed = seed
-    for name, value in run.overrides:
-      *parents, leaf = name.split(".")
-      node = config
-      for parent in parents:
-        node = node[parent]
-      if leaf not in node:
-        raise errors.ConfigError(f"run {run.name}: override {name!r} names no config field")
-      node[leaf] = value
+    set_fields(config, run.overrides, f"run {run.name}: override")
   return config
 
 
@@ -139,8 +151,27 @@ def fingerprint(config) -> str:
   measured. Equal fingerprints = the same run."""
   values = {**workdir.identity(config), "train.num_steps": int(config.train.num_steps),
             "train.eval_every": int(config.train.eval_every)}
+  if values.get("model.init_from"):
+    values["model.init_from"] = init_identity(values["model.init_from"])
   text = json.dumps(values, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def init_identity(path: str) -> str:
+  """An init file (e.g. the `pretrained` variant's) stands for its content, not for where the
+  checkout lies: two worktrees of one sweep give the same fingerprint, and retrained weights a
+  new one. A missing file stays its path (training refuses it, naming the command)."""
+  p = pathlib.Path(path)
+  if not p.is_file():
+    return path
+  stat = p.stat()
+  return "sha256:" + _file_sha256(str(p.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:   # the key: changed file, new hash
+  del mtime_ns, size
+  return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
 def num_train_examples(variant: str, data_dir: str | None = None) -> int:
@@ -250,16 +281,18 @@ def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing
   return train_one(run, schedule, seed, out, num_train, data_dir), True
 
 
-def sweep(out: pathlib.Path, schedule: Schedule, seeds: int, runs, *, train_missing=True,
+def sweep(out: pathlib.Path, schedule: Schedule, seeds, runs, *, train_missing=True,
           after_each=None, data_dir=None, first=()) -> list[dict]:
-  """Every (seed, run), seed-major; trains what is missing (unless not train_missing). Within a
-  seed the runs named in `first` go first, in that order (an unfinished sweep has those rows)."""
+  """Every (seed, run), seed-major; trains what is missing (unless not train_missing). seeds: the
+  same for every run (an int) or per run name (a mapping). Within a seed the runs named in
+  `first` go first, in that order (an unfinished sweep has those rows)."""
   num_train = num_train_examples(schedule.variant, data_dir)
   done, todo = [], []
   first = tuple(first)
   ordered = sorted(runs, key=lambda r: first.index(r.name) if r.name in first else len(first))
-  for seed in range(seeds):
-    for run in ordered:
+  count = {r.name: seeds[r.name] if isinstance(seeds, Mapping) else seeds for r in runs}
+  for seed in range(max(count.values(), default=0)):
+    for run in (r for r in ordered if seed < count[r.name]):
       fp = fingerprint(run_config(run, schedule, seed, num_train, data_dir))
       summary = load_summary(run_dirs(out, run, seed)[0] / "summary.json", fp)
       (done if summary else todo).append(summary or (run, seed))
@@ -277,6 +310,25 @@ def sweep(out: pathlib.Path, schedule: Schedule, seeds: int, runs, *, train_miss
     if after_each is not None:
       after_each(done, f"{run.name} seed {seed}")
   return done
+
+
+def sweep_and_write(out: pathlib.Path, schedule: Schedule, seeds, runs, write, *, table_only=False,
+                    commit=False, data_dir=None, first=()):
+  """What a sweep command does: <out>/.gitignore, the missing runs trained seed-major (none when
+  table_only), after each one the results rebuilt (`write(summaries, num_train)`) and, when
+  `commit`, committed; returns write's result for all summaries."""
+  out.mkdir(parents=True, exist_ok=True)
+  keep_summaries_only(out)
+  num_train = num_train_examples(schedule.variant, data_dir)
+
+  def after_each(done, what):
+    write(done, num_train)
+    if commit:
+      git_commit(out, what)
+
+  summaries = sweep(out, schedule, seeds, runs, train_missing=not table_only,
+                    after_each=after_each, data_dir=data_dir, first=first)
+  return write(summaries, num_train)
 
 
 def run_regime(config, workdir_path, *, predictions=True):

@@ -43,8 +43,9 @@ def collect(summaries: list[dict], runs=()) -> dict:
     halves = []
     for s in group:
       steps = sorted(int(k) for k in s["eval_miou_by_step"])
-      if len(steps) > 1:
-        halves.append(100 * s["eval_miou_by_step"][str(steps[-2])])
+      half = str(steps[-1] // 2) if len(steps) > 1 else None
+      if half in s["eval_miou_by_step"]:
+        halves.append(100 * s["eval_miou_by_step"][half])
     half_mean, _ = mean_std(halves)
     cost = annotation_cost.seconds_per_image(regime.name)
     budget = getattr(runs_by_name.get(name), "budget_seconds", None)

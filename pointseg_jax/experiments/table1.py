@@ -141,21 +141,12 @@ def main(argv):
     cli.fail(f"--runs: unknown run(s) {unknown}; known: {', '.join(RUNS_BY_NAME)}")
   runs = [RUNS_BY_NAME[n] for n in FLAGS.runs] if FLAGS.runs else list(ALL_RUNS)
   out = pathlib.Path(FLAGS.out)
-  out.mkdir(parents=True, exist_ok=True)
-  runs_lib.keep_summaries_only(out)
   command = "python -m pointseg_jax.experiments.table1 " + " ".join(sys.argv[1:])
-  num_train = runs_lib.num_train_examples(schedule.variant, FLAGS.data_dir)
-
-  def after_each(done, what):
-    write_results(out, done, schedule, seeds, num_train, command)
-    if FLAGS.git_commit:
-      runs_lib.git_commit(out, what)
-
-  summaries = runs_lib.sweep(out, schedule, seeds, runs, train_missing=not FLAGS.table_only,
-                    after_each=after_each, data_dir=FLAGS.data_dir,
-                             first=FIRST)
-  results = write_results(out, summaries, schedule, seeds, num_train, command)
-  print(f"[table1] {len(summaries)} runs in the table -> {out / 'table.md'}, "
+  results = runs_lib.sweep_and_write(
+      out, schedule, seeds, runs,
+      lambda done, num_train: write_results(out, done, schedule, seeds, num_train, command),
+      table_only=FLAGS.table_only, commit=FLAGS.git_commit, data_dir=FLAGS.data_dir, first=FIRST)
+  print(f"[table1] {results['runs_finished']} runs in the table -> {out / 'table.md'}, "
         f"{out / 'results.json'}, {out / 'fig6a.png'}")
   for name, r in results["rows"].items():
     print(f"  {name:22s} {report.pm(r['miou_mean'], r['miou_std']):>12s} % (n={r['n']})")

@@ -1,0 +1,164 @@
+"""experiments/table1_v2.py: every pre-registered row builds its config, the equal-budget subsets
+have the stated sizes, the schedule file is checked, the seeds are the committed plan's."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pointseg_jax import config_lib
+from pointseg_jax import errors
+from pointseg_jax.experiments import runs
+from pointseg_jax.experiments import seed_plan
+from pointseg_jax.experiments import table1_v2 as v2
+from helpers import REPO
+
+CHOSEN = {"num_steps": 6000,
+          "config": {"optimizer.name": "adam", "optimizer.learning_rate": 3e-4,
+                     "optimizer.warmup_steps": 100, "optimizer.clip_grad_norm": 0.0},
+          "holdout_miou_gain_last_20pct": 0.6, "chosen_by": "a test"}
+
+
+def write_schedule(tmp_path, **changes):
+  path = tmp_path / v2.SCHEDULE_FILE
+  path.write_text(json.dumps({**CHOSEN, **changes}))
+  return path
+
+
+def test_every_row_builds_its_config(tmp_path):
+  schedule = v2.load_schedule(write_schedule(tmp_path))
+  assert (schedule.num_steps, schedule.image_size, schedule.evals) == (6000, 96, 4)
+  for run in v2.ALL_RUNS:
+    config = runs.run_config(run, schedule, 4, 2000)
+    config_lib.validate(config)
+    assert (config.regime, config.seed, config.train.num_steps) == (run.regime, 4, 6000)
+    assert config.optimizer.name == "adam" and config.train.eval_every == 1500
+    assert config.data.dataset == "synthetic_points/default:2.0.0"
+    # Pretrained unless a scratch_* row; nothing else differs between the two.
+    scratch = run.name.startswith("scratch_")
+    assert config.model.init_from == (None if scratch else config_lib.PRETRAINED_INIT_FROM)
+    if scratch:
+      twin = runs.run_config(v2.RUNS_BY_NAME[run.name.removeprefix("scratch_")], schedule, 4,
+                             2000)
+      twin.model.init_from = None
+      assert twin.to_dict() == config.to_dict()
+  by = lambda name: runs.run_config(v2.RUNS_BY_NAME[name], schedule, 0, 2000)  # noqa: E731
+  assert [by(f"grown_r{r}").data.point_radius for r in ("0.5", "1.3", "6.4", "2", "5", "25")] == [
+      0.5, 1.3, 6.4, 2.0, 5.0, 25.0]
+  assert by("grown_r1.3").data.label_kind == "grown_points"
+  crf = by("point_crf_tuned")
+  assert (crf.loss.weights.pairwise, crf.loss.pairwise.sigma_rgb, crf.loss.pairwise.sigma_xy) == (
+      0.3, 3.0, 24.0)
+  assert by("squiggle_r25").data.squiggle_radius == 25
+  fps = {runs.fingerprint(runs.run_config(r, schedule, s, 2000))
+         for r in v2.ALL_RUNS for s in range(2)}
+  assert len(fps) == 2 * len(v2.ALL_RUNS)
+
+
+def test_equal_budget_subsets_have_the_stated_sizes():
+  """1, 2, 4 x 1Point's 22.1 s per image on 2,000 images: floor(2000 k 22.1 / 239.7) full masks
+  = 184, 368, 737; floor(2000 k 22.1 / 102.5) boxes = 431, 862, 1724."""
+  sizes = {r.name: round(r.train_fraction(2000) * 2000) for r in v2.BUDGET_RUNS}
+  assert sizes == {"full_budget1x": 184, "full_budget2x": 368, "full_budget4x": 737,
+                   "box_budget1x": 431, "box_budget2x": 862, "box_budget4x": 1724}
+  config = runs.run_config(v2.RUNS_BY_NAME["box_budget4x"], v2.QUICK, 0, 2000)
+  assert config.data.train_fraction == 1724 / 2000 and config.regime == "box"
+
+
+def test_schedule_file_is_checked(tmp_path):
+  with pytest.raises(errors.MissingInputError, match="schedule.json not found.*hold-out"):
+    v2.load_schedule(tmp_path / v2.SCHEDULE_FILE)
+  with pytest.raises(errors.ConfigError, match="not converged by the pre-registered criterion"):
+    v2.load_schedule(write_schedule(tmp_path, holdout_miou_gain_last_20pct=1.4))
+  with pytest.raises(errors.ConfigError, match="'optimizer.decay' names no config field"):
+    v2.load_schedule(write_schedule(tmp_path, config={"optimizer.decay": "cosine"}))
+  with pytest.raises(errors.ConfigError, match="num_steps = 5"):
+    v2.load_schedule(write_schedule(tmp_path, num_steps=5))
+  path = write_schedule(tmp_path)
+  path.write_text(json.dumps({"num_steps": 100}))
+  with pytest.raises(errors.ConfigError, match="needs exactly the keys"):
+    v2.load_schedule(path)
+  path.write_text("{")
+  with pytest.raises(errors.ConfigError, match="not JSON"):
+    v2.load_schedule(path)
+
+
+def test_quick_and_tiny_need_no_schedule_file(tmp_path):
+  schedule, seeds = v2.schedule_and_seeds(tmp_path, quick=True, variant="synthetic")
+  assert schedule is v2.QUICK and schedule.num_steps == 100 and set(seeds.values()) == {1}
+  assert v2.schedule_and_seeds(tmp_path, quick=False, variant="tiny")[0].variant == "tiny"
+  # --quick covers every kind of row: each regime, a grown radius, a budget, a scratch row.
+  quick = [v2.RUNS_BY_NAME[n] for n in v2.QUICK_RUNS]
+  assert {r.regime for r in quick} == {r.regime for r in v2.ALL_RUNS}
+  assert any(r.budget_seconds for r in quick) and any(r.overrides == v2.SCRATCH for r in quick)
+
+
+def test_findings_name_rows_of_the_table_and_seeds_are_the_plan():
+  assert len({f.what for f in v2.FINDINGS}) == len(v2.FINDINGS) == 33
+  assert [sum(f.family == k for f in v2.FINDINGS) for k in ("paper", "beyond", "pretraining")] == [
+      13, 10, 10]
+  for f in v2.FINDINGS:
+    assert set(f.rows()) <= set(v2.RUNS_BY_NAME), f.what
+    assert (f.relation == "~") == (f.margin is not None)
+  assert set(v2.SEEDS) == set(v2.RUNS_BY_NAME)
+  # The committed seeds are what the power calculation on the committed v1 summaries gives.
+  items, seeds = seed_plan.plan(v2.FINDINGS, seed_plan.load_v1(REPO, v2.V1_SOURCES), v2.v1_name,
+                                v2.group, list(v2.RUNS_BY_NAME))
+  assert seeds == v2.SEEDS
+  assert min(v2.SEEDS[r] for f in v2.FINDINGS if abs(f.planned_effect) <= 2 for r in f.rows()) == 5
+  own = {i["finding"]: i["sd_own_v1"] for i in items}
+  # v1, per seed (RESULTS.md): all_points - point = -0.59 +- 1.09 at 1,600 steps only.
+  assert own["AllPoints ~ 1Point"] == pytest.approx(1.09, abs=0.005)
+  assert own["pretrained > scratch: point"] is None       # v1 ran no pretrained rows
+
+
+def test_fingerprint_follows_the_init_files_content_not_its_path(tmp_path):
+  """Two worktrees of one sweep (the two-process method) must give the same fingerprints."""
+  config = runs.run_config(v2.RUNS_BY_NAME["point"], v2.QUICK, 0, 2000)
+  here = runs.fingerprint(config)
+  for name in ("a", "b"):
+    (tmp_path / name).mkdir()
+    shutil.copy(config.model.init_from, tmp_path / name / "w.npz")
+  fps = []
+  for name in ("a", "b"):
+    other = config.copy_and_resolve_references()
+    other.model.init_from = str(tmp_path / name / "w.npz")
+    fps.append(runs.fingerprint(other))
+  assert fps[0] == fps[1] == here
+  (tmp_path / "b" / "w.npz").write_bytes(b"other weights")
+  other.model.init_from = str(tmp_path / "b" / "w.npz")
+  assert runs.fingerprint(other) != here
+
+
+def test_results_of_a_partial_sweep(tmp_path):
+  """Two seeds of two rows: the table, strict JSON (no nan) and every verdict still pending."""
+  summaries = [{"run": run, "regime": run, "seed": k, "miou": m / 100,
+                "eval_miou_by_step": {"50": m / 200, "100": m / 100}, "train_images": 2000,
+                "wall_time_s": 60.0, "train_steps_per_sec": 8.0}
+               for run, values in (("point", (40.0, 44.0)), ("image", (30.0, 33.0)))
+               for k, m in enumerate(values)]
+  results = v2.write_results(tmp_path, summaries, v2.QUICK, v2.SEEDS, 2000, "cmd")
+  assert json.loads((tmp_path / "results.json").read_text()) == results
+  assert {f["verdict"].split(" ")[0] for f in results["findings"]} == {"pending"}
+  table = (tmp_path / "table.md").read_text()
+  assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 21.0 |" in table
+  assert "| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 |" in table
+  assert (tmp_path / "fig6a.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_command_on_tiny(tiny_data_dir, tmp_path):
+  """The v2 CLI end to end on the tiny set: a row and its scratch twin, 1 seed, the table written
+  with every finding pending (one seed is no test)."""
+  out = tmp_path / "v2"
+  done = subprocess.run(
+      [sys.executable, "-m", "pointseg_jax.experiments.table1_v2", f"--out={out}",
+       "--variant=tiny", "--runs=point,scratch_point", f"--data_dir={tiny_data_dir}"],
+      cwd=REPO, capture_output=True, text=True, env=dict(os.environ), timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  results = json.loads((out / "results.json").read_text())
+  assert set(results["rows"]) == {"point", "scratch_point"} and results["runs_finished"] == 2
+  assert all(f["verdict"].startswith("pending") for f in results["findings"])
+  assert "pretrained > scratch: point" in (out / "table.md").read_text()
