@@ -151,3 +151,20 @@ def test_the_committed_search_summaries_keep_their_fingerprints():
     config = runs.run_config(run, ss.schedule_of(candidate, result["variant"]), 0, 2000)
     assert runs.fingerprint(config) == kept["fingerprint"], row["run"]
     assert kept["miou"] == row["miou"]
+
+
+def test_the_choice_is_written_as_table1_v2_reads_it(tmp_path):
+  from pointseg_jax.experiments import table1_v2   # pylint: disable=g-import-not-at-top
+  rows = [{"stage": "grid", "candidate": C(4000, 1e-3), "run": "x", "num_steps": 4000,
+           "miou": 0.35, "eval_miou_by_step": curve(4000, 0.35, 0.006), "wall_time_s": 60.0,
+           "loadavg": (1.0, 1.0), "last_fifth_gain": 0.006, "converged": True}]
+  ss.write(tmp_path, rows, C(4000, 1e-3), "synthetic", 2000, "python -m ... schedule_search")
+  chosen = json.loads((tmp_path / ss.CHOSEN_FILE).read_text())
+  assert set(chosen) == set(table1_v2.SCHEDULE_KEYS)
+  assert chosen["holdout_miou_gain_last_20pct"] == 0.6 and chosen["num_steps"] == 4000
+  (tmp_path / table1_v2.SCHEDULE_FILE).write_text(json.dumps(chosen))
+  schedule = table1_v2.load_schedule(tmp_path / table1_v2.SCHEDULE_FILE)
+  config = schedule.apply(runs.base_config(table1_v2.VARIANT))
+  assert (config.train.num_steps, config.optimizer.schedule, config.optimizer.decay_steps,
+          config.optimizer.learning_rate, config.optimizer.warmup_steps) == (
+              4000, "cosine", 4000, 1e-3, 200)

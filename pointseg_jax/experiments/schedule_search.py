@@ -37,7 +37,8 @@ EVALS = 5                # hold-out evaluations at 20, 40, 60, 80, 100 % of the 
 IMAGE_SIZE = 96          # Table 1's inputs (runs.SCHEDULES["full"]), what the schedule is for
 # Warmup and clipping per optimiser, as the val-chosen settings had them (docs/training.md).
 WARMUP_CLIP = {"sgd": (200, 20.0), "adam": (100, 0.0)}
-FILES = ("runs", "search.json", "search.md", ".gitignore")
+CHOSEN_FILE = "chosen_schedule.json"   # table1_v2's schedule.json format (its SCHEDULE_KEYS)
+FILES = ("runs", "search.json", "search.md", CHOSEN_FILE, ".gitignore")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -217,10 +218,22 @@ def report(rows, chosen, variant, num_train, command, done=False) -> tuple[dict,
   return result, "\n".join(lines)
 
 
+def chosen_schedule(rows, chosen: Candidate, command: str) -> dict:
+  """The choice as Table 1 v2 reads it (table1_v2.SCHEDULE_KEYS: copy it to <v2 out>/schedule.json):
+  steps, the optimiser's config fields, the measured last-20 % gain in points, the command."""
+  row = next(r for r in rows if r["candidate"] == chosen and r["stage"] != "reference")
+  return {"num_steps": chosen.num_steps,
+          "config": {f"optimizer.{k}": v for k, v in chosen.optimizer_overrides()},
+          "holdout_miou_gain_last_20pct": round(100 * row["last_fifth_gain"], 2),
+          "chosen_by": command}
+
+
 def write(out, rows, chosen, variant, num_train, command, done=False) -> dict:
   result, markdown = report(rows, chosen, variant, num_train, command, done)
   files.write_json(out / "search.json", result, indent=1)
   files.write_text(out / "search.md", markdown)
+  if chosen is not None:
+    files.write_json(out / CHOSEN_FILE, chosen_schedule(rows, chosen, command), indent=1)
   return result
 
 
