@@ -151,6 +151,11 @@ def test_the_committed_search_summaries_keep_their_fingerprints():
     config = runs.run_config(run, ss.schedule_of(candidate, result["variant"]), 0, 2000)
     assert runs.fingerprint(config) == kept["fingerprint"], row["run"]
     assert kept["miou"] == row["miou"]
+  # The code's named setting is what the committed runs select: CHOSEN once the search is done,
+  # its PROVISIONAL leader until then.
+  rows = [dict(r, candidate=C(**r["candidate"])) for r in result["rows"]]
+  assert result["done"] == (ss.CHOSEN is not None)
+  assert ss.select(rows) == (ss.CHOSEN or ss.PROVISIONAL)
 
 
 def test_the_choice_is_written_as_table1_v2_reads_it(tmp_path):
