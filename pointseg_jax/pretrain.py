@@ -29,6 +29,8 @@ from pointseg_jax import state as state_lib
 from pointseg_jax import train as train_lib
 from pointseg_jax.data import prepare
 from pointseg_jax.data.synthetic_classes import corpus
+from pointseg_jax.models import lsuv
+from pointseg_jax.models import vgg16
 from pointseg_jax.models import weights as weights_lib
 from pointseg_jax.models.classifier import Classifier
 
@@ -66,17 +68,37 @@ def train_step(state, images, labels, hparams, *, model, opt):
   key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
   def loss_fn(params):
-    logits = model.apply({"params": params}, images, train=True, rngs={"dropout": key})
+    logits = model.apply({"params": stored_params(params, hparams["input_rms"])}, images,
+                         train=True, rngs={"dropout": key})
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
   loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+  grad_norm = optax.global_norm(grads)
   step = state["step"]
   lr = train_lib.learning_rate(hparams, step) * 0.5 * (
       1 + jnp.cos(jnp.pi * jnp.minimum(step / hparams["num_steps"], 1.0)))
   updates, opt_state = state_lib.make_optimizer(lr, opt).update(grads, state["opt_state"],
                                                                  state["params"])
   params = optax.apply_updates(state["params"], updates)
-  return dict(state, step=step + 1, params=params, opt_state=opt_state), {"loss": loss, "lr": lr}
+  return dict(state, step=step + 1, params=params, opt_state=opt_state), {"loss": loss, "lr": lr,
+                                                                  "grad_norm": grad_norm}
+
+
+def trained_params(params, input_rms):
+  """The params SGD sees: conv1_1's kernel as V = r W, r the input's RMS (see `stored_params`)."""
+  return dict(params, conv1_1=dict(params["conv1_1"], kernel=params["conv1_1"]["kernel"] * input_rms))
+
+
+def stored_params(params, input_rms):
+  """The net's params (what the file holds and the FCN loads) from the trained ones: W = V / r.
+
+  The Caffe preprocess leaves the input at RMS r ~ 55 where every other layer's input is ~1 (after
+  LSUV), so plain SGD on conv1_1's kernel W moves its output r^2 times faster than the other
+  layers' (Adam: r times). Training V = r W instead is training on the normalised input x / r, the
+  usual input normalisation, while the network itself, and so the FCN that loads it, keeps the
+  Caffe preprocess. r = 1 is plain training of W.
+  """
+  return dict(params, conv1_1=dict(params["conv1_1"], kernel=params["conv1_1"]["kernel"] / input_rms))
 
 
 def top1(model, params, images, labels, batch_size) -> float:
@@ -99,6 +121,22 @@ def file_sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
+INITS = ("he", "lsuv")
+# Every layer LSUV rescales, in network order (fc8 starts at zero and stays as it is).
+LSUV_LAYERS = vgg16.CONV_NAMES + ("fc6", "fc7")
+
+
+def init_scale(config, model, params, train_x):
+  """config.init 'lsuv': unit output variance per layer on the first `init_images` training
+  images (models/lsuv.py); 'he': params as drawn. Returns (params, {layer: output std before})."""
+  if config.init not in INITS:
+    raise ValueError(f"config.init must be one of {INITS}; got {config.init!r}")
+  if config.init == "he":
+    return params, {}
+  images = jnp.asarray(train_x[:config.init_images], jnp.float32)
+  return lsuv.rescale(model, params, images, LSUV_LAYERS)
+
+
 def pretrain(config) -> dict:
   """Train, evaluate on the held-out split, write config.out; returns the summary (also in _meta)."""
   t0 = time.time()
@@ -114,14 +152,21 @@ def pretrain(config) -> dict:
   # every run).
   init = jax.jit(lambda k: model.init(k, jnp.zeros((1, *train_x.shape[1:]), jnp.float32))["params"])
   params = init.lower(init_key).compile(state_lib.compiler_options(fast_compile=True))(init_key)
+  params, init_stds = init_scale(config, model, params, train_x)
+  input_rms = np.float32(1.0)
+  if config.normalise_input:
+    x = vgg16.preprocess(jnp.asarray(train_x[:config.init_images], jnp.float32))
+    input_rms = np.float32(jnp.sqrt(jnp.mean(jnp.square(x))))
+  params = trained_params(params, input_rms)
   state = {"step": jnp.zeros((), jnp.int32), "params": params,
            "opt_state": state_lib.make_optimizer(0.0, opt).init(params),
            "rng": jax.random.key_data(dropout_key)}
   hparams = {"learning_rate": np.float32(config.optimizer.learning_rate),
              "warmup_steps": np.float32(config.optimizer.warmup_steps),
-             "num_steps": np.float32(config.num_steps)}
+             "num_steps": np.float32(config.num_steps), "input_rms": input_rms}
   step_fn = jax.jit(functools.partial(train_step, model=model, opt=opt), donate_argnums=(0,))
   history = []
+  loss = float("nan")
   for step, (idx, flip) in zip(range(config.num_steps), batches(len(train_x), config.batch_size,
                                                                 config.seed)):
     images = train_x[idx]
@@ -131,25 +176,31 @@ def pretrain(config) -> dict:
       loss = float(metrics["loss"])
       if not np.isfinite(loss):
         raise FloatingPointError(f"pretraining loss is {loss} at step {step + 1}")
-      logging.info("step %d loss %.4f lr %.5f (%.0f s)", step + 1, loss, float(metrics["lr"]),
-                   time.time() - t0)
+      logging.info("step %d loss %.4f lr %.5f grad norm %.3g (%.0f s)", step + 1, loss,
+                   float(metrics["lr"]), float(metrics["grad_norm"]), time.time() - t0)
     if (step + 1) % config.eval_every == 0 and step + 1 < config.num_steps:
-      acc = top1(model, state["params"], held_x, held_y, config.eval_batch_size)
-      history.append({"step": step + 1, "heldout_top1": acc})
+      acc = top1(model, stored_params(state["params"], input_rms), held_x, held_y,
+                 config.eval_batch_size)
+      history.append({"step": step + 1, "heldout_top1": acc, "train_loss": round(loss, 4)})
       logging.info("step %d held-out top-1 %.4f", step + 1, acc)
-  acc = top1(model, state["params"], held_x, held_y, config.eval_batch_size)
-  history.append({"step": int(config.num_steps), "heldout_top1": acc})
+  acc = top1(model, stored_params(state["params"], input_rms), held_x, held_y,
+                 config.eval_batch_size)
+  history.append({"step": int(config.num_steps), "heldout_top1": acc, "train_loss": round(loss, 4)})
   summary = {
       "dataset": config.dataset, "width": float(config.width), "image_size": int(train_x.shape[1]),
       "num_train": len(train_x), "num_heldout": len(held_x), "num_classes": corpus.NUM_CLASSES,
       "num_steps": int(config.num_steps), "batch_size": int(config.batch_size),
-      "seed": int(config.seed), "heldout_top1": acc, "history": history,
+      "seed": int(config.seed), "init": config.init,
+      "init_output_stds": {k: round(v, 4) for k, v in init_stds.items()},
+      "input_rms": float(input_rms),
+      "optimizer": config.optimizer.to_dict(), "heldout_top1": acc, "history": history,
       "seconds": round(time.time() - t0, 1),
       # score_fr row c (VOC class c = 1..20) <- fc8 row score_rows[c - 1] (models/weights.py).
       "score_rows": list(corpus.BENCHMARK_ROWS), "classes": list(corpus.CLASS_NAMES_CORPUS),
       "command": weights_lib.PRETRAIN_COMMAND,
   }
-  written = weights_lib.save_npz(config.out, flat_params(jax.device_get(state["params"])),
+  params = jax.device_get(stored_params(state["params"], input_rms))
+  written = weights_lib.save_npz(config.out, flat_params(params),
                                  **{k: v for k, v in summary.items() if k != "seconds"})
   summary["out"], summary["sha256"] = written, file_sha256(written)
   return summary

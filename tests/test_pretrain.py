@@ -1,11 +1,14 @@
 """The pretraining corpus (synthetic_classes/tiny), the classifier, its load into the FCN through
 `init_from` (the authors' score-row trick) and the `:pretrained` variant."""
+import functools
+import importlib
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from pointseg_jax import CLASS_NAMES
@@ -18,8 +21,14 @@ from pointseg_jax.data.synthetic_classes import corpus
 from pointseg_jax.data.synthetic_points import scenes
 from pointseg_jax.models import classifier
 from pointseg_jax.models import fcn
+from pointseg_jax.models import lsuv
 from pointseg_jax.models import weights
 from helpers import load_config
+
+
+def optax_ce(logits, labels):
+  """Mean softmax cross-entropy, the pretraining loss."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 # ---------------------------------------------------------------------------------- corpus ---
@@ -43,11 +52,19 @@ def test_seeds_are_disjoint_from_the_benchmarks_and_examples_reproduce():
   assert not np.allclose(corpus.example_rng(0, "train", 5).random(4), benchmark)
 
 
-def test_tiny_builder_splits_are_balanced(tmp_path):
-  builder = prepare("synthetic_classes/tiny", str(tmp_path))
+@pytest.fixture(scope="module")
+def tiny_classes_dir(tmp_path_factory):
+  """synthetic_classes/tiny built once for this file (seconds), in a private TFDS data dir."""
+  path = str(tmp_path_factory.mktemp("tfds_classes"))
+  prepare("synthetic_classes/tiny", path)
+  return path
+
+
+def test_tiny_builder_splits_are_balanced(tiny_classes_dir):
+  builder = prepare("synthetic_classes/tiny", tiny_classes_dir)
   assert builder.info.splits["train"].num_examples == 2 * corpus.NUM_CLASSES
   assert builder.info.splits["heldout"].num_examples == corpus.NUM_CLASSES
-  images, labels = pretrain.load_split("synthetic_classes/tiny", "heldout", str(tmp_path))
+  images, labels = pretrain.load_split("synthetic_classes/tiny", "heldout", tiny_classes_dir)
   assert images.shape == (corpus.NUM_CLASSES, 32, 32, 3) and images.dtype == np.uint8
   np.testing.assert_array_equal(np.sort(labels), np.arange(corpus.NUM_CLASSES))
   # Example i of a split is class i mod 160, from its own seed (the builder adds nothing).
@@ -73,12 +90,138 @@ def test_fc6_taps_beyond_the_pool5_map_start_and_stay_zero():
   assert np.all(g[~live] == 0) and np.abs(g[live]).min() > 0
 
 
+def _tiny_classifier(dropout=0.5, num_classes=7):
+  """Width 1/16 at 32 px (pool5 1x1: only fc6's centre tap is live), He-initialised with numbers
+  from numpy as the classifier draws them (compiling its RNG init takes ~15 s), fc8 zero."""
+  model = classifier.Classifier(num_classes=num_classes, width=1 / 16, dropout=dropout)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  rng = np.random.default_rng(1)
+  params = {}
+  for name, leaves in shapes["params"].items():
+    kh, kw, cin, cout = leaves["kernel"].shape
+    kernel = np.zeros((kh, kw, cin, cout), np.float32)
+    if name != "fc8":
+      kernel[kh // 2, kw // 2] = rng.standard_normal((cin, cout)) * np.sqrt(2 / cin)
+      if name.startswith("conv"):
+        kernel = (rng.standard_normal(kernel.shape) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+    params[name] = {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(cout, jnp.float32)}
+  images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+  return model, params, images
+
+
+def test_lsuv_gives_every_layer_unit_output_variance_on_its_batch():
+  model, params, images = _tiny_classifier()
+  names = pretrain.LSUV_LAYERS
+  he = lsuv.output_stds(model, params, images)
+  # The problem it fixes: He init keeps the 0..255-minus-mean input's scale (RMS ~74 for uniform
+  # pixels) all the way up to fc7 instead of ~1.
+  assert he["conv1_1"] > 20 and he["fc7"] > 4, he
+  scaled, before = lsuv.rescale(model, params, images, names)
+  after = lsuv.output_stds(model, scaled, images)
+  for name in names:
+    np.testing.assert_allclose(float(after[name]), 1.0, rtol=1e-4, err_msg=name)
+    # Only the scale changes: kernel = He kernel / (that layer's std with the layers below
+    # already rescaled); biases stay zero.
+    he_k, k = np.asarray(params[name]["kernel"]), np.asarray(scaled[name]["kernel"])
+    live = he_k != 0
+    np.testing.assert_allclose(he_k[live] / k[live], before[name], rtol=1e-5)
+    assert not np.any(np.asarray(scaled[name]["kernel"])[~live])   # fc6's dead taps stay zero
+    np.testing.assert_array_equal(scaled[name]["bias"], 0)
+  np.testing.assert_allclose(before["conv1_1"], float(he["conv1_1"]), rtol=1e-5)
+  assert not np.any(np.asarray(scaled["fc8"]["kernel"]))           # fc8 untouched (zero)
+
+
+def test_lsuv_refuses_a_dead_layer():
+  model, params, images = _tiny_classifier()
+  params = dict(params, conv2_1=dict(params["conv2_1"], kernel=params["conv2_1"]["kernel"] * 0))
+  with pytest.raises(FloatingPointError, match="conv2_1 has std 0"):
+    lsuv.rescale(model, params, images, pretrain.LSUV_LAYERS)
+
+
+def test_train_and_eval_mode_agree_without_dropout():
+  """Dropout is the only train/eval difference: at rate 0 the logits are the same."""
+  model, params, images = _tiny_classifier(dropout=0.0)
+  params = dict(params, fc8=dict(params["fc8"], kernel=jax.random.normal(
+      jax.random.key(2), params["fc8"]["kernel"].shape)))
+  train = model.apply({"params": params}, images, train=True, rngs={"dropout": jax.random.key(1)})
+  np.testing.assert_allclose(train, model.apply({"params": params}, images), rtol=1e-6)
+
+
+def test_normalised_input_makes_sgd_on_conv1_1_r_squared_slower():
+  """Training V = r W (pretrain.stored_params) is SGD on the input / r: one step moves conv1_1's
+  kernel W by lr * dL/dW / r^2, every other layer by lr * dL/dW, and the file holds W."""
+  model, params, images = _tiny_classifier(dropout=0.0)
+  params = dict(params, fc8=dict(params["fc8"], kernel=jax.random.normal(
+      jax.random.key(2), params["fc8"]["kernel"].shape) * 0.01))
+  labels = jnp.arange(8) % 7
+  opt = state_lib.OptimizerSpec(name="sgd", momentum=0.9, weight_decay=0.0, bias_lr_mult=1.0)
+
+  def loss(p):
+    logits = model.apply({"params": p}, images)
+    return optax_ce(logits, labels)
+
+  grads = jax.jit(jax.grad(loss))(params)
+  r = np.float32(4.0)
+  np.testing.assert_array_equal(pretrain.stored_params(pretrain.trained_params(params, r), r)[
+      "conv1_1"]["kernel"], params["conv1_1"]["kernel"])
+  state = {"step": jnp.zeros((), jnp.int32), "params": pretrain.trained_params(params, r),
+           "opt_state": state_lib.make_optimizer(0.0, opt).init(params),
+           "rng": jax.random.key_data(jax.random.key(0))}
+  hparams = {"learning_rate": np.float32(0.1), "warmup_steps": np.float32(0),
+             "num_steps": np.float32(1000), "input_rms": r}
+  step = jax.jit(functools.partial(pretrain.train_step, model=model, opt=opt))
+  state, _ = step(state, images, labels, hparams)
+  new = pretrain.stored_params(state["params"], r)
+  for name, scale in (("conv1_1", 1 / r**2), ("conv3_1", 1.0), ("fc7", 1.0)):
+    np.testing.assert_allclose(params[name]["kernel"] - new[name]["kernel"],
+                               0.1 * scale * grads[name]["kernel"], rtol=2e-3,
+                               atol=1e-6 * float(jnp.abs(grads[name]["kernel"]).max()) + 1e-12,
+                               err_msg=name)
+
+
+def test_top1_counts_argmax_hits_over_uneven_batches():
+  model, params, images = _tiny_classifier()
+  bias = np.zeros(7, np.float32)
+  bias[3] = 1.0                               # fc8 kernel zero: every image is predicted class 3
+  params = dict(params, fc8=dict(params["fc8"], bias=jnp.asarray(bias)))
+  labels = np.array([3, 0, 3, 3, 1, 2, 6, 3], np.int32)
+  assert pretrain.top1(model, params, images, labels, batch_size=3) == 4 / 8
+
+
 def test_batches_are_seeded_epochs():
   a = [idx for (idx, _), _ in zip(pretrain.batches(10, 4, seed=3), range(5))]
   b = [idx for (idx, _), _ in zip(pretrain.batches(10, 4, seed=3), range(5))]
   assert all(np.array_equal(x, y) for x, y in zip(a, b))
   np.testing.assert_array_equal(np.sort(np.concatenate(a)[:10]), np.arange(10))   # one epoch
   np.testing.assert_array_equal(np.sort(np.concatenate(a)[10:20]), np.arange(10))
+
+
+@pytest.mark.slow   # two runs of configs/pretrain.py:tiny, 4 steps each: ~40 s idle, 4 min loaded
+def test_tiny_pretraining_reports_what_its_file_holds_and_repeats_bit_for_bit(tiny_classes_dir,
+                                                                          tmp_path):
+  config = importlib.import_module("configs.pretrain").get_config("tiny")
+  config.data_dir, config.init = tiny_classes_dir, "lsuv"
+  runs = []
+  for name in ("a", "b"):
+    config.out = str(tmp_path / f"{name}.npz")
+    runs.append(pretrain.pretrain(config))
+  a, b = runs
+  assert a["sha256"] == b["sha256"]                      # a pure function of the config
+  assert a["init"] == "lsuv" and set(a["init_output_stds"]) == set(pretrain.LSUV_LAYERS)
+  assert [h["step"] for h in a["history"]] == [2, 4]
+  stored = np.load(a["out"])
+  meta = json.loads(str(stored["_meta"]))
+  assert meta["heldout_top1"] == a["heldout_top1"] and meta["init"] == "lsuv"
+  # The reported top-1 is the written params' top-1 on the held-out split, recomputed by hand.
+  model = classifier.Classifier(num_classes=corpus.NUM_CLASSES, width=config.width)
+  params = {}
+  for key in stored.files:
+    if key != "_meta":
+      layer, leaf = key.split("/")
+      params.setdefault(layer, {})[leaf] = jnp.asarray(stored[key])
+  images, labels = pretrain.load_split(config.dataset, "heldout", tiny_classes_dir)
+  logits = model.apply({"params": params}, jnp.asarray(images, jnp.float32))
+  assert a["heldout_top1"] == float(np.mean(np.argmax(np.asarray(logits), -1) == labels))
 
 
 # ----------------------------------------------------------------- init_from: score rows ---
