@@ -56,6 +56,9 @@ PRETRAINED_INIT_FROM = os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 # SGD settings measured, for every regime (the authors' 5x for AllPoints / random points halved
 # the mIoU here). docs/training.md, "Learning rate on the synthetic set".
 SYNTHETIC_LR = 1e-3
+# config.optimizer.schedule: 'constant' (the paper's fixed lr, every config's default) or a decay
+# to 0 after the warmup (train.learning_rate). Not in the paper; docs/training.md, "Schedules".
+LR_SCHEDULES = ("constant", "cosine", "poly")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +139,8 @@ def data_block(**overrides) -> ml_collections.ConfigDict:
   for field in ("data_dir", "manual_dir"):
     if values[field] is None:
       values[field] = placeholder(str)   # None, but `--config.data.data_dir=...` may set a str
+  if values["oracle_objectness"] is None:
+    values["oracle_objectness"] = placeholder(float)
   return ml_collections.ConfigDict(values)
 
 
@@ -190,6 +195,9 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
       accum_steps=1,
       warmup_steps=200,      # linear ramp to learning_rate (not in the paper: from scratch)
       clip_grad_norm=20.0,   # clip the gradient's global norm (not in the paper: from scratch)
+      schedule="constant",   # LR_SCHEDULES; 'cosine' / 'poly' decay to 0 by decay_steps
+      decay_steps=0,         # a decaying schedule's last step; 0 = train.num_steps (resolved
+                             # into config.json when the run starts: with_decay_length)
   ))
 
   c.train = ml_collections.ConfigDict(dict(
@@ -329,6 +337,7 @@ NUMERIC_FIELDS = {
     "optimizer.accum_steps": _int(1),
     "optimizer.warmup_steps": _int(0),
     "optimizer.clip_grad_norm": _real(0),
+    "optimizer.decay_steps": _int(0),
     "train.batch_size": _int(1),
     "train.num_steps": _int(0),
     "train.log_every": _int(1),
@@ -369,7 +378,42 @@ def validate(config) -> None:
       raise errors.ConfigError(f"config.loss.weights.{term} = {value!r}: must be a finite "
                                "number >= 0 (0 turns the term off)")
   supervision.active_terms(weights)
+  _validate_schedule(config.optimizer)
   DataSpec.from_config(config.data)
+  oracle = config.data.get("oracle_objectness")
+  if oracle is not None and not str(config.eval.split).startswith("train["):
+    raise errors.ConfigError(
+        f"config.data.oracle_objectness = {oracle!r} with eval.split = {config.eval.split!r}: "
+        "the oracle map is made from ground-truth masks, so it may only be scored on a train "
+        "hold-out (eval.split = 'train[k:]'); leave it unset (None) for a real run")
+
+
+def _validate_schedule(optimizer) -> None:
+  schedule = optimizer.get("schedule", "constant")
+  if schedule not in LR_SCHEDULES:
+    raise errors.ConfigError(f"config.optimizer.schedule = {schedule!r}: must be one of "
+                             f"{', '.join(LR_SCHEDULES)} (--config.optimizer.schedule=cosine)")
+  decay, warmup = optimizer.get("decay_steps", 0), optimizer.get("warmup_steps", 0)
+  if schedule != "constant" and 0 < decay <= warmup:
+    raise errors.ConfigError(
+        f"config.optimizer.decay_steps = {decay}: a {schedule} schedule decays after the "
+        f"warmup, so it must be > optimizer.warmup_steps = {warmup} (or 0 = train.num_steps)")
+
+
+def with_decay_length(config) -> ml_collections.ConfigDict:
+  """config with a decaying schedule's `optimizer.decay_steps = 0` resolved to train.num_steps.
+
+  Training resolves it before the workdir check, so config.json records the length the lr
+  decayed over, and resuming with more steps is refused (naming optimizer.decay_steps) instead of
+  silently changing the lr of steps already taken; pass the old decay_steps to train on at the
+  schedule's final lr."""
+  optimizer = config.optimizer
+  if optimizer.get("schedule", "constant") == "constant" or optimizer.get("decay_steps", 0):
+    return config
+  out = config.copy_and_resolve_references()
+  out.optimizer.decay_steps = int(config.train.num_steps)
+  _validate_schedule(out.optimizer)
+  return out
 
 
 def with_expanded_paths(config) -> ml_collections.ConfigDict:

@@ -61,6 +61,7 @@ def open_run(config, workdir, *, mode: str) -> Run:
   if mode == "train":
     config = config_lib.with_expanded_paths(config)
     config_lib.validate(config)
+    config = config_lib.with_decay_length(config)
     workdir_lib.check_matches(config, workdir)
   else:
     config = config_lib.with_expanded_paths(workdir_lib.run_config(workdir, config))

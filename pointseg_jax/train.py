@@ -19,6 +19,7 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from pointseg_jax import checkpointing
+from pointseg_jax import config_lib
 from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax import evaluate as evaluate_lib
@@ -37,23 +38,50 @@ from pointseg_jax.metric_writer import MetricWriter
 AXIS = parallel.AXIS
 
 
+# Indices of config_lib.LR_SCHEDULES (a traced int: every schedule shares one compiled step).
+COSINE = config_lib.LR_SCHEDULES.index("cosine")
+POLY = config_lib.LR_SCHEDULES.index("poly")
+POLY_POWER = 0.9   # Caffe's "poly" lr policy as DeepLab used it (not in the paper)
+
+
 class NonFiniteLossError(FloatingPointError):
   """The training loss or gradient became NaN/inf; the run stops, earlier checkpoints are kept."""
 
 
 def hyperparams(optimizer_config, loss_weights) -> dict[str, Any]:
-  """Traced step inputs: regimes that differ only in these share one compiled step."""
+  """Traced step inputs: regimes (and lr schedules) that differ only in these share one compiled
+  step. `optimizer.decay_steps` is the resolved one (config_lib.with_decay_length)."""
   weights = dict(loss_weights)
+  schedule = optimizer_config.get("schedule", "constant")
   return {"learning_rate": np.float32(optimizer_config.learning_rate),
           "warmup_steps": np.float32(optimizer_config.get("warmup_steps", 0)),
+          "schedule": np.int32(config_lib.LR_SCHEDULES.index(schedule)),
+          "decay_steps": np.float32(optimizer_config.get("decay_steps", 0)),
           "weights": {t: np.float32(weights[t]) for t in supervision.active_terms(weights)}}
 
 
 def learning_rate(hparams, step):
-  """The fixed lr (paper), ramped up linearly over the first `warmup_steps` steps when > 0."""
+  """The lr of the update at 0-based `step`.
+
+  The paper's is fixed. Optional (not in the paper): a linear ramp over the first `warmup_steps`
+  updates (update n = step + 1 gets n / warmup of the lr), then for schedule 'cosine' / 'poly' a
+  decay to 0 over steps warmup .. decay_steps: with t = (step - warmup) / (decay_steps - warmup)
+  clipped to [0, 1], the factor is (1 + cos(pi t)) / 2 (optax.cosine_decay_schedule) or
+  (1 - t)^0.9 (Caffe's "poly", DeepLab's power). hparams without a 'schedule' (older callers):
+  constant.
+  """
   warmup = hparams["warmup_steps"]
   ramp = jnp.minimum(1.0, (step + 1).astype(jnp.float32) / jnp.maximum(warmup, 1.0))
-  return hparams["learning_rate"] * jnp.where(warmup > 0, ramp, 1.0)
+  lr = hparams["learning_rate"] * jnp.where(warmup > 0, ramp, 1.0)
+  if "schedule" not in hparams:
+    return lr
+  kind = hparams["schedule"]
+  length = jnp.maximum(hparams["decay_steps"] - warmup, 1.0)
+  t = jnp.clip((step.astype(jnp.float32) - warmup) / length, 0.0, 1.0)
+  cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+  poly = (1.0 - t) ** POLY_POWER
+  decay = jnp.where(kind == COSINE, cosine, jnp.where(kind == POLY, poly, 1.0))
+  return lr * decay
 
 
 def train_step(state, batch, hparams, *, model, terms, opt: state_lib.OptimizerSpec,

@@ -79,7 +79,13 @@ def _inactive(field: str, flat: dict[str, Any]) -> bool:
   block (`loss.<term>.*`, e.g. the pairwise kernel) are left out, so adding a new, inactive term
   to every config does not change what older runs are. Likewise `data.point_radius` outside the
   grown_points label kind (the only kind that reads it), and `model.compute_dtype` at float32 (what
-  every run was before the field existed), so older runs' fingerprints and config.json still match."""
+  every run was before the field existed), so older runs' fingerprints and config.json still match.
+  The lr schedule's fields at 'constant' (the fixed lr every run had before they existed) too, and
+  the objectness oracle when unset (None: the prior's maps)."""
+  if field == "data.oracle_objectness":
+    return flat[field] is None
+  if field in ("optimizer.schedule", "optimizer.decay_steps"):
+    return flat.get("optimizer.schedule", "constant") == "constant"
   if field == "data.point_radius":
     return flat.get("data.label_kind") != "grown_points"
   if field == "model.compute_dtype":

@@ -191,6 +191,16 @@ CASES = [
     Case("model_variant_unknown", f"`{CONFIG} --config.model.variant=4s`",
          "error: config.model.variant = '4s': must be one of ('32s', '16s', '8s')",
          run=train(tiny(model__variant="4s", **UNUSED_DATA))),
+    Case("lr_schedule_unknown", f"`{CONFIG} --config.optimizer.schedule=cos`",
+         "error: config.optimizer.schedule = 'cos': must be one of constant, cosine, poly "
+         "(--config.optimizer.schedule=cosine)",
+         run=train(tiny(optimizer__schedule="cos", **UNUSED_DATA))),
+    Case("lr_decay_within_warmup", f"`{CONFIG} --config.optimizer.schedule=cosine "
+         "--config.optimizer.decay_steps=2 --config.optimizer.warmup_steps=2`",
+         "error: config.optimizer.decay_steps = 2: a cosine schedule decays after the warmup, so "
+         "it must be > optimizer.warmup_steps = 2 (or 0 = train.num_steps)",
+         run=train(tiny(optimizer__schedule="cosine", optimizer__decay_steps=2,
+                        optimizer__warmup_steps=2, **UNUSED_DATA))),
     Case("compute_dtype_unknown", f"`{CONFIG} --config.model.compute_dtype=float16`",
          "error: config.model.compute_dtype = 'float16': must be one of ('float32', 'bfloat16') "
          "(--config.model.compute_dtype=bfloat16)",
@@ -239,6 +249,17 @@ CASES = [
          "config.json); only train.num_steps, the log/eval/checkpoint cadence, data paths and "
          "eval/predict fields may change in a run's workdir",
          setup=saved_run(), run=train(tiny(model__width=0.125, **UNUSED_DATA))),
+    Case("decaying_run_resumed_longer", f"`{CONFIG} --config.optimizer.schedule=cosine "
+         "--config.optimizer.warmup_steps=1 --config.train.num_steps=8` on such a run of 4 steps "
+         "(decay_steps 0 = num_steps)",
+         "error: <tmp>/run holds a run with another config than this run "
+         "(optimizer.decay_steps: 4 -> 8; saved -> asked). Use a new --workdir, or give the run's "
+         "values (its config.json); only train.num_steps, the log/eval/checkpoint cadence, data "
+         "paths and eval/predict fields may change in a run's workdir",
+         setup=saved_run(optimizer__schedule="cosine", optimizer__decay_steps=4,
+                         optimizer__warmup_steps=1),
+         run=train(tiny(optimizer__schedule="cosine", optimizer__warmup_steps=1,
+                        train__num_steps=8, **UNUSED_DATA))),
     Case("num_steps_below_checkpoint", f"`{CONFIG} --config.train.num_steps=4` where the run "
          "reached step 6",
          "error: the latest checkpoint in <tmp>/run/checkpoints is step 6, past "

@@ -14,12 +14,12 @@ GRID = {"weight": (0.3, 0.1, 0.03, 1.0), "sigma_rgb": (12.0, 3.0), "sigma_xy": (
 
 
 def test_holdout_is_disjoint_from_what_trains():
-  assert ps.holdout(2000) == (0.9, "train[1800:]")
-  fraction, split = ps.holdout(48)
+  assert runs.holdout(2000) == (0.9, "train[1800:]")
+  fraction, split = runs.holdout(48)
   assert split == "train[43:]"
   assert pipeline.train_subset(list(range(48)), fraction) == list(range(43))
   with pytest.raises(errors.DataError, match=">= 2 images"):
-    ps.holdout(1)
+    runs.holdout(1)
 
 
 def test_run_config_sets_the_holdout_and_the_kernel():

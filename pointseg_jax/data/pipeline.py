@@ -62,6 +62,14 @@ def _present(classes):
   return (hits > 0) | (tf.range(NUM_CLASSES) == 0)
 
 
+def oracle_objectness(labels, valid, eps: float):
+  """An ORACLE objectness map from the dense labels: 1 - eps on object pixels, eps on
+  background, 0.5 on void, 0 on padding (as the prior's maps are padded). Never a real regime's
+  input: it answers whether Eq. 4 fails through its maps or through the loss."""
+  p = tf.where(labels == 0, eps, tf.where(labels == IGNORE_INDEX, 0.5, 1.0 - eps))
+  return tf.where(valid, p, 0.0)
+
+
 def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor,
                       spec: spec_lib.DataSpec, *, train: bool) -> dict:
   """A decoded example (features.click_features) -> one element of the batch dict + counters."""
@@ -80,6 +88,8 @@ def transform_example(example: dict, aug_seed: tf.Tensor, example_id: tf.Tensor,
   image = augment.pad_to(augment.warp_image(tf.cast(image, tf.float32), g), out_size, 0.0)
   obj = augment.warp_image(tf.cast(example["objectness"], tf.float32), g)[..., 0]
   objectness = augment.pad_to((obj + 1.0) / 257.0, out_size, 0.0)
+  if spec.oracle_objectness is not None:   # hold-out ablations only (DataSpec, config_lib)
+    objectness = oracle_objectness(labels, valid, spec.oracle_objectness)
 
   stats = {k: tf.constant(0, tf.int32) for k in _STAT_KEYS}
   if not (train and spec.augment):

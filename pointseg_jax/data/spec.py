@@ -54,6 +54,11 @@ class DataSpec:
   # TFDS shuffled at write time): the same images for every seed, e.g. what a fixed annotation
   # budget buys (experiments/annotation_cost.py). Eval and predict always read the whole split.
   train_fraction: float = 1.0
+  # ORACLE, for ablations on a train hold-out only (config_lib.validate refuses it with any other
+  # eval split): None = the objectness prior's maps (every real regime). A number eps in [0, 0.5)
+  # replaces them by a map made from the ground-truth mask: P = 1 - eps on object pixels, eps on
+  # background, 0.5 on the void band (docs/losses.md, "An oracle objectness map").
+  oracle_objectness: float | None = None
 
   def __post_init__(self):
     def bad(field, fix):
@@ -89,6 +94,11 @@ class DataSpec:
     if (isinstance(fraction, bool) or not isinstance(fraction, numbers.Real)
         or not 0 < fraction <= 1):
       raise bad("train_fraction", "a number in (0, 1]: the share of the train split to train on")
+    eps = self.oracle_objectness
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, numbers.Real)
+                            or not 0 <= eps < 0.5):
+      raise bad("oracle_objectness", "None (the prior's maps) or a number in [0, 0.5) (the "
+                "oracle's softening; hold-out ablations only)")
     if self.image_labels_from not in IMAGE_LABELS_FROM:
       raise bad("image_labels_from", f"one of {IMAGE_LABELS_FROM}")
     # Normalise to plain, hashable Python values (tf.data functions close over the spec).
@@ -98,6 +108,7 @@ class DataSpec:
     set_(self, "point_radius", float(self.point_radius))
     set_(self, "scale_range", (float(scale[0]), float(scale[1])))
     set_(self, "train_fraction", float(fraction))
+    set_(self, "oracle_objectness", None if eps is None else float(eps))
     for field in ("data_dir", "manual_dir"):
       set_(self, field, expand_path(getattr(self, field)))
 

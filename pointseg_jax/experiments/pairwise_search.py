@@ -22,11 +22,9 @@ import sys
 from absl import flags
 
 from pointseg_jax import cli
-from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax import runtime
 from pointseg_jax import supervision
-from pointseg_jax.data import pipeline
 from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
@@ -35,7 +33,6 @@ DEFAULT = supervision.PairwiseKernel()
 DEFAULT_WEIGHT = supervision.default_weights("point_crf")["pairwise"]
 GRID = {"weight": (0.03, 0.1, 0.3, 1.0), "sigma_rgb": (3.0, 6.0, 12.0, 24.0),
         "sigma_xy": (12.0, 24.0, 48.0)}
-HOLDOUT_SHARE = 0.1
 FILES = ("runs", "search.json", "search.md", ".gitignore")
 
 
@@ -71,25 +68,13 @@ class Setting:
     return f"crf_w{self.weight:g}_rgb{self.sigma_rgb:g}_xy{self.sigma_xy:g}"
 
 
-def holdout(num_train: int) -> tuple[float, str]:
-  """(train_fraction, eval split): the first k records train, `train[k:]` scores; disjoint."""
-  k = num_train - max(1, round(HOLDOUT_SHARE * num_train))
-  fraction = k / num_train
-  trained = len(pipeline.train_subset(list(range(num_train)), fraction))
-  if not 0 < trained == k < num_train:
-    raise errors.DataError(f"hold-out of {num_train} train images: the first {trained} would "
-                           f"train and train[{k}:] score; need a train split of >= 2 images")
-  return fraction, f"train[{k}:]"
-
-
 def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> runs.Run:
   """The search's run (hold-out) or, on_val, the chosen setting's run on the whole train split,
   scored on val like the Table 1 rows."""
   if on_val:
     name, split_fields = f"val_{setting.name}", ()
   else:
-    fraction, split = holdout(num_train)
-    name, split_fields = setting.name, (("data.train_fraction", fraction), ("eval.split", split))
+    name, split_fields = setting.name, runs.holdout_overrides(num_train)
   if setting.weight == 0:
     return runs.Run(name, "point", overrides=split_fields)
   return runs.Run(name, "point_crf", overrides=split_fields + (
@@ -99,14 +84,8 @@ def as_run(setting: Setting, num_train: int, *, on_val: bool = False) -> runs.Ru
 
 
 def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what):
-  """(the run's kept summary, or a fresh one when train_missing (else None); whether it trained)."""
-  path = runs.run_dirs(out, run, seed)[0] / "summary.json"
-  fp = runs.fingerprint(runs.run_config(run, schedule, seed, num_train, data_dir))
-  summary = runs.load_summary(path, fp)
-  if summary is not None or not train_missing:
-    return summary, False
-  print(f"[pairwise_search] {what}", flush=True)
-  return runs.train_one(run, schedule, seed, out, num_train, data_dir), True
+  return runs.kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what,
+                              tag="pairwise_search")
 
 
 def search(out, schedule, grid, num_train, *, seed=0, train_missing=True, data_dir=None,
@@ -165,7 +144,7 @@ def default_setting() -> Setting:
 
 
 def report(rows, chosen, schedule, num_train, command, val=()) -> tuple[dict, str]:
-  fraction, split = holdout(num_train)
+  fraction, split = runs.holdout(num_train)
   result = {"command": command, "schedule": dataclasses.asdict(schedule),
             "train_images": round(fraction * num_train), "holdout_split": split,
             "default": dataclasses.asdict(default_setting()),

@@ -29,6 +29,7 @@ from pointseg_jax import metric_writer
 from pointseg_jax import predict
 from pointseg_jax import train
 from pointseg_jax import workdir
+from pointseg_jax.data import pipeline
 from pointseg_jax.data.prepare import prepare_spec
 from pointseg_jax.data.spec import DataSpec
 from pointseg_jax.experiments import annotation_cost
@@ -180,6 +181,30 @@ def num_train_examples(variant: str, data_dir: str | None = None) -> int:
   return int(prepare_spec(spec).info.splits["train"].num_examples)
 
 
+# --------------------------------------------------------------------------------- hold-out ---
+
+# Choices made without val (pairwise_search, schedule_search) train on the first 90 % of the train
+# split and score on the rest (docs/experiments.md, "Choosing the pairwise term without val").
+HOLDOUT_SHARE = 0.1
+
+
+def holdout(num_train: int) -> tuple[float, str]:
+  """(train_fraction, eval split): the first k records train, `train[k:]` scores; disjoint."""
+  k = num_train - max(1, round(HOLDOUT_SHARE * num_train))
+  fraction = k / num_train
+  trained = len(pipeline.train_subset(list(range(num_train)), fraction))
+  if not 0 < trained == k < num_train:
+    raise errors.DataError(f"hold-out of {num_train} train images: the first {trained} would "
+                           f"train and train[{k}:] score; need a train split of >= 2 images")
+  return fraction, f"train[{k}:]"
+
+
+def holdout_overrides(num_train: int) -> tuple:
+  """Run.overrides that train on the hold-out's train part and evaluate on the hold-out."""
+  fraction, split = holdout(num_train)
+  return (("data.train_fraction", fraction), ("eval.split", split))
+
+
 # ---------------------------------------------------------------------------------- running ---
 
 def run_dirs(out: pathlib.Path, run: Run, seed: int) -> tuple[pathlib.Path, pathlib.Path]:
@@ -242,6 +267,18 @@ def train_one(run: Run, schedule: Schedule, seed: int, out: pathlib.Path, num_tr
   run_dir.mkdir(parents=True, exist_ok=True)
   files.write_json(run_dir / "summary.json", kept, indent=1)
   return kept
+
+
+def kept_or_trained(out, run, schedule, seed, num_train, data_dir, train_missing, what,
+                    tag="runs") -> tuple[dict | None, bool]:
+  """(the run's kept summary, or a fresh one when train_missing (else None); whether it trained).
+  A search's step: resumable, one summary per run."""
+  path = run_dirs(out, run, seed)[0] / "summary.json"
+  summary = load_summary(path, fingerprint(run_config(run, schedule, seed, num_train, data_dir)))
+  if summary is not None or not train_missing:
+    return summary, False
+  print(f"[{tag}] {what}", flush=True)
+  return train_one(run, schedule, seed, out, num_train, data_dir), True
 
 
 def sweep(out: pathlib.Path, schedule: Schedule, seeds, runs, *, train_missing=True,
