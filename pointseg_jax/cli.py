@@ -41,6 +41,16 @@ def define_config_flag(flag_values=flags.FLAGS, *, default=None, help_text=None,
       flag_values=flag_values, lock_config=True, sys_argv=sys_argv)
 
 
+def define_dataset_flags(flag_values=flags.FLAGS, *, dataset_help: str, split: str,
+                         split_help: str = "TFDS split, e.g. val or train[:100].") -> None:
+  """`--dataset`, `--split`, `--data_dir`: the prepared TFDS split a data command reads (the
+  objectness maps, their evaluation and the cue learning on a click dataset)."""
+  flags.DEFINE_string("dataset", None, dataset_help, flag_values=flag_values)
+  flags.DEFINE_string("split", split, split_help, flag_values=flag_values)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).",
+                      flag_values=flag_values)
+
+
 def fail(message: str) -> None:
   """Print `error: message` on stderr once and exit with status 2."""
   print(f"error: {message}", file=sys.stderr, flush=True)

@@ -39,10 +39,8 @@ def run(dataset: str, split: str, data_dir=None, model=None, seed: int = 0, prog
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("dataset", None, "A prepared TFDS click dataset, e.g. "
-                      "synthetic_points/default or synthetic_points/default:1.0.0.", **fv)
-  flags.DEFINE_string("split", "val", "TFDS split, e.g. val or train[:100].", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).", **fv)
+  cli.define_dataset_flags(flag_values, split="val", dataset_help="A prepared TFDS click "
+                           "dataset, e.g. synthetic_points/default or synthetic_points/default:1.0.0.")
   flags.DEFINE_integer("num_windows", 1000, "Windows kept by NMS when recomputing (--model; the "
                        "synthetic builder's setting).", lower_bound=1, **fv)
   flags.DEFINE_integer("distribution_windows", None, "Candidate windows when recomputing "

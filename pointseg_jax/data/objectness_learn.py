@@ -35,10 +35,9 @@ def boxes(dataset: str, split: str, data_dir=None):
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """The CLI's flags; defined only when this module runs as a program (absl flags are global)."""
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("dataset", None, "A prepared TFDS click dataset whose `boxes` are the "
-                      "annotations, e.g. synthetic_points/default:1.0.0.", **fv)
-  flags.DEFINE_string("split", "train", "Train split to learn the cues on (never val).", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).", **fv)
+  cli.define_dataset_flags(flag_values, split="train", split_help="Train split to learn the cues "
+                           "on (never val).", dataset_help="A prepared TFDS click dataset whose "
+                           "`boxes` are the annotations, e.g. synthetic_points/default:1.0.0.")
   flags.DEFINE_string("render_split", None, "Another train split on which the superpixel "
                       "smoothing is chosen (--smooth_grid) and the calibration learned.", **fv)
   flags.DEFINE_list("smooth_grid", ["0", "800", "1200", "1600", "2400"], "smooth_k values tried "

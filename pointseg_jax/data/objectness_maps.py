@@ -40,11 +40,8 @@ def run(out, dataset, split="train", data_dir=None, workers=None, seed=0, num_wi
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  fv = {"flag_values": flag_values}
-  flags.DEFINE_string("dataset", None, "TFDS click dataset, e.g. voc2012_points or "
-                      "synthetic_points/default.", **fv)
-  flags.DEFINE_string("split", "train", "TFDS split.", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS's).", **fv)
+  cli.define_dataset_flags(flag_values, split="train", dataset_help="TFDS click dataset, e.g. "
+                           "voc2012_points or synthetic_points/default.")
   precompute.define_map_flags(flag_values)
   flags.mark_flags_as_required(["dataset", "out"], flag_values=flag_values)
 
