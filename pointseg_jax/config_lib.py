@@ -198,6 +198,7 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
       schedule="constant",   # LR_SCHEDULES; 'cosine' / 'poly' decay to 0 by decay_steps
       decay_steps=0,         # a decaying schedule's last step; 0 = train.num_steps (resolved
                              # into config.json when the run starts: with_decay_length)
+      input_rms=1.0,         # > 1: conv1_1 trained as V = r W, as pretraining did (state.make_optimizer)
   ))
 
   c.train = ml_collections.ConfigDict(dict(
@@ -338,6 +339,7 @@ NUMERIC_FIELDS = {
     "optimizer.warmup_steps": _int(0),
     "optimizer.clip_grad_norm": _real(0),
     "optimizer.decay_steps": _int(0),
+    "optimizer.input_rms": _real(1),
     "train.batch_size": _int(1),
     "train.num_steps": _int(0),
     "train.log_every": _int(1),

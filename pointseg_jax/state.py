@@ -49,6 +49,7 @@ class OptimizerSpec(NamedTuple):
   accum_steps: int = 1
   clip_grad_norm: float = 0.0   # > 0: clip the global gradient norm first (not in the paper)
   name: str = "sgd"             # 'sgd' (paper) | 'adam' (same lr multipliers and L2 decay)
+  input_rms: float = 1.0        # r > 1: conv1_1's kernel trained as V = r W (see make_optimizer)
 
   @classmethod
   def from_config(cls, optimizer_config) -> "OptimizerSpec":
@@ -59,8 +60,13 @@ class OptimizerSpec(NamedTuple):
     name = o.get("name", "sgd")
     if name not in ("sgd", "adam"):
       raise errors.ConfigError(f"config.optimizer.name must be 'sgd' or 'adam'; got {name!r}")
+    input_rms = float(o.get("input_rms", 1.0))
+    if input_rms != 1.0 and name != "sgd":
+      raise errors.ConfigError(
+          f"config.optimizer.input_rms = {input_rms:g} needs name='sgd': it rescales conv1_1's "
+          "gradient, which Adam's per-weight normalisation undoes (--config.optimizer.input_rms=1)")
     return cls(float(o.momentum), float(o.weight_decay), float(o.bias_lr_mult),
-               int(o.accum_steps), float(o.get("clip_grad_norm", 0.0)), name)
+               int(o.accum_steps), float(o.get("clip_grad_norm", 0.0)), name, input_rms)
 
 
 def _param_labels(params):
@@ -68,6 +74,16 @@ def _param_labels(params):
   def label(path, _):
     return "bias" if getattr(path[-1], "key", None) == "bias" else "weight"
   return jax.tree_util.tree_map_with_path(label, params)
+
+
+def _is_conv1_1_kernel(params):
+  def first(path, _):
+    return [getattr(k, "key", None) for k in path[-2:]] == ["conv1_1", "kernel"]
+  return jax.tree_util.tree_map_with_path(first, params)
+
+
+def _conv1_1_gradient_scale(input_rms):
+  return optax.masked(optax.scale(1.0 / input_rms), _is_conv1_1_kernel)
 
 
 def make_optimizer(learning_rate, spec: OptimizerSpec) -> optax.GradientTransformation:
@@ -78,6 +94,12 @@ def make_optimizer(learning_rate, spec: OptimizerSpec) -> optax.GradientTransfor
   fixed lr. accum_steps > 1 averages the gradients of that many batches per update
   (optax.MultiSteps). clip_grad_norm > 0 clips the gradient's global norm before all of it (off
   in the paper's setup).
+
+  input_rms = r > 1 trains conv1_1's kernel W as V = r W, i.e. SGD on the input divided by r, the
+  way the pretrained backbone was trained (pretrain.stored_params; docs/training.md, "Pretraining"):
+  its gradient is divided by r before the clip (V's gradient is W's / r) and by r again after it
+  (W moves by V's step / r), so W's gradient step is lr g / r^2 while its weight decay stays lr wd W.
+  Without it the FCN's SGD moves a pretrained conv1_1 r^2 ~ 3,000 times faster than pretraining did.
   """
   def base(lr):
     if spec.name == "adam":
@@ -88,8 +110,12 @@ def make_optimizer(learning_rate, spec: OptimizerSpec) -> optax.GradientTransfor
       "weight": optax.chain(optax.add_decayed_weights(spec.weight_decay), base(learning_rate)),
       "bias": base(learning_rate * spec.bias_lr_mult),
   }, _param_labels)
+  if spec.input_rms != 1.0:
+    tx = optax.chain(_conv1_1_gradient_scale(spec.input_rms), tx)
   if spec.clip_grad_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(spec.clip_grad_norm), tx)
+  if spec.input_rms != 1.0:
+    tx = optax.chain(_conv1_1_gradient_scale(spec.input_rms), tx)
   if spec.accum_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=spec.accum_steps)
   return tx

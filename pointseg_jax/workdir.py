@@ -81,7 +81,10 @@ def _inactive(field: str, flat: dict[str, Any]) -> bool:
   grown_points label kind (the only kind that reads it), and `model.compute_dtype` at float32 (what
   every run was before the field existed), so older runs' fingerprints and config.json still match.
   The lr schedule's fields at 'constant' (the fixed lr every run had before they existed) too, and
-  the objectness oracle when unset (None: the prior's maps)."""
+  the objectness oracle when unset (None: the prior's maps), and `optimizer.input_rms` at 1 (plain
+  SGD on conv1_1)."""
+  if field == "optimizer.input_rms":
+    return flat[field] == 1.0
   if field == "data.oracle_objectness":
     return flat[field] is None
   if field in ("optimizer.schedule", "optimizer.decay_steps"):

@@ -70,6 +70,47 @@ def test_accumulation_equals_one_step_on_the_mean_gradient():
   jax.tree.map(np.testing.assert_allclose, u2, want)
 
 
+def test_input_rms_trains_conv1_1_as_pretraining_did():
+  """optimizer.input_rms = r equals SGD on V = r W (pretrain.trained_params / stored_params), the
+  clip binding, momentum and weight decay included; every other layer trains as with r = 1."""
+  from pointseg_jax import pretrain
+  r, lr = 50.0, 0.1
+  spec = state_lib.OptimizerSpec(clip_grad_norm=0.5)
+  rng = np.random.default_rng(0)
+  params = {name: {"kernel": rng.normal(size=(3, 4)).astype(np.float32),
+                   "bias": rng.normal(size=4).astype(np.float32)} for name in ("conv1_1", "fc7")}
+  x = rng.normal(size=(5, 3)).astype(np.float32) * r
+  def loss(p):   # conv1_1 reads the unnormalised input (RMS ~ r), fc7 a unit-scale one
+    h = jax.numpy.tanh(x @ p["conv1_1"]["kernel"] + p["conv1_1"]["bias"])
+    return jax.numpy.sum((h @ p["fc7"]["kernel"].T + p["fc7"]["bias"][:3]) ** 2)
+
+  tx = state_lib.make_optimizer(lr, spec._replace(input_rms=r))
+  w, state = params, tx.init(params)
+  plain = state_lib.make_optimizer(lr, spec)
+  v, vstate = pretrain.trained_params(params, r), plain.init(params)
+  for _ in range(3):
+    updates, state = tx.update(jax.grad(loss)(w), state, w)
+    w = optax.apply_updates(w, updates)
+    vgrad = jax.grad(lambda q: loss(pretrain.stored_params(q, r)))(v)
+    assert optax.global_norm(vgrad) > spec.clip_grad_norm   # the clip binds in both
+    updates, vstate = plain.update(vgrad, vstate, v)
+    v = optax.apply_updates(v, updates)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), w,
+               pretrain.stored_params(v, r))
+  g = jax.grad(loss)(params)   # one step without the clip: conv1_1 by 1 / r^2, fc7 as plain SGD
+  step = lambda rms: state_lib.make_optimizer(lr, state_lib.OptimizerSpec(weight_decay=0.0,
+                                                                          input_rms=rms))
+  (u, _), (u1, _) = [step(rms).update(g, step(rms).init(params), params) for rms in (r, 1.0)]
+  np.testing.assert_allclose(u["conv1_1"]["kernel"], u1["conv1_1"]["kernel"] / r**2, rtol=1e-5)
+  np.testing.assert_array_equal(u["fc7"]["kernel"], u1["fc7"]["kernel"])
+
+
+def test_input_rms_is_refused_with_adam():
+  config = load_config("point", "tiny", optimizer__name="adam", optimizer__input_rms=55.0)
+  with pytest.raises(Exception, match=r"config.optimizer.input_rms = 55 needs name='sgd'"):
+    state_lib.OptimizerSpec.from_config(config.optimizer)
+
+
 def test_params_sha256_is_over_the_leaf_bytes_in_path_order():
   tree = {"b": np.array([1.5, 2.0], np.float32), "a": {"kernel": np.array([[3]], np.int32)}}
   want = hashlib.sha256(np.array([[3]], np.int32).tobytes()

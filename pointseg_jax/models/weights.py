@@ -399,6 +399,12 @@ def read_npz_arrays(path: str, should_be: str, opener: Callable[..., Any] = open
   return arrays
 
 
+def read_meta(path: str) -> dict[str, Any]:
+  """The '_meta' JSON of an .npz that save_npz wrote ({} when it has none)."""
+  arrays = read_npz_arrays(path, "an .npz written by this package", _open, meta=True)
+  return json.loads(str(arrays[META_KEY])) if META_KEY in arrays else {}
+
+
 def read_npz(path: str) -> tuple[Vgg, dict[str, np.ndarray]]:
   """Our param paths or `<layer>_W`/`<layer>_b` keys -> (Vgg, any FCN score layers present).
 
