@@ -65,10 +65,10 @@ def choose(rows) -> str | None:
   return "normalised"
 
 
-def compare(out, variant, num_train, r, *, seed=0, train_missing=True, data_dir=None,
+def compare(out, variant, num_train, r, *, arms=ARMS, seed=0, train_missing=True, data_dir=None,
             after_each=None) -> list[dict]:
   schedule, rows = schedule_search.schedule_of(SCHEDULE, variant), []
-  for arm in ARMS:
+  for arm in arms:
     summary, trained = runs.kept_or_trained(out, arm_run(arm, r, num_train), schedule, seed,
                                             num_train, data_dir, train_missing, arm,
                                             tag="first_layer")
@@ -114,6 +114,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_enum("variant", "pretrained", ["pretrained", "tiny"],
                     "pretrained: the committed backbone; tiny: seconds (tests).", **fv)
   flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
+  flags.DEFINE_list("arms", list(ARMS), "Train only these arms (one process per core may share "
+                    "--out).", **fv)
   flags.DEFINE_bool("table_only", False, "Train nothing; rebuild first_layer.md / .json.", **fv)
   flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
   flags.mark_flag_as_required("out", flag_values=flag_values)
@@ -140,8 +142,11 @@ def main(argv):
     if FLAGS.git_commit:
       runs.git_commit(out, rows[-1]["name"], FILES, what="first layer")
 
-  rows = compare(out, FLAGS.variant, num_train, r, train_missing=not FLAGS.table_only,
-                 data_dir=FLAGS.data_dir, after_each=after_each)
+  if not FLAGS.arms or set(FLAGS.arms) - set(ARMS):
+    cli.fail(f"--arms={','.join(FLAGS.arms)}: from {', '.join(ARMS)}")
+  rows = compare(out, FLAGS.variant, num_train, r, arms=[a for a in ARMS if a in FLAGS.arms],
+                 train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
+                 after_each=after_each)
   write(rows)
   print(f"[first_layer] {len(rows)} of {len(ARMS)} arms -> {out / 'first_layer.md'}; chosen: "
         f"{choose(rows)}")
