@@ -1,6 +1,7 @@
 """Every command-line tool's flags: defined only when it runs, never clashing with a flag that any
 module of the package defines on import (absl flags live in one process-wide registry)."""
 import importlib
+import sys
 
 from absl import flags
 import pytest
@@ -48,3 +49,14 @@ def test_cli_flags_are_snake_case_and_clash_with_nothing(name):
   assert all(n.islower() and "-" not in n for n in names), sorted(names)
   clash = (names - SHARED_WITH_MAIN.get(name, set())) & set(flags.FLAGS)
   assert not clash, sorted(clash)
+
+
+@pytest.mark.parametrize("command,moved", [("evaluate", "pointseg_jax.data.objectness_eval"),
+                                           ("learn", "pointseg_jax.data.objectness_learn")])
+def test_objectness_tfds_mode_names_where_it_moved(command, moved, monkeypatch, capsys):
+  from pointseg_jax.objectness import __main__ as objectness_main
+  monkeypatch.setattr(sys, "argv", ["objectness", command, "--tfds=synthetic_points/default"])
+  with pytest.raises(SystemExit) as e:
+    objectness_main.main()
+  assert e.value.code == 2
+  assert f"run `python -m {moved} --dataset=" in capsys.readouterr().err

@@ -20,6 +20,9 @@ from pointseg_jax.objectness import learn
 from pointseg_jax.objectness import precompute
 
 COMMANDS = {"precompute": precompute, "evaluate": evaluate, "learn": learn, "convert": convert}
+# The TFDS modes (--tfds) of two commands moved under data/ (the prior never imports data).
+MOVED_TFDS = {"evaluate": "pointseg_jax.data.objectness_eval --dataset=<name> --split=val",
+              "learn": "pointseg_jax.data.objectness_learn --dataset=<name> --split=train"}
 
 
 def main() -> None:
@@ -31,6 +34,9 @@ def main() -> None:
   if command not in COMMANDS:
     cli.fail(f"unknown command {command!r}: one of {', '.join(COMMANDS)} "
              "(python -m pointseg_jax.objectness --help)")
+  if command in MOVED_TFDS and any(a == "--tfds" or a.startswith("--tfds=") for a in args[1:]):
+    cli.fail(f"`objectness {command} --tfds` moved: run `python -m {MOVED_TFDS[command]}` "
+             "(--tfds is now --dataset; the other flags are unchanged)")
   module = COMMANDS[command]
   sys.argv = [f"{sys.argv[0]} {command}", *args[1:]]
   module.define_flags()
