@@ -18,7 +18,6 @@ less). The schedule: SGD cosine, lr 1e-3, 2,000 steps (half the scratch search's
 to fit the session; the pretrained schedule search runs after this choice).
 """
 import dataclasses
-import pathlib
 import sys
 
 from absl import flags
@@ -26,7 +25,6 @@ from absl import flags
 from pointseg_jax import cli
 from pointseg_jax import config_lib
 from pointseg_jax import files
-from pointseg_jax import runtime
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search
 from pointseg_jax.models import weights as weights_lib
@@ -110,25 +108,16 @@ def report(rows, variant, num_train, command) -> tuple[dict, str]:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("out", None, "Results directory (summaries, first_layer.md / .json).", **fv)
+  runs.define_result_flags(flag_values, "first_layer.md / .json")
   flags.DEFINE_enum("variant", "pretrained", ["pretrained", "tiny"],
                     "pretrained: the committed backbone; tiny: seconds (tests).", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
   flags.DEFINE_list("arms", list(ARMS), "Train only these arms (one process per core may share "
                     "--out).", **fv)
-  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild first_layer.md / .json.", **fv)
-  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
-  flags.mark_flag_as_required("out", flag_values=flag_values)
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  runtime.setup_process()
+  out = runs.results_dir(argv, FLAGS.out)
   r = input_rms_of()
-  out = pathlib.Path(FLAGS.out)
-  out.mkdir(parents=True, exist_ok=True)
-  runs.keep_summaries_only(out)
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.first_layer " + " ".join(sys.argv[1:])
 

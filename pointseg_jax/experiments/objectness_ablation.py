@@ -19,14 +19,12 @@ oracle also stays below Img, the loss (its weight or its form) is. docs/experime
 "The objectness ablation".
 """
 import dataclasses
-import pathlib
 import sys
 
 from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import files
-from pointseg_jax import runtime
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search
 
@@ -113,23 +111,17 @@ def report(rows, candidate, variant, num_train, command) -> tuple[dict, str]:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("out", None, "Results directory (summaries, ablation.md / .json).", **fv)
+  runs.define_result_flags(flag_values, "ablation.md / .json")
   flags.DEFINE_enum("variant", "synthetic", ["synthetic", "pretrained", "tiny"],
                     "Init as in schedule_search (tiny: seconds, tests).", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
   flags.DEFINE_integer("seed", 0, "The one seed.", **fv)
   flags.DEFINE_integer("steps", None, "Override the chosen schedule's steps (default: "
                        "schedule_search.CHOSEN, else its PROVISIONAL leader).", **fv)
   flags.DEFINE_float("lr", None, "Override the chosen schedule's peak lr.", **fv)
-  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild ablation.md / .json.", **fv)
-  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
-  flags.mark_flag_as_required("out", flag_values=flag_values)
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  runtime.setup_process()
+  out = runs.results_dir(argv, FLAGS.out)
   candidate = schedule_search.CHOSEN or schedule_search.PROVISIONAL
   if FLAGS.steps is not None:
     candidate = dataclasses.replace(candidate, num_steps=FLAGS.steps)
@@ -138,9 +130,6 @@ def main(argv):
   if candidate.num_steps < 5 or candidate.num_steps % 5 or not candidate.learning_rate > 0:
     cli.fail(f"--steps={candidate.num_steps} --lr={candidate.learning_rate:g}: steps a multiple "
              "of 5 (the hold-out is scored every 20 %), lr > 0")
-  out = pathlib.Path(FLAGS.out)
-  out.mkdir(parents=True, exist_ok=True)
-  runs.keep_summaries_only(out)
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.objectness_ablation " + " ".join(sys.argv[1:])
 

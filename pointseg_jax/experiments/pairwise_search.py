@@ -16,14 +16,12 @@ the current best only when its hold-out mIoU is strictly higher, so ties keep th
 its summary kept under <out>/runs/), so an interrupted search resumes and makes the same choices.
 """
 import dataclasses
-import pathlib
 import sys
 
 from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import files
-from pointseg_jax import runtime
 from pointseg_jax import supervision
 from pointseg_jax.experiments import runs
 
@@ -38,11 +36,9 @@ FILES = ("runs", "search.json", "search.md", ".gitignore")
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("out", None, "Results directory (summaries, search.md / search.json; "
-                      "checkpoints in work/).", **fv)
+  runs.define_result_flags(flag_values, "search.md / search.json")
   flags.DEFINE_enum("variant", "synthetic", ["synthetic", "tiny"],
                     "synthetic: the Table 1 schedule; tiny: seconds (tests).", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
   flags.DEFINE_integer("seed", 0, "The one seed of the search.", **fv)
   flags.DEFINE_list("weights", [str(v) for v in GRID["weight"]], "Weights to try.", **fv)
   flags.DEFINE_list("sigma_rgb", [str(v) for v in GRID["sigma_rgb"]], "sigma_rgb to try.", **fv)
@@ -50,9 +46,6 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_integer("val_seeds", 3, "After the search: train the chosen setting on all train "
                        "images and score it on val for this many seeds (0 = skip; the default "
                        "setting is never retrained: it is the sweep's point_crf row).", **fv)
-  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild search.md / search.json.", **fv)
-  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
-  flags.mark_flag_as_required("out", flag_values=flag_values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,9 +180,7 @@ def write(out, rows, chosen, schedule, num_train, command, val=()):
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  runtime.setup_process()
+  out = runs.results_dir(argv, FLAGS.out)
   grid = {}
   for field, flag in (("weight", "weights"), ("sigma_rgb", "sigma_rgb"), ("sigma_xy", "sigma_xy")):
     try:
@@ -199,9 +190,6 @@ def main(argv):
     if not grid[field] or min(grid[field]) <= 0:
       cli.fail(f"--{flag}: at least one value, every value > 0")
   schedule = runs.schedule_for(False, FLAGS.variant, None)
-  out = pathlib.Path(FLAGS.out)
-  out.mkdir(parents=True, exist_ok=True)
-  runs.keep_summaries_only(out)
   num_train = runs.num_train_examples(schedule.variant, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.pairwise_search " + " ".join(sys.argv[1:])
 

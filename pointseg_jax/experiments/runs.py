@@ -19,14 +19,17 @@ import subprocess
 import time
 from typing import Mapping
 
+from absl import flags
 from absl import logging
 import numpy as np
 
+from pointseg_jax import cli
 from pointseg_jax import config_lib
 from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax import metric_writer
 from pointseg_jax import predict
+from pointseg_jax import runtime
 from pointseg_jax import train
 from pointseg_jax import workdir
 from pointseg_jax.data import pipeline
@@ -362,3 +365,29 @@ def git_commit(out: pathlib.Path, message: str, names=KEPT_FILES, what="table1 s
   except (subprocess.CalledProcessError, FileNotFoundError) as e:
     logging.warning("git commit of %s failed (the sweep goes on): %s", out,
                     getattr(e, "stderr", e))
+
+
+# ------------------------------------------------------------------- experiment commands ---
+
+def define_result_flags(flag_values: flags.FlagValues, tables: str) -> None:
+  """--out, --data_dir, --table_only, --git_commit: what every resumable search / check command
+  takes (`tables`: the files it writes in --out, e.g. 'search.md / search.json')."""
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_string("out", None, f"Results directory (summaries, {tables}; checkpoints in "
+                      "work/).", **fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
+  flags.DEFINE_bool("table_only", False, f"Train nothing; rebuild {tables}.", **fv)
+  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
+  flags.mark_flag_as_required("out", flag_values=flag_values)
+
+
+def results_dir(argv, out: str) -> pathlib.Path:
+  """The start of such a command's main: no stray arguments, the process set up, --out made
+  (its .gitignore keeping summaries, not checkpoints)."""
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
+  runtime.setup_process()
+  path = pathlib.Path(out)
+  path.mkdir(parents=True, exist_ok=True)
+  keep_summaries_only(path)
+  return path

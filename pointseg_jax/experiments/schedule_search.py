@@ -18,7 +18,6 @@ runs.Schedule of its own (resumable, one summary per run under <out>/runs/), so 
 search resumes and makes the same choices.
 """
 import dataclasses
-import pathlib
 import sys
 
 from absl import flags
@@ -26,7 +25,6 @@ from absl import flags
 from pointseg_jax import cli
 from pointseg_jax import config_lib
 from pointseg_jax import files
-from pointseg_jax import runtime
 from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
@@ -244,12 +242,10 @@ def write(out, rows, chosen, variant, num_train, command, done=False) -> dict:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("out", None, "Results directory (summaries, search.md / search.json; "
-                      "checkpoints in work/).", **fv)
+  runs.define_result_flags(flag_values, "search.md / search.json")
   flags.DEFINE_enum("variant", "synthetic", ["synthetic", "pretrained", "tiny"],
                     "synthetic: from scratch; pretrained: from the committed synthetic_classes "
                     "backbone (configs/point.py:pretrained); tiny: seconds (tests).", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
   flags.DEFINE_integer("seed", 0, "The one seed of the search.", **fv)
   flags.DEFINE_list("lrs", ["1e-3", "3e-3"], "Peak learning rates of the grid.", **fv)
   flags.DEFINE_list("steps", ["2000", "4000"], "Step counts of the grid (multiples of 5).", **fv)
@@ -259,9 +255,6 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_integer("doublings", 1, "At most this many step doublings of the winner.", **fv)
   flags.DEFINE_bool("references", True, "Also train the val-chosen settings on the hold-out "
                     "(shown, never chosen).", **fv)
-  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild search.md / search.json.", **fv)
-  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
-  flags.mark_flag_as_required("out", flag_values=flag_values)
 
 
 def parse_grid() -> list[Candidate]:
@@ -282,13 +275,8 @@ def parse_grid() -> list[Candidate]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  runtime.setup_process()
+  out = runs.results_dir(argv, FLAGS.out)
   candidates = parse_grid()
-  out = pathlib.Path(FLAGS.out)
-  out.mkdir(parents=True, exist_ok=True)
-  runs.keep_summaries_only(out)
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.schedule_search " + " ".join(sys.argv[1:])
   references = REFERENCES if FLAGS.references and FLAGS.variant != "tiny" else ()

@@ -9,14 +9,12 @@ backbone (`:pretrained`), identical but for the init: 300 steps of 8 at the conf
 gives both arms the same batches). A check of the pretraining, not a tuning run: nothing is
 chosen from it. The table shows each seed's paired difference (pretrained - scratch).
 """
-import pathlib
 import sys
 
 from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import files
-from pointseg_jax import runtime
 from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
@@ -95,22 +93,13 @@ def report(rows, command) -> tuple[dict, str]:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   fv = {"flag_values": flag_values}
-  flags.DEFINE_string("out", None, "Results directory (summaries, transfer.md / .json).", **fv)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
+  runs.define_result_flags(flag_values, "transfer.md / .json")
   flags.DEFINE_list("arms", list(ARMS), "Train only these arms (two processes, one per core, "
                     "may share --out: each arm has its own folder).", **fv)
-  flags.DEFINE_bool("table_only", False, "Train nothing; rebuild transfer.md / .json.", **fv)
-  flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries after each run.", **fv)
-  flags.mark_flag_as_required("out", flag_values=flag_values)
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-  runtime.setup_process()
-  out = pathlib.Path(FLAGS.out)
-  out.mkdir(parents=True, exist_ok=True)
-  runs.keep_summaries_only(out)
+  out = runs.results_dir(argv, FLAGS.out)
   command = "python -m pointseg_jax.experiments.transfer_check " + " ".join(sys.argv[1:])
 
   def write(rows):
