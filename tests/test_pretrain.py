@@ -293,6 +293,11 @@ def test_committed_backbone_loads_into_the_synthetic_model_with_its_score_rows()
   stored = np.load(path)
   meta = json.loads(str(stored["_meta"]))
   assert meta["score_rows"] == list(corpus.BENCHMARK_ROWS) and meta["width"] == 1 / 8
+  # The file is what configs/pretrain.py makes (the command docs/training.md gives remakes it).
+  made_by = importlib.import_module("configs.pretrain").get_config()
+  assert (meta["num_steps"], meta["init"], meta["seed"]) == (made_by.num_steps, made_by.init,
+                                                             made_by.seed)
+  assert meta["optimizer"] == made_by.optimizer.to_dict() and meta["heldout_top1"] > 0.2
   fc8 = stored["fc8/kernel"][0, 0]
   np.testing.assert_array_equal(params["score_fr"]["kernel"][0, 0, :, 1:],
                                 fc8[:, list(corpus.BENCHMARK_ROWS)])
