@@ -51,6 +51,11 @@ VOC_INIT_FROM = "weights/fcn32s_vgg16_imagenet.npz"
 PRETRAINED_INIT_FROM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
                                     "pretrained", "vgg16_w8_synthetic_classes.npz")
 
+# r of that file (its _meta.input_rms): the RMS of the Caffe-preprocessed corpus input its conv1_1
+# was trained on as V = r W; the variant fine-tunes conv1_1 the same way (optimizer.input_rms),
+# chosen on the train hold-out (experiments_results/first_layer; docs/training.md, "Pretraining").
+PRETRAINED_INPUT_RMS = 54.807552337646484
+
 # From-scratch width-1/8 net on the synthetic set: the paper's 1e-5 (tuned for a pretrained
 # VGG16) barely moves it; 1e-3 with a 200-step warmup and gradient clipping learned fastest of the
 # SGD settings measured, for every regime (the authors' 5x for AllPoints / random points halved
@@ -251,6 +256,7 @@ def get_config(regime_name: str, arg: str | None = None) -> ml_collections.Confi
     # The width-1/8 backbone pretrained on synthetic_classes (python -m pointseg_jax.pretrain);
     # another width (e.g. tiny's 1/16) is refused when loading, naming the command.
     c.model.init_from = PRETRAINED_INIT_FROM
+    c.optimizer.input_rms = PRETRAINED_INPUT_RMS
 
   if args.tpu:
     c.distributed = True

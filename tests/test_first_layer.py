@@ -15,6 +15,8 @@ def test_r_is_the_committed_files_and_the_pretrained_variant_uses_it():
   r = fl.input_rms_of()
   assert 40 < r < 70   # the Caffe-preprocessed corpus input's RMS (docs/training.md, "Pretraining")
   assert r == weights_lib.read_meta(config_lib.PRETRAINED_INIT_FROM)["input_rms"]
+  assert config_lib.get_config("point", "pretrained").optimizer.input_rms == r
+  assert config_lib.get_config("point").optimizer.input_rms == 1.0
 
 
 def test_a_file_without_input_rms_names_the_command(tmp_path):
