@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from pointseg_jax import config_lib
 from pointseg_jax import workdir as workdir_lib
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search as ss
@@ -173,3 +174,14 @@ def test_the_choice_is_written_as_table1_v2_reads_it(tmp_path):
   assert (config.train.num_steps, config.optimizer.schedule, config.optimizer.decay_steps,
           config.optimizer.learning_rate, config.optimizer.warmup_steps) == (
               4000, "cosine", 4000, 1e-3, 200)
+
+
+def test_every_reference_runs_from_the_pretrained_init_too():
+  """The pretrained variant fine-tunes conv1_1 as V = r W (SGD only): the Adam reference keeps
+  Table 1 v1's plain conv1_1 instead of being refused."""
+  from pointseg_jax import state as state_lib   # pylint: disable=g-import-not-at-top
+  for candidate in ss.REFERENCES + (C(4000, 1e-3),):
+    config = runs.run_config(ss.as_run(candidate, 2000), ss.schedule_of(candidate, "pretrained"),
+                             0, 2000)
+    spec = state_lib.OptimizerSpec.from_config(config.optimizer)
+    assert spec.input_rms == (1.0 if candidate.optimizer == "adam" else config_lib.PRETRAINED_INPUT_RMS)

@@ -53,9 +53,13 @@ class Candidate:
   def optimizer_overrides(self) -> tuple:
     warmup, clip = WARMUP_CLIP[self.optimizer]
     decaying = self.schedule != "constant"
+    # Adam as Table 1 v1 ran it: plain conv1_1 (input_rms rescales SGD's gradient only; the
+    # pretrained variant's r would be refused with Adam). 1 is every config's default.
+    plain_conv1_1 = (("input_rms", 1.0),) if self.optimizer == "adam" else ()
     return (("name", self.optimizer), ("learning_rate", self.learning_rate),
             ("warmup_steps", min(warmup, self.num_steps // 10)), ("clip_grad_norm", clip),
-            ("schedule", self.schedule), ("decay_steps", self.num_steps if decaying else 0))
+            ("schedule", self.schedule), ("decay_steps", self.num_steps if decaying else 0)
+            ) + plain_conv1_1
 
   def longer(self) -> "Candidate":
     return dataclasses.replace(self, num_steps=2 * self.num_steps)
