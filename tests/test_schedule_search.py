@@ -139,10 +139,11 @@ def test_a_real_tiny_search_scores_the_holdout_at_each_fifth(tiny_data_dir, tmp_
   assert (saved["optimizer"]["schedule"], saved["optimizer"]["decay_steps"]) == ("cosine", 5)
 
 
-def test_the_committed_search_summaries_keep_their_fingerprints():
+@pytest.mark.parametrize("folder", ["schedule", "schedule_pretrained"])
+def test_the_committed_search_summaries_keep_their_fingerprints(folder):
   """A config field added later at its old behaviour must not turn the committed hold-out runs
   into 'another config' (the search would refuse to resume or rebuild its table)."""
-  out = REPO / "experiments_results" / "schedule"
+  out = REPO / "experiments_results" / folder
   result = json.loads((out / "search.json").read_text())
   assert result["rows"], "no committed run"
   for row in result["rows"]:
@@ -155,8 +156,15 @@ def test_the_committed_search_summaries_keep_their_fingerprints():
   # The code's named setting is what the committed runs select: CHOSEN once the search is done,
   # its PROVISIONAL leader until then.
   rows = [dict(r, candidate=C(**r["candidate"])) for r in result["rows"]]
-  assert result["done"] == (ss.CHOSEN is not None)
-  assert ss.select(rows) == (ss.CHOSEN or ss.PROVISIONAL)
+  if folder == "schedule":
+    assert result["done"] == (ss.CHOSEN is not None)
+    assert ss.select(rows) == (ss.CHOSEN or ss.PROVISIONAL)
+  else:   # the pretrained search: its choice, and the demo's (the same rule within DEMO_STEPS)
+    assert result["variant"] == "pretrained"
+    assert result["done"] == (ss.CHOSEN_PRETRAINED is not None)
+    if result["done"]:
+      assert ss.select(rows) == ss.CHOSEN_PRETRAINED
+    assert ss.select(rows, max_steps=ss.DEMO_STEPS) == ss.DEMO_PRETRAINED
 
 
 def test_the_choice_is_written_as_table1_v2_reads_it(tmp_path):

@@ -8,9 +8,22 @@ from pointseg_jax import supervision
 from helpers import load_config
 
 
-def test_default_config_is_configs_point():
-  assert pathlib.Path(demo.DEFAULT_CONFIG).name == "point.py"
-  assert pathlib.Path(demo.DEFAULT_CONFIG).is_file()
+def test_default_config_is_the_pretrained_point_run_at_the_demo_schedule():
+  """configs/demo.py = configs/point.py:pretrained trained as the pretrained schedule search trained
+  schedule_search.DEMO_PRETRAINED (the search's rule within DEMO_STEPS); one eval at the end."""
+  import importlib   # pylint: disable=g-import-not-at-top
+  from pointseg_jax import workdir as workdir_lib   # pylint: disable=g-import-not-at-top
+  from pointseg_jax.experiments import runs   # pylint: disable=g-import-not-at-top
+  from pointseg_jax.experiments import schedule_search as ss   # pylint: disable=g-import-not-at-top
+  assert pathlib.Path(demo.DEFAULT_CONFIG).name == "demo.py"
+  config = importlib.import_module("configs.demo").get_config()
+  config_lib.validate(config)
+  searched = runs.run_config(runs.Run("point", "point"),
+                             ss.schedule_of(ss.DEMO_PRETRAINED, "pretrained"), 0, 2000)
+  assert workdir_lib.identity(config) == workdir_lib.identity(searched)   # same trained thing
+  assert config.model.init_from == config_lib.PRETRAINED_INIT_FROM
+  assert config.train.num_steps == ss.DEMO_PRETRAINED.num_steps <= ss.DEMO_STEPS
+  assert config.train.eval_every == config.train.num_steps and config.train.progress_bar
 
 
 def test_regime_config_swaps_the_table_row_and_keeps_the_rest():
@@ -40,3 +53,7 @@ def test_results_markdown(tmp_path):
   assert "| cat | 50.0 |" in text and "| dog | – |" in text
   assert "![point](predictions/000_id3.png)" in text
   assert "Dataset build: 0.5 min" in text
+  assert "trained from scratch: 2000 steps of 8 images at 128 px, SGD peak lr 0.001, constant" in text
+  pretrained = load_config("point", "pretrained")
+  assert "from the backbone pretrained on synthetic_classes" in demo.results_markdown(
+      pretrained, [("point", summary, 90.0, [])], 0.0, tmp_path)

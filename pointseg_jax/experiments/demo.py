@@ -1,12 +1,13 @@
-r"""`make demo`: build the embedded benchmark, train Img+Obj+1Point on it, evaluate, draw pictures.
+r"""`make demo`: build the embedded benchmark, fine-tune Img+Obj+1Point on it, evaluate, draw pictures.
 
   python -m pointseg_jax.experiments.demo --workdir=runs/demo
   python -m pointseg_jax.experiments.demo --workdir=runs/demo --config.train.num_steps=500     # shorter
   python -m pointseg_jax.experiments.demo --workdir=runs/demo_cmp --compare=image_obj          # + a baseline
 
-Every knob is a config field (`--config=configs/point.py` by default; its `synthetic` variant sets
-the dataset, model size, steps and learning rate), so the demo is exactly what
-`python -m pointseg_jax.main --config=configs/point.py` trains. Running it again resumes (or, when
+Every knob is a config field (`--config=configs/demo.py` by default: `configs/point.py:pretrained`
+at the schedule chosen for the demo on the train hold-out), so the demo is exactly what
+`python -m pointseg_jax.main --config=configs/demo.py` trains; `--config=configs/point.py` trains
+the from-scratch default instead. Running it again resumes (or, when
 finished, only re-evaluates). Results: <workdir>/RESULTS.md, summary.json, metrics.jsonl,
 TensorBoard events, predictions/*.png.
 """
@@ -31,7 +32,7 @@ from pointseg_jax.data.prepare import prepare_spec
 from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
-DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "point.py")
+DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "demo.py")
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -46,6 +47,14 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                     flag_values=flag_values)
 
 
+def _init_words(config) -> str:
+  if not config.model.init_from:
+    return "from scratch"
+  if config.model.init_from == config_lib.PRETRAINED_INIT_FROM:
+    return "from the backbone pretrained on synthetic_classes"
+  return f"from {config.model.init_from}"
+
+
 def results_markdown(config, rows, build_seconds, workdir) -> str:
   """RESULTS.md: what was trained, the numbers, where the pictures are, how long it took."""
   cores = os.cpu_count()
@@ -54,8 +63,10 @@ def results_markdown(config, rows, build_seconds, workdir) -> str:
       "",
       f"Embedded benchmark `{config.data.dataset}` (val split, every image), "
       f"FCN-{config.model.variant} width {config.model.width:g} ({config.model.mode} mode) "
-      f"trained from scratch: {config.train.num_steps} steps of {config.train.batch_size} images, "
-      f"{config.optimizer.name.upper()} lr {config.optimizer.learning_rate:g} (momentum "
+      f"trained {_init_words(config)}: {config.train.num_steps} steps of "
+      f"{config.train.batch_size} images at {config.data.image_size[0]} px, "
+      f"{config.optimizer.name.upper()} peak lr {config.optimizer.learning_rate:g}, "
+      f"{config.optimizer.get('schedule', 'constant')} (momentum "
       f"{config.optimizer.momentum}, biases 2x lr, weight decay "
       f"{config.optimizer.weight_decay:g}).",
       "",

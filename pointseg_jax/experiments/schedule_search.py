@@ -78,6 +78,10 @@ PROVISIONAL = Candidate(4000, 1e-3)
 # The same search from the pretrained backbone (experiments_results/schedule_pretrained): what
 # Table 1 v2 and `make demo` train with. None until that search has chosen.
 CHOSEN_PRETRAINED: Candidate | None = None
+# `make demo` (configs/demo.py): the same rule on the pretrained search's runs, restricted to those
+# that fit the demo's budget of DEMO_STEPS steps (docs/training.md, "The demo's schedule").
+DEMO_STEPS = 2000
+DEMO_PRETRAINED = Candidate(2000, 1e-2)
 
 
 def schedule_of(candidate: Candidate, variant: str) -> runs.Schedule:
@@ -102,10 +106,12 @@ def last_fifth_gain(row) -> float | None:
   return None if row["miou"] is None or at80 is None else row["miou"] - at80
 
 
-def select(rows) -> Candidate | None:
+def select(rows, max_steps: int | None = None) -> Candidate | None:
   """The rule: the converged candidates (references excluded); the best final mIoU; among those
-  within TIE of it the fewest steps, then the lowest lr."""
-  converged = [r for r in rows if r["stage"] != "reference" and r["converged"]]
+  within TIE of it the fewest steps, then the lowest lr. max_steps: only candidates that fit
+  that budget (the demo's choice, DEMO_STEPS)."""
+  converged = [r for r in rows if r["stage"] != "reference" and r["converged"]
+               and (max_steps is None or r["candidate"].num_steps <= max_steps)]
   if not converged:
     return None
   best = max(r["miou"] for r in converged)
