@@ -287,6 +287,9 @@ def test_no_python_runs_inside_tf_data(data_dir):
     ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
     assert "DecodePng" in ops or "DecodeImage" in ops   # the check sees inside the map function
     assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}, sorted(ops)
+    # Deterministic order, no model-based autotuning (its thread delayed the train iterator's
+    # deletion by up to tens of seconds: docs/pipeline.md, "Autotuning off").
+    assert ds.options().deterministic is True and ds.options().autotune.enabled is False
 
 
 def test_train_fraction_trains_on_a_fixed_subset_for_every_seed(data_dir):

@@ -351,9 +351,17 @@ def _dataset(records: tf.Tensor, features, spec: spec_lib.DataSpec, *, batch_siz
     ds = tf.data.Dataset.range(first, n).map(lambda i: (i, tf.zeros([2], tf.int64)))
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=train)
+  return ds.with_options(pipeline_options()).prefetch(tf.data.AUTOTUNE)
+
+
+def pipeline_options() -> tf.data.Options:
+  """Deterministic order; no model-based autotuning: its thread made deleting a train iterator
+  wait up to tens of seconds after a busy run, for no measured throughput (docs/pipeline.md,
+  "Autotuning off"). AUTOTUNE parallelism then means one map call per core."""
   options = tf.data.Options()
   options.deterministic = True
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  options.autotune.enabled = False
+  return options
 
 
 def make_dataset(spec: spec_lib.DataSpec, split: str, *, batch_size: int, train: bool, seed: int,
