@@ -146,29 +146,50 @@ def test_prepare_is_idempotent(tiny):
 
 
 @pytest.mark.e2e
-def test_two_builds_give_identical_examples(tmp_path, capfd):
-  """Same config in two data dirs, one serial and one with 2 worker processes: same examples.
+def test_a_parallel_train_first_build_is_the_serial_builds_first_records(tmp_path, capfd):
+  """The same config in two data dirs, one serial and one with 2 worker processes that builds only
+  `train_first=4` of the 11 train images (synthetic_points/demo's mechanism): its train split is
+  the same bytes, in the same order, as the first 4 records of the serial build's (what
+  `data.train_fraction` trains on); val is whole and identical; every decoded field matches.
 
   Neither build prints to stdout (issue 15: TFDS printed "Downloading and preparing dataset").
   """
-  cfg = dict(name="micro", num_train=5, num_val=3, max_side=48, seed=5, objectness_windows=100,
-             objectness_candidates=2000)
-  a = SyntheticPoints(config=SyntheticPointsConfig(**cfg), data_dir=str(tmp_path / "a"),
-                      num_workers=1)
-  b = SyntheticPoints(config=SyntheticPointsConfig(**cfg), data_dir=str(tmp_path / "b"),
-                      num_workers=2)
-  a.download_and_prepare()
-  b.download_and_prepare()
+  from pointseg_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  cfg = dict(num_train=11, num_val=3, max_side=40, seed=7, objectness_windows=50,
+             objectness_candidates=1000)
+  full = SyntheticPoints(config=SyntheticPointsConfig(name="micro", **cfg),
+                         data_dir=str(tmp_path / "a"), num_workers=1)
+  first = SyntheticPoints(config=SyntheticPointsConfig(name="micro_first", train_first=4, **cfg),
+                          data_dir=str(tmp_path / "b"), num_workers=2)
+  full.download_and_prepare()
+  first.download_and_prepare()
   assert capfd.readouterr().out == ""
+  assert first.info.splits["train"].num_examples == 4
+  full_train = pipeline.read_records(full, "train")
+  assert pipeline.read_records(first, "train") == full_train[:4]
+  assert pipeline.read_records(first, "train") != full_train[-4:]   # not just any four
+  assert pipeline.read_records(first, "val") == pipeline.read_records(full, "val")
+  ids = sorted(_examples(first, "train"))
+  assert ids == [sp.example_id("train", i) for i in sp.first_in_file_order("train", 11, 4)]
   for split in sp.SPLITS:
-    ea, eb = _examples(a, split), _examples(b, split)
-    assert sorted(ea) == sorted(eb)
-    for key in ea:
+    ea, eb = _examples(full, split), _examples(first, split)
+    for key in eb:
       flat_a = tfds.core.utils.flatten_nest_dict(ea[key])
       flat_b = tfds.core.utils.flatten_nest_dict(eb[key])
       assert flat_a.keys() == flat_b.keys()
       for k in flat_a:
         np.testing.assert_array_equal(flat_a[k], flat_b[k], err_msg=f"{key} {k}")
+  with pytest.raises(errors.ConfigError, match="train_first=12"):
+    sp.first_in_file_order("train", 11, 12)
+
+
+def test_the_demo_config_is_defaults_first_quarter():
+  configs = {c.name: c for c in SyntheticPoints.BUILDER_CONFIGS}
+  demo, default = configs["demo"], configs["default"]
+  assert demo.train_first == default.num_train // 4 and default.train_first is None
+  same = ("num_train", "num_val", "max_side", "seed", "objectness_windows",
+          "objectness_candidates")
+  assert [getattr(demo, f) for f in same] == [getattr(default, f) for f in same]
 
 
 def test_prepare_voc_without_data_explains_how_to_get_it(tmp_path):

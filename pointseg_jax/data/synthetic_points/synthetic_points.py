@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import hashing
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from pointseg_jax import errors
@@ -46,6 +47,10 @@ class SyntheticPointsConfig(tfds.core.BuilderConfig):
   # pointseg_jax.objectness.heatmap: windows kept by NMS / candidate windows sampled.
   objectness_windows: int = 1000
   objectness_candidates: int = 100_000
+  # Build only the train examples that are the first `train_first` records of the num_train-image
+  # train split, so that this train split is bit for bit `train[:train_first]` of that set, in the
+  # same order (`synthetic_points/demo`; `first_in_file_order`). None: all num_train.
+  train_first: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +104,17 @@ def make_example(recipe: _Recipe, split: str, index: int) -> tuple[str, dict]:
   }
 
 
+def first_in_file_order(split: str, num: int, first: int) -> list[int]:
+  """The indices of the examples that are records 0..first-1 of a `num`-example split as TFDS
+  writes it: sorted by the md5 of (split name, key), the shuffle of its writer (hash salt = the
+  split's name), so a split of only these examples keeps their order too."""
+  if not 0 < first <= num:
+    raise errors.ConfigError(f"train_first={first}: need 1 <= train_first <= num_train={num}")
+  hasher = hashing.Hasher(split)
+  order = sorted(range(num), key=lambda i: hasher.hash_key(example_id(split, i)))
+  return sorted(order[:first])
+
+
 def default_num_workers(num_examples: int) -> int:
   """$POINTSEG_DATA_WORKERS, else one process per core (max 8) for big splits, 1 for small ones
   (starting a worker costs ~1-2 s of imports)."""
@@ -119,16 +135,18 @@ def default_num_workers(num_examples: int) -> int:
 _WORKER = """
 import pickle, sys
 from pointseg_jax.data.synthetic_points import synthetic_points as sp
-recipe, split, start, step, num = pickle.loads(bytes.fromhex(sys.argv[1]))
+recipe, split, indices = pickle.loads(bytes.fromhex(sys.argv[1]))
 out = sys.stdout.buffer
-for index in range(start, num, step):
+for index in indices:
   pickle.dump(sp.make_example(recipe, split, index), out, protocol=pickle.HIGHEST_PROTOCOL)
   out.flush()
 """
 
 
-def _parallel(recipe: _Recipe, split: str, num: int, workers: int) -> Iterator[tuple[str, dict]]:
-  """Examples 0..num-1 in order, made by `workers` processes (worker k makes k, k + workers, ...)."""
+def _parallel(recipe: _Recipe, split: str, indices: list[int],
+              workers: int) -> Iterator[tuple[str, dict]]:
+  """The examples of `indices` in order, made by `workers` processes (worker k makes indices k,
+  k + workers, ...)."""
   package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__)))))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -137,11 +155,11 @@ def _parallel(recipe: _Recipe, split: str, num: int, workers: int) -> Iterator[t
   try:
     for k in range(workers):
       logs.append(tempfile.TemporaryFile())
-      arg = pickle.dumps((recipe, split, k, workers, num)).hex()
+      arg = pickle.dumps((recipe, split, indices[k::workers])).hex()
       procs.append(subprocess.Popen([sys.executable, "-c", _WORKER, arg], stdout=subprocess.PIPE,
                                     stderr=logs[-1], env=env))
-    for index in range(num):
-      k = index % workers
+    for position, index in enumerate(indices):
+      k = position % workers
       try:
         key, example = pickle.load(procs[k].stdout)
       except EOFError:
@@ -183,6 +201,13 @@ class SyntheticPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
                             # 20k candidates instead of the release's 100k: same AUC on this set
                             # (0.733 vs 0.733 on 30 scenes), 2.4x faster (docs/data_synthetic.md).
                             objectness_candidates=20_000),
+      # `make demo`: default's 300 val images and the first quarter of its train split, the same
+      # records in the same order (a 5-minute demo cannot wait for the 2,300-image build;
+      # docs/training.md, "The demo's schedule").
+      SyntheticPointsConfig(name="demo",
+                            description="default's train[:25%] (500 images) and val (300).",
+                            num_train=2000, num_val=300, max_side=128, seed=0,
+                            objectness_candidates=20_000, train_first=500),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "default"
 
@@ -202,20 +227,23 @@ class SyntheticPoints(NoStdoutBanner, tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
     cfg = self.builder_config
-    sizes = {"train": cfg.num_train, "val": cfg.num_val}
-    return {split: self._generate_examples(split, sizes[split]) for split in SPLITS}
+    indices = {"train": list(range(cfg.num_train)), "val": list(range(cfg.num_val))}
+    if cfg.train_first is not None:
+      indices["train"] = first_in_file_order("train", cfg.num_train, cfg.train_first)
+    return {split: self._generate_examples(split, indices[split]) for split in SPLITS}
 
-  def _generate_examples(self, split: str, num: int) -> Iterator[tuple[str, dict]]:
+  def _generate_examples(self, split: str, indices: list[int]) -> Iterator[tuple[str, dict]]:
     cfg = self.builder_config
     recipe = _Recipe(cfg.seed, cfg.max_side, cfg.objectness_windows, cfg.objectness_candidates,
                      OBJECTNESS_MODELS[str(self.version)])
+    num = len(indices)
     workers = self._num_workers or default_num_workers(num)
     # TFDS's own bar does not know the split size; this one shows the ETA (tfds.display_progress_bar
     # switches both).
     with tqdm_utils.tqdm(total=num, desc=f"synthetic_points/{cfg.name} {split} ({workers} proc)",
                          unit=" images", leave=False) as bar:
-      examples = (make_example(recipe, split, i) for i in range(num)) if workers <= 1 else _parallel(
-          recipe, split, num, workers)
+      examples = (make_example(recipe, split, i) for i in indices) if workers <= 1 else _parallel(
+          recipe, split, indices, workers)
       for item in examples:
         yield item
         bar.update(1)
