@@ -72,3 +72,17 @@ def test_an_unfinished_or_diverged_arm_is_not_summarised():
   seeds = [{"seed": s, "miou": None if s == 1 else 0.3, "wall_time_s": 1.0, "train_images": 500,
             "eval_miou_by_step": {}} for s in range(ds.SEEDS)]
   assert ds.summarise(arm, seeds)["span"] is None
+
+
+def test_chosen_is_the_rule_on_the_committed_runs():
+  """demo_stability.CHOSEN (what configs/demo.py trains) is the stated rule applied to the
+  committed summaries, whose fingerprints match today's configs."""
+  import pathlib   # pylint: disable=g-import-not-at-top
+  out = pathlib.Path(__file__).resolve().parents[1] / "experiments_results" / "demo_stability"
+  rows = ds.measure(out, "pretrained", 2000, train_missing=False)
+  assert all(r["mean"] is not None for r in rows if not r["reference"]), "candidates' seeds"
+  chosen, met = ds.choose(rows)
+  assert chosen == ds.CHOSEN
+  assert met == ds.CHOSEN_MEETS_SPAN
+  recorded = __import__("json").loads((out / "stability.json").read_text())
+  assert (recorded["chosen"], recorded["span_target_met"]) == (chosen, met)

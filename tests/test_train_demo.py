@@ -1,16 +1,21 @@
 """demo.py (`make demo`): the comparison configs and RESULTS.md, without training."""
 import pathlib
 
+import pytest
+
 from pointseg_jax import CLASS_NAMES
 from pointseg_jax import config_lib
+from pointseg_jax import errors
 from pointseg_jax.experiments import demo
+from pointseg_jax.experiments import demo_stability as ds
 from pointseg_jax import supervision
 from helpers import load_config
 
 
-def test_default_config_is_the_pretrained_point_run_at_the_demo_schedule():
-  """configs/demo.py = configs/point.py:pretrained trained as the pretrained schedule search trained
-  schedule_search.DEMO_PRETRAINED (the search's rule within DEMO_STEPS); one eval at the end."""
+def test_default_config_is_the_chosen_hold_out_arm_on_the_demo_set():
+  """configs/demo.py = configs/point.py:pretrained trained as demo_stability trained its chosen arm
+  on default's train[:25%], but on synthetic_points/demo (those records: test_synthetic_points)
+  and scored on val; one eval at the end."""
   import importlib   # pylint: disable=g-import-not-at-top
   from pointseg_jax import workdir as workdir_lib   # pylint: disable=g-import-not-at-top
   from pointseg_jax.experiments import runs   # pylint: disable=g-import-not-at-top
@@ -18,12 +23,27 @@ def test_default_config_is_the_pretrained_point_run_at_the_demo_schedule():
   assert pathlib.Path(demo.DEFAULT_CONFIG).name == "demo.py"
   config = importlib.import_module("configs.demo").get_config()
   config_lib.validate(config)
-  searched = runs.run_config(runs.Run("point", "point"),
-                             ss.schedule_of(ss.DEMO_PRETRAINED, "pretrained"), 0, 2000)
+  arm = ds.chosen_arm()
+  searched = runs.run_config(ds.arm_run(arm, 2000), ss.schedule_of(arm.candidate, "pretrained"),
+                             0, 2000)
+  assert searched.data.train_fraction == 0.25 and searched.eval.split == "train[1800:]"
+  with searched.unlocked():
+    searched.data.update(dataset="synthetic_points/demo", train_fraction=1.0)
+    searched.eval.split = "val"
   assert workdir_lib.identity(config) == workdir_lib.identity(searched)   # same trained thing
   assert config.model.init_from == config_lib.PRETRAINED_INIT_FROM
-  assert config.train.num_steps == ss.DEMO_PRETRAINED.num_steps <= ss.DEMO_STEPS
+  assert config.train.num_steps == arm.candidate.num_steps <= ss.DEMO_STEPS
   assert config.train.eval_every == config.train.num_steps and config.train.progress_bar
+
+
+def test_an_unfinished_stability_study_names_its_command(monkeypatch):
+  """configs/demo.py before the study is done (or a hand edit to the reference): one line."""
+  monkeypatch.setattr(ds, "CHOSEN", None)
+  with pytest.raises(errors.ConfigError, match="experiments.demo_stability --out="):
+    ds.chosen_arm()
+  monkeypatch.setattr(ds, "CHOSEN", "holdout_lr0.01")   # the reference is never the demo
+  with pytest.raises(errors.ConfigError, match="names no candidate arm"):
+    ds.chosen_arm()
 
 
 def test_regime_config_swaps_the_table_row_and_keeps_the_rest():

@@ -26,6 +26,7 @@ import sys
 from absl import flags
 
 from pointseg_jax import cli
+from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search
@@ -54,8 +55,20 @@ ARMS = (Arm(DEMO_TRAIN_SHARE, schedule_search.Candidate(STEPS, 3e-3)),
         Arm(DEMO_TRAIN_SHARE, schedule_search.Candidate(STEPS, 1e-2)),
         Arm(None, schedule_search.Candidate(STEPS, 1e-2), reference=True))
 # The rule's choice on the committed runs (a test ties it to them); configs/demo.py trains it.
-CHOSEN: str | None = None
+CHOSEN: str | None = "quarter_lr0.003"
+CHOSEN_MEETS_SPAN: bool | None = True    # whether that arm's seeds spanned <= 3 points
 FILES = ("runs", "stability.json", "stability.md", ".gitignore")
+
+
+def chosen_arm() -> Arm:
+  """The arm configs/demo.py trains (CHOSEN); an error while the study is unfinished."""
+  arms = {a.name: a for a in ARMS if not a.reference}
+  if CHOSEN not in arms:
+    raise errors.ConfigError(f"demo_stability.CHOSEN = {CHOSEN!r} names no candidate arm "
+                             f"({', '.join(arms)}); finish the study: python -m "
+                             "pointseg_jax.experiments.demo_stability --out=experiments_results/"
+                             "demo_stability")
+  return arms[CHOSEN]
 
 
 def arm_run(arm: Arm, num_train: int) -> runs.Run:
@@ -174,25 +187,22 @@ def main(argv):
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.demo_stability " + " ".join(sys.argv[1:])
 
-  def write(rows):
+  def write():
+    """The table of every arm's kept seeds (those another process trains too)."""
+    rows = measure(out, FLAGS.variant, num_train, train_missing=False, data_dir=FLAGS.data_dir)
     result, markdown = report(rows, command)
     files.write_json(out / "stability.json", result, indent=1)
     files.write_text(out / "stability.md", markdown)
+    return rows
 
-  def after_each(rows, what):
-    write(rows)
+  def after_each(_, what):
+    write()
     if FLAGS.git_commit:
       runs.git_commit(out, what, FILES, what="demo stability")
 
-  # The table always shows every arm: the ones this process does not train are read if kept.
-  trained = measure(out, FLAGS.variant, num_train, arms=[a for a in ARMS if a.name in FLAGS.arms],
-                    train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
-                    after_each=after_each)
-  kept = {r["name"]: r for r in measure(out, FLAGS.variant, num_train, train_missing=False,
-                                        data_dir=FLAGS.data_dir)}
-  kept.update({r["name"]: r for r in trained})
-  rows = [kept[n] for n in names if n in kept]
-  write(rows)
+  measure(out, FLAGS.variant, num_train, arms=[a for a in ARMS if a.name in FLAGS.arms],
+          train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir, after_each=after_each)
+  rows = write()
   chosen, met = choose(rows)
   print(f"[demo_stability] -> {out / 'stability.md'}; chosen: {chosen}"
         + ("" if chosen is None or met else " (span target missed)"))
