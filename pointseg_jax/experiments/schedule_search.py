@@ -79,8 +79,9 @@ PROVISIONAL = Candidate(4000, 1e-3)
 # grid 1e-3 / 3e-3 / 1e-2, the doubling, references): what Table 1 v2 trains with (its
 # chosen_schedule.json). Its doubling still paid 7.9 points: more steps may pay more.
 CHOSEN_PRETRAINED: Candidate | None = Candidate(8000, 3e-3)
-# `make demo` (configs/demo.py): the same rule on the pretrained search's runs, restricted to those
-# that fit the demo's budget of DEMO_STEPS steps (docs/training.md, "The demo's schedule").
+# The same rule on the pretrained search's runs, restricted to those that fit the demo's budget of
+# DEMO_STEPS steps: `make demo` of session 7, now demo_stability's reference arm (the demo trains
+# demo_stability.CHOSEN; docs/training.md, "The demo's schedule").
 DEMO_STEPS = 2000
 DEMO_PRETRAINED = Candidate(2000, 1e-2)
 
