@@ -21,6 +21,12 @@ CLI_MODULES = (
     "pointseg_jax.experiments.demo",
     "pointseg_jax.experiments.table1",
     "pointseg_jax.experiments.pairwise_search",
+    "pointseg_jax.experiments.schedule_search",
+    "pointseg_jax.experiments.objectness_ablation",
+    "pointseg_jax.experiments.first_layer",
+    "pointseg_jax.experiments.transfer_check",
+    "pointseg_jax.experiments.demo_stability",
+    "pointseg_jax.experiments.table1_v2",
 )
 # Programs whose flags are defined at import (the trainer: `python -m pointseg_jax.main`).
 IMPORT_TIME_FLAGS = ("pointseg_jax.main", "pointseg_jax.objectness.__main__")

@@ -6,13 +6,13 @@ r"""The demo's training set and learning rate, chosen for a stable result on the
 
 `make demo` must take <= 5 min from a fresh clone on 2 cores and give the same mIoU within
 +-1.5 points over seeds (issue 26). Building all 2,300 images of `synthetic_points/default` takes
-3 min of that, so the demo builds `synthetic_points/demo`: the same first quarter of the train
-scenes (bit for bit: every example is a pure function of (seed, split, index)) and the same 300
-val scenes. Training on `train[:500]` of `default` is therefore exactly the demo's training; this
-module scores it on the hold-out `train[1800:]` (val is never read), over SEEDS seeds, for the
+3 min of that, so the demo builds `synthetic_points/demo`: the records of `default`'s
+`train[:25%]` (the first 500 in file order), bit for bit and in the same order, and the same 300
+val scenes (docs/data_synthetic.md). Training `default` with `data.train_fraction = 0.25` is
+therefore exactly the demo's training; this module scores it on the hold-out `train[1800:]` (val is never read), over SEEDS seeds, for the
 arms below (docs/training.md, "The demo's schedule", states the rule before the runs):
 
-  quarter_lr0.003, quarter_lr0.01   candidates: train[:500], SGD cosine at that lr, 2,000 steps
+  quarter_lr0.003, quarter_lr0.01   candidates: train[:25%], SGD cosine at that lr, 2,000 steps
   holdout_lr0.01                    reference, never chosen: the earlier demo (train[:1800], 1e-2)
 
 Rule: a candidate is converged when its seed-mean last 20 % of steps gain < 1 point, stable when
@@ -37,6 +37,7 @@ DEMO_TRAIN_SHARE = 0.25   # synthetic_points/demo's train split: default's first
 SEEDS = 3
 MAX_SPAN = 0.03           # +-1.5 points around the midpoint of the seeds' final mIoU
 STEPS = schedule_search.DEMO_STEPS
+VARIANT = "pretrained"      # configs/point.py's variant: the committed backbone, as the demo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ def measure(out, variant, num_train, *, arms=ARMS, train_missing=True, data_dir=
         break
       summaries.append(summary)
       if trained and after_each is not None:
-        after_each(rows + [summarise(arm, summaries)], f"{arm.name} seed {seed}")
+        after_each(f"{arm.name} seed {seed}")
     rows.append(summarise(arm, summaries))
   return rows
 
@@ -171,12 +172,9 @@ def report(rows, command) -> tuple[dict, str]:
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  fv = {"flag_values": flag_values}
   runs.define_result_flags(flag_values, "stability.md / .json")
-  flags.DEFINE_enum("variant", "pretrained", ["pretrained", "tiny"],
-                    "pretrained: the committed backbone; tiny: seconds (tests).", **fv)
   flags.DEFINE_list("arms", [a.name for a in ARMS], "Train only these arms (one process per core "
-                    "may share --out).", **fv)
+                    "may share --out).", flag_values=flag_values)
 
 
 def main(argv):
@@ -184,23 +182,23 @@ def main(argv):
   names = [a.name for a in ARMS]
   if not FLAGS.arms or set(FLAGS.arms) - set(names):
     cli.fail(f"--arms={','.join(FLAGS.arms)}: from {', '.join(names)}")
-  num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
+  num_train = runs.num_train_examples(VARIANT, FLAGS.data_dir)
   command = "python -m pointseg_jax.experiments.demo_stability " + " ".join(sys.argv[1:])
 
   def write():
     """The table of every arm's kept seeds (those another process trains too)."""
-    rows = measure(out, FLAGS.variant, num_train, train_missing=False, data_dir=FLAGS.data_dir)
+    rows = measure(out, VARIANT, num_train, train_missing=False, data_dir=FLAGS.data_dir)
     result, markdown = report(rows, command)
     files.write_json(out / "stability.json", result, indent=1)
     files.write_text(out / "stability.md", markdown)
     return rows
 
-  def after_each(_, what):
+  def after_each(what):
     write()
     if FLAGS.git_commit:
       runs.git_commit(out, what, FILES, what="demo stability")
 
-  measure(out, FLAGS.variant, num_train, arms=[a for a in ARMS if a.name in FLAGS.arms],
+  measure(out, VARIANT, num_train, arms=[a for a in ARMS if a.name in FLAGS.arms],
           train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir, after_each=after_each)
   rows = write()
   chosen, met = choose(rows)
