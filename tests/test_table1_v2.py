@@ -10,6 +10,7 @@ import pytest
 
 from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import state
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import seed_plan
 from pointseg_jax.experiments import table1_v2 as v2
@@ -93,6 +94,21 @@ def test_quick_and_tiny_need_no_schedule_file(tmp_path):
   quick = [v2.RUNS_BY_NAME[n] for n in v2.QUICK_RUNS]
   assert {r.regime for r in quick} == {r.regime for r in v2.ALL_RUNS}
   assert any(r.budget_seconds for r in quick) and any(r.overrides == v2.SCRATCH for r in quick)
+
+
+def test_every_row_builds_a_valid_optimizer_under_quick_and_the_committed_schedule():
+  """--quick once ran Adam on the pretrained rows, whose V = r W conv1_1 needs SGD: every run
+  failed at start. Both schedules must build each row's optimiser, and quick mirror the chosen."""
+  chosen = v2.load_schedule(REPO / "experiments_results" / "v2" / v2.SCHEDULE_FILE)
+  for schedule in (v2.QUICK, chosen):
+    for run in v2.ALL_RUNS:
+      config = runs.run_config(run, schedule, 0, 2000)
+      state.OptimizerSpec.from_config(config.optimizer)   # ConfigError on a bad combination
+  quick, full = dict(v2.QUICK.fields), dict(chosen.fields)
+  for field in ("optimizer.name", "optimizer.learning_rate", "optimizer.schedule",
+                "optimizer.clip_grad_norm", "data.dataset"):
+    assert quick[field] == full[field], field
+  assert quick["optimizer.decay_steps"] == v2.QUICK.num_steps
 
 
 def test_findings_name_rows_of_the_table_and_seeds_are_the_plan():
