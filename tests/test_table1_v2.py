@@ -161,7 +161,16 @@ def test_results_of_a_partial_sweep(tmp_path):
   table = (tmp_path / "table.md").read_text()
   assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 21.0 |" in table
   assert "| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 |" in table
-  assert (tmp_path / "fig6a.png").stat().st_size > 0
+  for figure in v2.FIGURES:
+    assert (tmp_path / figure).stat().st_size > 0, figure
+
+
+def test_holdout_curves_are_the_committed_search_and_its_choice():
+  arms, chosen = v2.holdout_curves(REPO / "experiments_results" / v2.HOLDOUT_SEARCH)
+  schedule = json.loads((REPO / "experiments_results" / "v2" / v2.SCHEDULE_FILE).read_text())
+  assert chosen == "sgd_cosine_lr0.003_{}".format(schedule["num_steps"])
+  assert max(int(k) for a in arms if a["run"] == chosen for k in a["eval_miou_by_step"]) == 8000
+  assert v2.holdout_curves(REPO / "no_such_search.json") == ([], None)
 
 
 @pytest.mark.slow

@@ -3,8 +3,7 @@ import dataclasses
 import pathlib
 
 from pointseg_jax import files
-from pointseg_jax import supervision
-from pointseg_jax.experiments import annotation_cost
+from pointseg_jax.experiments import figures
 from pointseg_jax.experiments import statistics
 
 
@@ -78,54 +77,6 @@ def verdicts_markdown(found: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
-  """mIoU vs annotation hours (paper's cost model): table regimes as points, the equal-budget
-  full / box runs as lines; the paper's VOC numbers (10,582 images) in a second panel."""
-  import matplotlib   # pylint: disable=g-import-not-at-top  (heavy; only when drawing)
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt   # pylint: disable=g-import-not-at-top
-
-  fig, (ax, ax_paper) = plt.subplots(1, 2, figsize=(12, 4.8))
-  for name, r in rows.items():
-    if r["annotation_hours"] is None or r.get("budget_seconds"):
-      continue
-    ax.errorbar(r["annotation_hours"], r["miou_mean"], yerr=r["miou_std"] or 0, fmt="o",
-                capsize=3, color="C0" if r["regime"] not in ("box", "full") else "C3")
-    ax.annotate(r["paper_name"], (r["annotation_hours"], r["miou_mean"]), fontsize=7,
-                xytext=(4, 3), textcoords="offset points")
-  for regime, color in (("full", "C3"), ("box", "C2")):
-    series = sorted((r["annotation_hours"], r["miou_mean"], r["miou_std"] or 0)
-                    for r in rows.values() if r["regime"] == regime and r["miou_mean"] is not None)
-    if len(series) > 1:
-      x, y, e = zip(*series)
-      ax.errorbar(x, y, yerr=e, fmt="-s", color=color, capsize=3, alpha=0.7,
-                  label=f"{regime} on the images a budget buys")
-  point = rows.get("point")
-  if point and point["annotation_hours"]:
-    ax.axvline(point["annotation_hours"], color="grey", ls=":", lw=1, label="1Point's hours")
-  ax.set_xscale("log")
-  ax.set_xlabel(f"annotation hours (paper's cost model; {num_train} train images)")
-  ax.set_ylabel("val mIoU (%)")
-  ax.set_title("embedded benchmark (mean ± std over seeds)")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="lower right")
-  voc_images = 10582
-  for regime in ("image", "point", "box", "full"):
-    row = supervision.get_regime(regime)
-    h = annotation_cost.hours(regime, voc_images)
-    ax_paper.plot(h, row.paper_miou, "o", color="C3" if regime in ("box", "full") else "C0")
-    ax_paper.annotate(row.paper, (h, row.paper_miou), fontsize=8, xytext=(4, 3),
-                      textcoords="offset points")
-  ax_paper.set_xscale("log")
-  ax_paper.set_xlabel(f"annotation hours ({voc_images} VOC train images)")
-  ax_paper.set_ylabel("VOC 2012 val mIoU (%)")
-  ax_paper.set_title("paper, Fig. 6a")
-  ax_paper.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: int,
                   num_train: int, command: str, *, runs=(), claims=()) -> dict:
   """results.json, table.md and fig6a.png from the kept summaries (statistics.collect's `runs`,
@@ -138,5 +89,5 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: int
   files.write_json(out / "results.json", results, indent=1)
   files.write_text(out / "table.md", table_markdown(rows, found, schedule.name, seeds))
   if rows:
-    plot_fig6a(rows, out / "fig6a.png", num_train)
+    figures.plot_fig6a(rows, out / "fig6a.png", num_train)
   return results

@@ -344,7 +344,8 @@ def run_regime(config, workdir_path, *, predictions=True):
   return summary, seconds, paths
 
 
-KEPT_FILES = ("runs", "results.json", "table.md", "fig6a.png", ".gitignore")
+KEPT_FILES = ("runs", "results.json", "table.md", "fig6a.png", "equal_budget.png",
+              "convergence.png", ".gitignore")
 
 
 def keep_summaries_only(out: pathlib.Path) -> None:

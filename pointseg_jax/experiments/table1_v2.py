@@ -25,6 +25,7 @@ from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax import runtime
 from pointseg_jax.experiments import annotation_cost
+from pointseg_jax.experiments import figures
 from pointseg_jax.experiments import report
 from pointseg_jax.experiments import runs as runs_lib
 from pointseg_jax.experiments import statistics
@@ -184,6 +185,9 @@ def group(finding: Finding) -> str:
 # ---------------------------------------------------------------------------- schedule --------
 
 SCHEDULE_FILE = "schedule.json"
+# The hold-out search that chose the schedule (its curves are the convergence figure's left panel).
+HOLDOUT_SEARCH = pathlib.Path("schedule_pretrained") / "search.json"   # beside <out>
+FIGURES = ("fig6a.png", "equal_budget.png", "convergence.png")
 # <out>/schedule.json: written from the hold-out search's choice, committed before the first run.
 SCHEDULE_KEYS = {
     "num_steps": "steps per run (int)",
@@ -282,8 +286,23 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dic
   files.write_text(out / "table.md", text)
   pretrained = {n: r for n, r in rows.items() if not n.startswith("scratch_")}
   if pretrained:
-    report.plot_fig6a(pretrained, out / "fig6a.png", num_train)
+    figures.plot_fig6a(pretrained, out / "fig6a.png", num_train)
+    figures.plot_equal_budget(pretrained, out / "equal_budget.png")
+  if summaries:
+    runs, chosen = holdout_curves(out.parent / HOLDOUT_SEARCH)
+    figures.plot_convergence(summaries, runs, chosen, out / "convergence.png")
   return results
+
+
+def holdout_curves(search: pathlib.Path):
+  """([{run, eval_miou_by_step}] of the schedule search's arms, the chosen arm's run); none
+  when the search's file is not there (a test's or a user's own --out)."""
+  if not search.is_file():
+    return [], None
+  found = json.loads(search.read_text())
+  arms = [{"run": r["run"], "eval_miou_by_step": r["eval_miou_by_step"]} for r in found["rows"]]
+  chosen = [r["run"] for r in found["rows"] if r["candidate"] == found["chosen"]]
+  return arms, chosen[0] if chosen else None
 
 
 def main(argv):
