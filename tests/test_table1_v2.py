@@ -155,14 +155,40 @@ def test_results_of_a_partial_sweep(tmp_path):
                 "wall_time_s": 60.0, "train_steps_per_sec": 8.0}
                for run, values in (("point", (40.0, 44.0)), ("image", (30.0, 33.0)))
                for k, m in enumerate(values)]
-  results = v2.write_results(tmp_path, summaries, v2.QUICK, v2.SEEDS, 2000, "cmd")
+  results_md = tmp_path / "RESULTS.md"
+  results_md.write_text(f"# Results\n\nabove\n{v2.BEGIN}\nstale\n{v2.END}\nbelow\n")
+  results = v2.write_results(tmp_path, summaries, v2.QUICK, v2.SEEDS, 2000, "cmd", results_md)
   assert json.loads((tmp_path / "results.json").read_text()) == results
   assert {f["verdict"].split(" ")[0] for f in results["findings"]} == {"pending"}
   table = (tmp_path / "table.md").read_text()
   assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 21.0 |" in table
   assert "| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 |" in table
+  # Every seed beside its row; · = planned (5 seeds), not finished.
+  assert "| `point` | 5 | 40.0 | 44.0 | · | · | · |" in table
+  assert "| `random_points` | 3 |  |  |  |  |  |" not in table   # rows with no run: not listed
+  # RESULTS.md: the same text between the markers, the rest kept as it was.
+  assert v2.embedded(results_md) == table and "stale" not in results_md.read_text()
+  assert results_md.read_text().startswith("# Results\n\nabove\n")
+  assert results_md.read_text().endswith(f"{v2.END}\nbelow\n")
   for figure in v2.FIGURES:
     assert (tmp_path / figure).stat().st_size > 0, figure
+
+
+def test_results_md_needs_its_markers(tmp_path):
+  with pytest.raises(errors.MissingInputError, match="no such file"):
+    v2.embed(tmp_path / "RESULTS.md", "x")
+  for text in ("no markers", f"{v2.END}\n{v2.BEGIN}\n", f"{v2.BEGIN}\n{v2.BEGIN}\n{v2.END}\n"):
+    (tmp_path / "RESULTS.md").write_text(text)
+    with pytest.raises(errors.ConfigError, match="needs one line"):
+      v2.embed(tmp_path / "RESULTS.md", "x")
+    assert (tmp_path / "RESULTS.md").read_text() == text    # untouched
+
+
+def test_committed_results_md_carries_the_committed_tables():
+  """RESULTS.md's tables are table.md's, rebuilt from the summaries (the --table_only
+  --results_md command in RESULTS.md); a merge that updates one without the other fails here."""
+  table = (REPO / "experiments_results" / "v2" / "table.md").read_text()
+  assert v2.embedded(REPO / "RESULTS.md") == table
 
 
 def test_holdout_curves_are_the_committed_search_and_its_choice():

@@ -214,8 +214,8 @@ def plot_convergence(summaries: list[dict], holdout: list[dict], chosen: str,
     per_step = list(zip(*(c[1] for c in curves)))
     mean = [sum(v) / len(v) for v in per_step]
     color = f"C{k % 10}"
-    right.plot(steps, mean, "-o", ms=3, color=color, ls="--" if name.startswith("scratch_")
-               else "-", label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+    right.plot(steps, mean, marker="o", ms=3, color=color,
+               ls="--" if name.startswith("scratch_") else "-", label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
     right.fill_between(steps, [min(v) for v in per_step], [max(v) for v in per_step],
                        color=color, alpha=0.15, lw=0)
   right.set_xlabel("step")

@@ -77,6 +77,28 @@ def verdicts_markdown(found: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def seeds_markdown(rows: dict, seeds: dict) -> str:
+  """Every seed's val mIoU (%) beside its row: the paired tests' inputs, readable. A diverged
+  seed is shown as such (it enters the tests at verdicts.DIVERGED_MIOU)."""
+  width = max(seeds.values())
+  lines = ["| run | planned seeds | " + " | ".join(f"seed {k}" for k in range(width)) + " |",
+           "|---|---|" + "---|" * width]
+  for name, r in rows.items():
+    by_seed = dict(zip(r["seeds"], r["miou_per_seed"]))
+    cells = [_seed_cell(k, by_seed, r["diverged_seeds"], seeds.get(name, 0))
+             for k in range(width)]
+    lines.append(f"| `{name}` | {seeds.get(name, 0)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _seed_cell(seed, by_seed, diverged, planned) -> str:
+  if seed in diverged:
+    return "diverged"
+  if seed in by_seed:
+    return "–" if by_seed[seed] is None else f"{by_seed[seed]:.1f}"
+  return "·" if seed < planned else ""   # ·: planned, not finished yet
+
+
 def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: int,
                   num_train: int, command: str, *, runs=(), claims=()) -> dict:
   """results.json, table.md and fig6a.png from the kept summaries (statistics.collect's `runs`,

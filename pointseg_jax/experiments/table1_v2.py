@@ -259,6 +259,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
                     **fv)
   flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries and table after each run.",
                     **fv)
+  flags.DEFINE_string("results_md", None, "Also write the tables into this file between its "
+                      "table1_v2 markers (RESULTS.md).", **fv)
   flags.mark_flags_as_required(["out"], flag_values=flag_values)
 
 
@@ -272,7 +274,7 @@ def schedule_and_seeds(out: pathlib.Path, quick: bool, variant: str):
 
 
 def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dict,
-                  num_train: int, command: str) -> dict:
+                  num_train: int, command: str, results_md: pathlib.Path | None = None) -> dict:
   """results.json (rows, the pre-registered verdicts), table.md, fig6a.png (pretrained rows)."""
   rows = statistics.collect(summaries, ALL_RUNS)
   found = verdicts.decide(summaries, FINDINGS, seeds)
@@ -283,7 +285,12 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dic
   text = "\n".join(report.rows_markdown(rows, schedule.name, seeds)) + "\n\n"
   text += ("Pre-registered findings (docs/experiments.md, 'Table 1 v2'): paired per seed, "
            "Holm within each family, α = 0.05.\n\n" + report.verdicts_markdown(found))
+  text += ("\nval mIoU (%) of every seed (seed k of every row shares the score layers' init, "
+           "the dropout masks and the batch order; · = planned, not finished):\n\n"
+           + report.seeds_markdown(rows, seeds))
   files.write_text(out / "table.md", text)
+  if results_md is not None:
+    embed(results_md, text)
   pretrained = {n: r for n, r in rows.items() if not n.startswith("scratch_")}
   if pretrained:
     figures.plot_fig6a(pretrained, out / "fig6a.png", num_train)
@@ -292,6 +299,34 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dic
     runs, chosen = holdout_curves(out.parent / HOLDOUT_SEARCH)
     figures.plot_convergence(summaries, runs, chosen, out / "convergence.png")
   return results
+
+
+BEGIN = "<!-- table1_v2 tables: rebuilt by --table_only --results_md; do not edit inside -->"
+END = "<!-- table1_v2 tables: end -->"
+
+
+def split_at_markers(results_md: pathlib.Path) -> tuple[str, str]:
+  """RESULTS.md's text before and after the markers; a missing file or marker is an error
+  before anything trains."""
+  if not results_md.is_file():
+    raise errors.MissingInputError(f"--results_md={results_md}: no such file")
+  text = results_md.read_text()
+  if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+    raise errors.ConfigError(f"{results_md}: needs one line {BEGIN!r} and, after it, one line "
+                             f"{END!r}; the tables go between them")
+  head, rest = text.split(BEGIN)
+  return head, rest.split(END, 1)[1]
+
+
+def embed(results_md: pathlib.Path, text: str) -> None:
+  """table.md's text between RESULTS.md's markers: the tables a reader sees there are rebuilt
+  from the summaries, never typed."""
+  head, tail = split_at_markers(results_md)
+  files.write_text(results_md, head + BEGIN + "\n" + text + END + tail)
+
+
+def embedded(results_md: pathlib.Path) -> str:
+  return results_md.read_text().split(BEGIN, 1)[1].split(END, 1)[0][1:]
 
 
 def holdout_curves(search: pathlib.Path):
@@ -316,9 +351,13 @@ def main(argv):
   schedule, seeds = schedule_and_seeds(out, FLAGS.quick, FLAGS.variant)
   names = FLAGS.runs or (QUICK_RUNS if FLAGS.quick else list(RUNS_BY_NAME))
   command = "python -m pointseg_jax.experiments.table1_v2 " + " ".join(sys.argv[1:])
+  results_md = pathlib.Path(FLAGS.results_md) if FLAGS.results_md else None
+  if results_md is not None:
+    split_at_markers(results_md)
   results = runs_lib.sweep_and_write(
       out, schedule, seeds, [RUNS_BY_NAME[n] for n in names],
-      lambda done, num_train: write_results(out, done, schedule, seeds, num_train, command),
+      lambda done, num_train: write_results(out, done, schedule, seeds, num_train, command,
+                                            results_md),
       table_only=FLAGS.table_only, commit=FLAGS.git_commit, data_dir=FLAGS.data_dir, first=FIRST)
   print(f"[table1_v2] {results['runs_finished']} runs -> {out / 'table.md'}")
   for f in results["findings"]:
