@@ -88,6 +88,15 @@ def _label_column(ax, points, axes_height: float) -> None:
                             "shrinkA": 0, "shrinkB": 3})
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend_size: int = 7) -> None:
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=legend_size, loc="lower right")
+
+
 def _color(row) -> str:
   return {"box": "C2", "full": "C3"}.get(row["regime"], "C0")
 
@@ -116,12 +125,8 @@ def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
   if point and point["annotation_hours"]:
     ax.axvline(point["annotation_hours"], color="grey", ls=":", lw=1, label="1Point's hours")
   _plain_log_x(ax)
-  ax.set_xlabel(f"annotation hours (paper's cost model; {num_train} train images)")
-  ax.set_ylabel("val mIoU (%)")
-  ax.set_title("embedded benchmark: mean ± std over seeds († beyond the paper)", fontsize=9)
-  ax.grid(alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=7, loc="lower right")
+  _finish(ax, f"annotation hours (paper's cost model; {num_train} train images)", "val mIoU (%)",
+          "embedded benchmark: mean ± std over seeds († beyond the paper)")
   _label_column(ax, points, axes_height)
 
   paper = fig.add_axes([9.3 / WIDTH, 0.6 / 6.0, 3.4 / WIDTH, (6.0 - 0.95) / 6.0])
@@ -132,10 +137,8 @@ def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
     paper.annotate(row.paper, (h, row.paper_miou), fontsize=FONT, xytext=(4, 3),
                    textcoords="offset points")
   _plain_log_x(paper)
-  paper.set_xlabel(f"annotation hours ({VOC_TRAIN_IMAGES} VOC train images)")
-  paper.set_ylabel("VOC 2012 val mIoU (%)")
-  paper.set_title("paper, Fig. 6a", fontsize=9)
-  paper.grid(alpha=0.3)
+  _finish(paper, f"annotation hours ({VOC_TRAIN_IMAGES} VOC train images)",
+          "VOC 2012 val mIoU (%)", "paper, Fig. 6a")
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
@@ -169,13 +172,8 @@ def plot_equal_budget(rows: dict, path: pathlib.Path) -> None:
     for k in (1, 2, 4):
       ax.axvline(k * point["annotation_hours"], color="grey", ls=":", lw=0.8)
   _plain_log_x(ax)
-  ax.set_xlabel("annotation hours (paper's cost model; dotted: 1, 2, 4 × 1Point's)")
-  ax.set_ylabel("val mIoU (%)")
-  ax.set_title("equal budget: filled = a budget's images, hollow = the whole set; dots = seeds",
-               fontsize=9)
-  ax.grid(alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=7, loc="lower right")
+  _finish(ax, "annotation hours (paper's cost model; dotted: 1, 2, 4 × 1Point's)", "val mIoU (%)",
+          "equal budget: filled = a budget's images, hollow = the whole set; dots = seeds")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -197,12 +195,8 @@ def plot_convergence(summaries: list[dict], holdout: list[dict], chosen: str,
     bold = s["run"] == chosen
     left.plot(steps, miou, "-o" if bold else "-", ms=3, lw=2.2 if bold else 0.9,
               alpha=1 if bold else 0.6, label=s["run"] + (" (chosen)" if bold else ""))
-  left.set_xlabel("step")
-  left.set_ylabel("hold-out mIoU (%), train[1800:]")
-  left.set_title("schedule search, Img + Obj + 1Point, seed 0", fontsize=9)
-  left.grid(alpha=0.3)
-  if holdout:
-    left.legend(fontsize=6, loc="lower right")
+  _finish(left, "step", "hold-out mIoU (%), train[1800:]",
+          "schedule search, Img + Obj + 1Point, seed 0", legend_size=6)
   for k, name in enumerate(names):
     runs = [s for s in summaries if s["run"] == name and s.get("eval_miou_by_step")]
     if not runs:
@@ -215,15 +209,12 @@ def plot_convergence(summaries: list[dict], holdout: list[dict], chosen: str,
     mean = [sum(v) / len(v) for v in per_step]
     color = f"C{k % 10}"
     right.plot(steps, mean, marker="o", ms=3, color=color,
-               ls="--" if name.startswith("scratch_") else "-", label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+               ls="--" if name.startswith("scratch_") else "-",
+               label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
     right.fill_between(steps, [min(v) for v in per_step], [max(v) for v in per_step],
                        color=color, alpha=0.15, lw=0)
-  right.set_xlabel("step")
-  right.set_ylabel("val mIoU (%)")
-  right.set_title("Table 1 v2 rows: seeds' mean, band = their range", fontsize=9)
-  right.grid(alpha=0.3)
-  if right.get_legend_handles_labels()[0]:
-    right.legend(fontsize=6, loc="lower right")
+  _finish(right, "step", "val mIoU (%)", "Table 1 v2 rows: seeds' mean, band = their range",
+          legend_size=6)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
