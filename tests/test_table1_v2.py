@@ -123,6 +123,7 @@ def test_findings_name_rows_of_the_table_and_seeds_are_the_plan():
   items, seeds = seed_plan.plan(v2.FINDINGS, seed_plan.load_v1(REPO, v2.V1_SOURCES), v2.v1_name,
                                 v2.group, list(v2.RUNS_BY_NAME))
   assert seeds == v2.SEEDS
+  assert v2.PLANNED_POWER == {i["finding"]: round(i["power"], 2) for i in items}
   assert min(v2.SEEDS[r] for f in v2.FINDINGS if abs(f.planned_effect) <= 2 for r in f.rows()) == 5
   own = {i["finding"]: i["sd_own_v1"] for i in items}
   # v1, per seed (RESULTS.md): all_points - point = -0.59 +- 1.09 at 1,600 steps only.
@@ -162,7 +163,8 @@ def test_results_of_a_partial_sweep(tmp_path):
   assert {f["verdict"].split(" ")[0] for f in results["findings"]} == {"pending"}
   table = (tmp_path / "table.md").read_text()
   assert "| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 21.0 |" in table
-  assert "| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 |" in table
+  assert ("| Img < Img + Obj | paper | 32.2 vs 29.8 | `image_obj` | `image` | > | 0 | – | – | – | "
+          "– | 0.43 | pending") in table
   # Every seed beside its row; · = planned (5 seeds), not finished.
   assert "| `point` | 5 | 40.0 | 44.0 | · | · | · |" in table
   assert "| `random_points` | 3 |  |  |  |  |  |" not in table   # rows with no run: not listed

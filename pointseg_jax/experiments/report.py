@@ -57,11 +57,12 @@ def table_markdown(rows: dict, found: list[dict], schedule_name: str, seeds: int
   return "\n".join(lines) + "\n"
 
 
-def verdicts_markdown(found: list[dict]) -> str:
-  """v2: each finding's pre-registered paired test and verdict (experiments/verdicts.py)."""
+def verdicts_markdown(found: list[dict], power: dict) -> str:
+  """v2: each finding's pre-registered paired test and verdict (experiments/verdicts.py), with
+  its planned power ({finding: power}), which an inconclusive verdict is read against."""
   lines = ["| finding | family | paper (VOC) | b | a | relation | n | "
-           "b − a per seed: mean ± sd | interval | p | p (Holm) | verdict |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "b − a per seed: mean ± sd | interval | p | p (Holm) | power | verdict |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for f in found:
     relation = f["relation"] + (f" ±{f['margin']:g}" if f.get("margin") else "")
     interval = ("–" if "ci" not in f else
@@ -73,7 +74,7 @@ def verdicts_markdown(found: list[dict]) -> str:
     lines.append(f"| {f['finding']} | {f['family']} | {f['paper'] or '–'} | `{f['b']}` | "
                  f"`{f.get('compared_with', ', '.join(f['a']))}` | {relation} | {f.get('n', 0)} | "
                  f"{pm(f.get('mean'), f.get('sd'), signed=True)} | {interval} | {p} | {p_holm} | "
-                 f"{f['verdict']} |")
+                 f"{power[f['finding']]:.2f} | {f['verdict']} |")
   return "\n".join(lines) + "\n"
 
 

@@ -153,6 +153,29 @@ SEEDS = {
     "scratch_image_obj": 5, "scratch_point_noobj": 5, "scratch_point": 5, "scratch_full": 5,
 }
 
+# Each finding's power at its seeds for its planned effect (seed_plan; shown beside its verdict,
+# so an inconclusive one says what it could have found; the test recomputes it).
+PLANNED_POWER = {
+    "Img < Img + Obj": 0.43, "Img < Img + 1Point": 0.86, "Img + Obj < Img + Obj + 1Point": 1.0,
+    "Img + 1Point < Img + Obj + 1Point": 1.0, "AllPoints ~ 1Point": 0.83,
+    "AllPoints weighted > AllPoints": 0.28, "3 annotators > 1Point": 0.39,
+    "random points > human points": 0.9, "grown points r = 0.5 px ~ 1Point": 0.77,
+    "grown points r = 1.3 px ~ 1Point": 0.77, "grown points r = 6.4 px ~ 1Point": 0.77,
+    "box > 1Point": 0.43, "full above every other paper row": 0.81,
+    "grown points r = 2 px ~ 1Point": 0.77, "grown points r = 5 px ~ 1Point": 0.77,
+    "grown points r = 25 px ~ 1Point": 0.77, "squiggles r = 2 ~ 1Point": 0.43,
+    "squiggles r = 5 ~ 1Point": 0.83, "squiggles r = 25 ~ 1Point": 0.74,
+    "AllPoints + background clicks > AllPoints": 0.91,
+    "1Point + pairwise (hold-out kernel) > 1Point": 0.88, "1Point vs full at 1Point's hours": 0.21,
+    "1Point vs box at 1Point's hours": 0.21, "pretrained > scratch: image": 0.23,
+    "pretrained > scratch: image_obj": 0.23, "pretrained > scratch: point_noobj": 0.23,
+    "pretrained > scratch: point": 0.23, "pretrained > scratch: full": 0.23,
+    "from scratch: Img < Img + Obj": 0.43, "from scratch: Img < Img + 1Point": 0.86,
+    "from scratch: Img + Obj < Img + Obj + 1Point": 1.0,
+    "from scratch: Img + 1Point < Img + Obj + 1Point": 1.0,
+    "from scratch: full above Table 1a": 1.0,
+}
+
 # ------------------------------------------------------------------ the plan's v1 data -------
 
 # The committed v1 summaries (from scratch, 3 seeds) the seed plan takes its paired sds from.
@@ -284,7 +307,9 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dic
   files.write_json(out / "results.json", results, indent=1)
   text = "\n".join(report.rows_markdown(rows, schedule.name, seeds)) + "\n\n"
   text += ("Pre-registered findings (docs/experiments.md, 'Table 1 v2'): paired per seed, "
-           "Holm within each family, α = 0.05.\n\n" + report.verdicts_markdown(found))
+           "Holm within each family, α = 0.05; power = the finding's power at its seeds for its "
+           "planned effect (docs/experiments.md, 'Seeds per row').\n\n"
+           + report.verdicts_markdown(found, PLANNED_POWER))
   text += ("\nval mIoU (%) of every seed (seed k of every row shares the score layers' init, "
            "the dropout masks and the batch order; · = planned, not finished):\n\n"
            + report.seeds_markdown(rows, seeds))
