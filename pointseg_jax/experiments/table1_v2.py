@@ -298,7 +298,8 @@ def schedule_and_seeds(out: pathlib.Path, quick: bool, variant: str):
 
 def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dict,
                   num_train: int, command: str, results_md: pathlib.Path | None = None) -> dict:
-  """results.json (rows, the pre-registered verdicts), table.md, fig6a.png (pretrained rows)."""
+  """results.json (rows, the pre-registered verdicts), table.md (and its copy in results_md),
+  the FIGURES (Fig. 6a and the equal-budget curve of the pretrained rows; convergence)."""
   rows = statistics.collect(summaries, ALL_RUNS)
   found = verdicts.decide(summaries, FINDINGS, seeds)
   results = {"schedule": schedule.name, "num_steps": schedule.num_steps, "seeds": seeds,
