@@ -97,8 +97,8 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, legend_size: int = 7) -> N
     ax.legend(fontsize=legend_size, loc="lower right")
 
 
-def _color(row) -> str:
-  return {"box": "C2", "full": "C3"}.get(row["regime"], "C0")
+def _color(regime: str) -> str:
+  return {"box": "C2", "full": "C3"}.get(regime, "C0")
 
 
 def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
@@ -111,15 +111,15 @@ def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
     if r["annotation_hours"] is None or r.get("budget_seconds") or r["miou_mean"] is None:
       continue
     ax.errorbar(r["annotation_hours"], r["miou_mean"], yerr=r["miou_std"] or 0, fmt="o",
-                ms=4, capsize=2, color=_color(r))
-    points.append((r["annotation_hours"], r["miou_mean"], label(name, r), _color(r)))
+                ms=4, capsize=2, color=_color(r["regime"]))
+    points.append((r["annotation_hours"], r["miou_mean"], label(name, r), _color(r["regime"])))
   for regime in ("full", "box"):
     series = sorted((r["annotation_hours"], r["miou_mean"], r["miou_std"] or 0)
                     for r in rows.values()
                     if r["regime"] == regime and r.get("budget_seconds") and r["miou_mean"] is not None)
     if series:
       x, y, e = zip(*series)
-      ax.errorbar(x, y, yerr=e, fmt="--s", ms=3, color=_color({"regime": regime}), capsize=2,
+      ax.errorbar(x, y, yerr=e, fmt="--s", ms=3, color=_color(regime), capsize=2,
                   alpha=0.6, label=f"{regime} on the images a budget buys")
   point = rows.get("point")
   if point and point["annotation_hours"]:
@@ -133,7 +133,7 @@ def plot_fig6a(rows: dict, path: pathlib.Path, num_train: int) -> None:
   for regime in ("image", "point", "box", "full"):
     row = supervision.get_regime(regime)
     h = annotation_cost.hours(regime, VOC_TRAIN_IMAGES)
-    paper.plot(h, row.paper_miou, "o", color=_color({"regime": regime}))
+    paper.plot(h, row.paper_miou, "o", color=_color(regime))
     paper.annotate(row.paper, (h, row.paper_miou), fontsize=FONT, xytext=(4, 3),
                    textcoords="offset points")
   _plain_log_x(paper)
@@ -148,13 +148,14 @@ def plot_equal_budget(rows: dict, path: pathlib.Path) -> None:
   whole set (hollow), against 1Point on the whole set: which labels an hour buys best."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7.0, 4.6))
+  whole = _whole(rows)
   for regime in ("full", "box"):
     series = sorted((r["annotation_hours"], r) for r in rows.values()
                     if r["regime"] == regime and r["miou_mean"] is not None
-                    and (r.get("budget_seconds") or r["train_images"] == _whole(rows)))
+                    and (r.get("budget_seconds") or r["train_images"] == whole))
     if not series:
       continue
-    color = _color({"regime": regime})
+    color = _color(regime)
     ax.plot([h for h, _ in series], [r["miou_mean"] for _, r in series], "-", color=color,
             alpha=0.6, label=f"{supervision.get_regime(regime).paper}: mean over seeds")
     for h, r in series:
