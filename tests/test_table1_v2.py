@@ -2,10 +2,12 @@
 have the stated sizes, the schedule file is checked, the seeds are the committed plan's."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pointseg_jax import config_lib
@@ -172,6 +174,64 @@ def test_results_of_a_partial_sweep(tmp_path):
   assert v2.embedded(results_md) == table and "stale" not in results_md.read_text()
   assert results_md.read_text().startswith("# Results\n\nabove\n")
   assert results_md.read_text().endswith(f"{v2.END}\nbelow\n")
+  for figure in v2.FIGURES:
+    assert (tmp_path / figure).stat().st_size > 0, figure
+
+
+# A plausible sweep for the rehearsal below: a row's mean mIoU (%), its scratch_ row's 0.7 times
+# that; every seed adds one shift shared by all rows (the paired design) and a small own part.
+REHEARSAL_MEANS = {
+    "image": 8, "image_obj": 16, "point_noobj": 24, "point": 45, "all_points": 45.5,
+    "all_points_weighted": 47, "three_annotators": 48, "random_points": 48, "grown_r1.3": 45,
+    "grown_r6.4": 44, "grown_r2": 45, "grown_r5": 44, "grown_r25": 30, "box": 29, "full": 37,
+    "squiggle_r2": 46, "squiggle_r5": 46, "squiggle_r25": 40, "all_points_bg": 47,
+    "point_crf_tuned": 45, "full_budget1x": 20, "full_budget2x": 25, "full_budget4x": 30,
+    "box_budget1x": 18, "box_budget2x": 22, "box_budget4x": 26}
+
+
+def test_results_of_the_whole_planned_sweep(tmp_path):
+  """A dress rehearsal of the last --table_only: every row at every planned seed (150 runs, the
+  equal-budget rows on their subsets, grown_r0.5 equal to point seed by seed, as the sweep finds:
+  tests/test_grown_points.py). Every family is decided, every verdict is one the rule can give,
+  the clear cases come out as they must, and the tables and figures are written."""
+  rng = np.random.default_rng(0)
+  shift = rng.normal(0.0, 1.5, size=max(v2.SEEDS.values()))
+  means = dict(REHEARSAL_MEANS, **{f"scratch_{n}": 0.7 * REHEARSAL_MEANS[n] for n in v2.SCRATCH_OF})
+  summaries, point = [], {}
+  for run in v2.ALL_RUNS:
+    for k in range(v2.SEEDS[run.name]):
+      if run.name == "grown_r0.5":
+        m = point[k]
+      else:
+        m = means[run.name] + shift[k] + rng.normal(0.0, 0.7)
+      point.update({k: m} if run.name == "point" else {})
+      summaries.append({"run": run.name, "regime": run.regime, "seed": k, "miou": m / 100,
+                        "eval_miou_by_step": {"4000": m / 150, "8000": m / 100},
+                        "train_images": round((run.train_fraction(2000) or 1.0) * 2000),
+                        "wall_time_s": 900.0, "train_steps_per_sec": 9.0})
+  assert len(summaries) == sum(v2.SEEDS.values()) == 150
+  results_md = tmp_path / "RESULTS.md"
+  results_md.write_text(f"{v2.BEGIN}\n{v2.END}\n")
+  results = v2.write_results(tmp_path, summaries, v2.QUICK, v2.SEEDS, 2000, "cmd", results_md)
+  found = {f["finding"]: f for f in results["findings"]}
+  assert len(found) == len(v2.FINDINGS) and all(f["complete"] for f in found.values())
+  allowed = re.compile(r"(reproduced|reproduced \(equivalent within ±2\)|inconclusive|"
+                       r"contradicted \(opposite direction\)|contradicted \(differs by more "
+                       r"than 2\)|no difference shown|point (above|below) \w+)(; family-wise)?$")
+  for f in found.values():
+    assert allowed.match(f["verdict"]), f
+  # 29 (20 from scratch) points over 5 seeds whose own noise is 0.7: shown, and survives Holm.
+  for clear in ("Img + Obj < Img + Obj + 1Point", "from scratch: Img + Obj < Img + Obj + 1Point"):
+    assert found[clear]["verdict"] == "reproduced; family-wise"
+  # full (37) sits 8 points below 1Point (45): the paper's 'full above all' is contradicted.
+  assert found["full above every other paper row"]["verdict"].startswith("contradicted")
+  # grown_r0.5 = point at every seed: the differences are all 0, equivalence holds exactly.
+  r05 = found["grown points r = 0.5 px ~ 1Point"]
+  assert r05["differences"] == [0.0] * 5 and r05["verdict"].startswith("reproduced (equivalent")
+  assert found["1Point vs full at 1Point's hours"]["verdict"].startswith("point above full_")
+  table = (tmp_path / "table.md").read_text()
+  assert "pending" not in table and "| · |" not in table
+  assert v2.embedded(results_md) == table
   for figure in v2.FIGURES:
     assert (tmp_path / figure).stat().st_size > 0, figure
 
