@@ -12,6 +12,8 @@ import pytest
 
 from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import evaluate
+from pointseg_jax import metrics
 from pointseg_jax import state
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import seed_plan
@@ -275,3 +277,9 @@ def test_the_command_on_tiny(tiny_data_dir, tmp_path):
   assert set(results["rows"]) == {"point", "scratch_point"} and results["runs_finished"] == 2
   assert all(f["verdict"].startswith("pending") for f in results["findings"])
   assert "pretrained > scratch: point" in (out / "table.md").read_text()
+  # Each run keeps its val confusion beside its summary (mIoU the same); confusion.md pools them.
+  for row in ("point", "scratch_point"):
+    run_dir = out / "runs" / row / "seed0"
+    counts = evaluate.read_confusion(run_dir / "confusion.json")["counts"]
+    assert metrics.mean_iou(counts)[0] == json.loads((run_dir / "summary.json").read_text())["miou"]
+  assert "| `point` | 1 |" in (out / "confusion.md").read_text()

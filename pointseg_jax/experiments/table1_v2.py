@@ -25,6 +25,7 @@ from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax import runtime
 from pointseg_jax.experiments import annotation_cost
+from pointseg_jax.experiments import confusion
 from pointseg_jax.experiments import figures
 from pointseg_jax.experiments import report
 from pointseg_jax.experiments import runs as runs_lib
@@ -211,6 +212,8 @@ SCHEDULE_FILE = "schedule.json"
 # The hold-out search that chose the schedule (its curves are the convergence figure's left panel).
 HOLDOUT_SEARCH = pathlib.Path("schedule_pretrained") / "search.json"   # beside <out>
 FIGURES = ("fig6a.png", "equal_budget.png", "convergence.png")
+# confusion.md's per-class table (post hoc; every row is in its first table): Table 1a, box, full.
+CONFUSION_ROWS = ("image", "image_obj", "point_noobj", "point", "box", "full")
 # <out>/schedule.json: written from the hold-out search's choice, committed before the first run.
 SCHEDULE_KEYS = {
     "num_steps": "steps per run (int)",
@@ -324,6 +327,7 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dic
   if summaries:
     runs, chosen = holdout_curves(out.parent / HOLDOUT_SEARCH)
     figures.plot_convergence(summaries, runs, chosen, out / "convergence.png")
+  confusion.write_report(out, command, order=RUNS_BY_NAME, detail=CONFUSION_ROWS)
   return results
 
 
