@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 REPORT = "confusion.md"
 
 
-def run_dirs(out: pathlib.Path):
+def finished_runs(out: pathlib.Path):
   """(row, seed, run dir) of every kept summary, sorted."""
   for summary in sorted(out.glob("runs/*/seed*/summary.json")):
     yield summary.parent.parent.name, int(summary.parent.name[len("seed"):]), summary.parent
@@ -41,7 +41,7 @@ def backfill(out: pathlib.Path, work_roots) -> dict[str, list[str]]:
   """confusion.json for each finished run that lacks one, from its final checkpoint in one of
   work_roots (<root>/<row>/seed<k>); refuses a checkpoint whose mIoU is not the summary's."""
   done = {"written": [], "had_one": [], "no_checkpoint": [], "diverged": []}
-  for row, seed, run_dir in run_dirs(out):
+  for row, seed, run_dir in finished_runs(out):
     name = f"{row}/seed{seed}"
     summary = json.loads((run_dir / "summary.json").read_text())
     if (run_dir / evaluate.CONFUSION_FILE).exists():
@@ -50,9 +50,9 @@ def backfill(out: pathlib.Path, work_roots) -> dict[str, list[str]]:
     if summary.get("error") or summary.get("miou") is None:
       done["diverged"].append(name)
       continue
-    work = next((pathlib.Path(r) / row / f"seed{seed}" for r in work_roots
-                 if (pathlib.Path(r) / row / f"seed{seed}" / "checkpoints" / str(summary["step"])
-                     ).is_dir()), None)
+    candidates = [pathlib.Path(root) / row / f"seed{seed}" for root in work_roots]
+    work = next((w for w in candidates if (w / "checkpoints" / str(summary["step"])).is_dir()),
+                None)
     if work is None:
       done["no_checkpoint"].append(name)
       continue
@@ -74,7 +74,7 @@ def pooled(out: pathlib.Path, order=()) -> dict[str, dict]:
   """Per row (the rows named in `order` first, in that order): the summed counts of its seeds'
   confusion.json and which seeds they are."""
   rows: dict[str, dict] = {}
-  for row, seed, run_dir in run_dirs(out):
+  for row, seed, run_dir in finished_runs(out):
     path = run_dir / evaluate.CONFUSION_FILE
     if path.exists():
       data = evaluate.read_confusion(path)
