@@ -3,6 +3,7 @@ have the stated sizes, the schedule file is checked, the seeds are the committed
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pointseg_jax import evaluate
 from pointseg_jax import metrics
 from pointseg_jax import state
 from pointseg_jax.experiments import runs
+from pointseg_jax.experiments import full_gap
 from pointseg_jax.experiments import seed_plan
 from pointseg_jax.experiments import table1_v2 as v2
 from helpers import REPO
@@ -133,6 +135,32 @@ def test_findings_name_rows_of_the_table_and_seeds_are_the_plan():
   # v1, per seed (RESULTS.md): all_points - point = -0.59 +- 1.09 at 1,600 steps only.
   assert own["AllPoints ~ 1Point"] == pytest.approx(1.09, abs=0.005)
   assert own["pretrained > scratch: point"] is None       # v1 ran no pretrained rows
+
+
+def test_parts_cover_every_row_once_as_docs_and_the_launcher_say():
+  """PARTS (--part) are the rows of docs/experiments.md's "Parts" table, every row in exactly
+  one; launch/table1_v2_parts.sh runs a process's parts in order, full_gap's arms after part 1."""
+  rows = [n for part in v2.PARTS.values() for n in part]
+  assert sorted(rows) == sorted(v2.RUNS_BY_NAME) and len(rows) == len(set(rows))
+  doc = (REPO / "docs" / "experiments.md").read_text()
+  for k in (1, 2, 3):
+    a, b = v2.PARTS[f"{k}A"], v2.PARTS[f"{k}B"]
+    runs_a, runs_b = (sum(v2.SEEDS[n] for n in part) for part in (a, b))
+    assert (f"| {k} | {('paper', 'beyond', 'pretraining')[k - 1]} | `{','.join(a)}` | "
+            f"`{','.join(b)}` | {runs_a} + {runs_b} |") in doc
+  gap_arms = []
+  for process, core in (("A", "1"), ("B", "0")):
+    done = subprocess.run(["bash", str(REPO / "launch" / "table1_v2_parts.sh"), "--dry-run",
+                           process], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    commands = [shlex.split(line[2:]) for line in done.stdout.splitlines()]
+    assert all(c[c.index("taskset"):c.index("taskset") + 3] == ["taskset", "-c", core]
+               for c in commands)
+    modules = [c[c.index("-m") + 1].rsplit(".", 1)[1] for c in commands]
+    assert modules == ["table1_v2", "full_gap", "table1_v2", "table1_v2"]
+    assert [commands[i][-1] for i in (0, 2, 3)] == [f"--part={k}{process}" for k in (1, 2, 3)]
+    gap_arms += commands[1][-1].removeprefix("--arms=").split(",")
+  assert sorted(gap_arms) == sorted(a.name for a in full_gap.ARMS)
 
 
 def test_fingerprint_follows_the_init_files_content_not_its_path(tmp_path):
