@@ -91,19 +91,13 @@ def eval_json(result) -> dict[str, Any]:
                                  for name, v in zip(CLASS_NAMES, result["eval/iou_per_class"])}}
 
 
-def confusion_json(result, step: int, split: str) -> dict[str, Any]:
-  """confusion.json: the split's pixel counts, counts[true][predicted] in CLASS_NAMES order (the
-  mIoU's whole evidence: which class a row's pixels went to, docs/training.md "Workdir")."""
-  counts = np.asarray(result["eval/confusion"], np.int64)
-  return {"step": int(step), "split": split, "classes": list(CLASS_NAMES),
-          "counts": counts.tolist()}
-
-
 def write_confusion(workdir, result, step: int, split: str) -> None:
-  """One line per true class, so a diff or a reader sees the matrix's rows."""
-  data = confusion_json(result, step, split)
-  rows = ",\n  ".join(json.dumps(row) for row in data.pop("counts"))
-  head = json.dumps(data)[:-1]
+  """confusion.json: the split's pixel counts, counts[true][predicted] in CLASS_NAMES order (the
+  mIoU's whole evidence: where each class's pixels went; docs/training.md "Workdir"), one line
+  per true class so that a reader or a diff sees the rows."""
+  head = json.dumps({"step": int(step), "split": split, "classes": list(CLASS_NAMES)})[:-1]
+  counts = np.asarray(result["eval/confusion"], np.int64).tolist()
+  rows = ",\n  ".join(json.dumps(row) for row in counts)
   files.write_text(pathlib.Path(workdir) / CONFUSION_FILE, f'{head}, "counts": [\n  {rows}\n]}}\n')
 
 
