@@ -5,7 +5,9 @@ False) and gives every host the same number of batches, as the collective eval s
 Mean IoU follows the VOC protocol (metrics.py; docs/losses.md, "Metrics").
 """
 import functools
+import json
 import math
+import pathlib
 from typing import Any, Callable
 
 import jax
@@ -29,6 +31,7 @@ from pointseg_jax.data import spec as spec_lib
 
 AXIS = parallel.AXIS
 EVAL_FIELDS = ("image", "labels", "valid", "example_mask")
+CONFUSION_FILE = "confusion.json"
 
 
 def eval_step(params, batch, *, model, num_classes):
@@ -88,6 +91,29 @@ def eval_json(result) -> dict[str, Any]:
                                  for name, v in zip(CLASS_NAMES, result["eval/iou_per_class"])}}
 
 
+def confusion_json(result, step: int, split: str) -> dict[str, Any]:
+  """confusion.json: the split's pixel counts, counts[true][predicted] in CLASS_NAMES order (the
+  mIoU's whole evidence: which class a row's pixels went to, docs/training.md "Workdir")."""
+  counts = np.asarray(result["eval/confusion"], np.int64)
+  return {"step": int(step), "split": split, "classes": list(CLASS_NAMES),
+          "counts": counts.tolist()}
+
+
+def write_confusion(workdir, result, step: int, split: str) -> None:
+  """One line per true class, so a diff or a reader sees the matrix's rows."""
+  data = confusion_json(result, step, split)
+  rows = ",\n  ".join(json.dumps(row) for row in data.pop("counts"))
+  head = json.dumps(data)[:-1]
+  files.write_text(pathlib.Path(workdir) / CONFUSION_FILE, f'{head}, "counts": [\n  {rows}\n]}}\n')
+
+
+def read_confusion(path) -> dict[str, Any]:
+  """A confusion.json (write_confusion), its counts as an int64 [C, C] array."""
+  data = json.loads(pathlib.Path(path).read_text())
+  data["counts"] = np.asarray(data["counts"], np.int64)
+  return data
+
+
 def eval_scalars(result) -> dict[str, float]:
   """The eval result as TensorBoard scalars (absent classes left out)."""
   scalars = {"eval/miou": result["eval/miou"], "eval/pixel_accuracy": result["eval/pixel_accuracy"]}
@@ -98,7 +124,8 @@ def eval_scalars(result) -> dict[str, float]:
 
 
 def evaluate_checkpoint(config, workdir, step=None, split=None) -> dict[str, Any]:
-  """--mode=eval: evaluate the latest (or given) checkpoint of workdir; writes eval.json.
+  """--mode=eval: evaluate the latest (or given) checkpoint of workdir; writes eval.json and
+  confusion.json.
 
   config=None: the run's own config.json (nothing to repeat); a config is checked against it first
   (workdir.run_config). The checkpoint is looked up before any data is built. split: another
@@ -117,4 +144,5 @@ def evaluate_checkpoint(config, workdir, step=None, split=None) -> dict[str, Any
          "config_sha256": workdir_lib.config_sha256(config), **eval_json(result)}
   if jax.process_index() == 0:
     files.write_json(run.workdir / "eval.json", out)
+    write_confusion(run.workdir, result, step, split)
   return out

@@ -286,7 +286,8 @@ def _train_and_evaluate(config, workdir) -> dict[str, Any]:
       "wall_time_s": round(time.time() - t_start, 3),
       "resumed_from_step": start_step,
   }
-  if is_main:
+  if is_main:   # the summary last: its presence marks a finished run
+    evaluate_lib.write_confusion(workdir, eval_result, summary["step"], config.eval.split)
     files.write_json(workdir / "summary.json", summary)
     writer.close()
   return summary

@@ -27,6 +27,8 @@ CLI_MODULES = (
     "pointseg_jax.experiments.transfer_check",
     "pointseg_jax.experiments.demo_stability",
     "pointseg_jax.experiments.table1_v2",
+    "pointseg_jax.experiments.confusion",
+    "pointseg_jax.experiments.full_gap",
 )
 # Programs whose flags are defined at import (the trainer: `python -m pointseg_jax.main`).
 IMPORT_TIME_FLAGS = ("pointseg_jax.main", "pointseg_jax.objectness.__main__")

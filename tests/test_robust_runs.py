@@ -24,6 +24,7 @@ import tensorflow as tf
 from pointseg_jax import config_lib
 from pointseg_jax import errors
 from pointseg_jax import evaluate
+from pointseg_jax import metrics
 from pointseg_jax import interrupt
 from pointseg_jax import metric_writer
 from pointseg_jax import predict
@@ -124,6 +125,9 @@ def test_eval_without_config_reads_the_runs_config_json(runs, capsys):
   assert result["eval/miou"] == runs["final"]["eval/miou"]
   assert result["config_sha256"] == runs["final"]["config_sha256"]
   assert json.loads((workdir / "eval.json").read_text()) == result
+  counts = evaluate.read_confusion(workdir / "confusion.json")["counts"]
+  assert metrics.mean_iou(counts)[0] == result["eval/miou"]
+  assert metrics.pixel_accuracy(counts) == result["eval/pixel_accuracy"]
   # Fields that do not change the model may differ: another batch size, a progress bar.
   config = workdir_lib.load_config(workdir)
   config.eval.batch_size, config.train.progress_bar = 16, True

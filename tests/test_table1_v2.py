@@ -2,16 +2,22 @@
 have the stated sizes, the schedule file is checked, the seeds are the committed plan's."""
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import evaluate
+from pointseg_jax import metrics
 from pointseg_jax import state
 from pointseg_jax.experiments import runs
+from pointseg_jax.experiments import full_gap
 from pointseg_jax.experiments import seed_plan
 from pointseg_jax.experiments import table1_v2 as v2
 from helpers import REPO
@@ -131,6 +137,32 @@ def test_findings_name_rows_of_the_table_and_seeds_are_the_plan():
   assert own["pretrained > scratch: point"] is None       # v1 ran no pretrained rows
 
 
+def test_parts_cover_every_row_once_as_docs_and_the_launcher_say():
+  """PARTS (--part) are the rows of docs/experiments.md's "Parts" table, every row in exactly
+  one; launch/table1_v2_parts.sh runs a process's parts in order, full_gap's arms after part 1."""
+  rows = [n for part in v2.PARTS.values() for n in part]
+  assert sorted(rows) == sorted(v2.RUNS_BY_NAME) and len(rows) == len(set(rows))
+  doc = (REPO / "docs" / "experiments.md").read_text()
+  for k in (1, 2, 3):
+    a, b = v2.PARTS[f"{k}A"], v2.PARTS[f"{k}B"]
+    runs_a, runs_b = (sum(v2.SEEDS[n] for n in part) for part in (a, b))
+    assert (f"| {k} | {('paper', 'beyond', 'pretraining')[k - 1]} | `{','.join(a)}` | "
+            f"`{','.join(b)}` | {runs_a} + {runs_b} |") in doc
+  gap_arms = []
+  for process, core in (("A", "1"), ("B", "0")):
+    done = subprocess.run(["bash", str(REPO / "launch" / "table1_v2_parts.sh"), "--dry-run",
+                           process], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    commands = [shlex.split(line[2:]) for line in done.stdout.splitlines()]
+    assert all(c[c.index("taskset"):c.index("taskset") + 3] == ["taskset", "-c", core]
+               for c in commands)
+    modules = [c[c.index("-m") + 1].rsplit(".", 1)[1] for c in commands]
+    assert modules == ["table1_v2", "full_gap", "table1_v2", "table1_v2"]
+    assert [commands[i][-1] for i in (0, 2, 3)] == [f"--part={k}{process}" for k in (1, 2, 3)]
+    gap_arms += commands[1][-1].removeprefix("--arms=").split(",")
+  assert sorted(gap_arms) == sorted(a.name for a in full_gap.ARMS)
+
+
 def test_fingerprint_follows_the_init_files_content_not_its_path(tmp_path):
   """Two worktrees of one sweep (the two-process method) must give the same fingerprints."""
   config = runs.run_config(v2.RUNS_BY_NAME["point"], v2.QUICK, 0, 2000)
@@ -176,6 +208,64 @@ def test_results_of_a_partial_sweep(tmp_path):
     assert (tmp_path / figure).stat().st_size > 0, figure
 
 
+# A plausible sweep for the rehearsal below: a row's mean mIoU (%), its scratch_ row's 0.7 times
+# that; every seed adds one shift shared by all rows (the paired design) and a small own part.
+REHEARSAL_MEANS = {
+    "image": 8, "image_obj": 16, "point_noobj": 24, "point": 45, "all_points": 45.5,
+    "all_points_weighted": 47, "three_annotators": 48, "random_points": 48, "grown_r1.3": 45,
+    "grown_r6.4": 44, "grown_r2": 45, "grown_r5": 44, "grown_r25": 30, "box": 29, "full": 37,
+    "squiggle_r2": 46, "squiggle_r5": 46, "squiggle_r25": 40, "all_points_bg": 47,
+    "point_crf_tuned": 45, "full_budget1x": 20, "full_budget2x": 25, "full_budget4x": 30,
+    "box_budget1x": 18, "box_budget2x": 22, "box_budget4x": 26}
+
+
+def test_results_of_the_whole_planned_sweep(tmp_path):
+  """A dress rehearsal of the last --table_only: every row at every planned seed (150 runs, the
+  equal-budget rows on their subsets, grown_r0.5 equal to point seed by seed, as the sweep finds:
+  tests/test_grown_points.py). Every family is decided, every verdict is one the rule can give,
+  the clear cases come out as they must, and the tables and figures are written."""
+  rng = np.random.default_rng(0)
+  shift = rng.normal(0.0, 1.5, size=max(v2.SEEDS.values()))
+  means = dict(REHEARSAL_MEANS, **{f"scratch_{n}": 0.7 * REHEARSAL_MEANS[n] for n in v2.SCRATCH_OF})
+  summaries, point = [], {}
+  for run in v2.ALL_RUNS:
+    for k in range(v2.SEEDS[run.name]):
+      if run.name == "grown_r0.5":
+        m = point[k]
+      else:
+        m = means[run.name] + shift[k] + rng.normal(0.0, 0.7)
+      point.update({k: m} if run.name == "point" else {})
+      summaries.append({"run": run.name, "regime": run.regime, "seed": k, "miou": m / 100,
+                        "eval_miou_by_step": {"4000": m / 150, "8000": m / 100},
+                        "train_images": round((run.train_fraction(2000) or 1.0) * 2000),
+                        "wall_time_s": 900.0, "train_steps_per_sec": 9.0})
+  assert len(summaries) == sum(v2.SEEDS.values()) == 150
+  results_md = tmp_path / "RESULTS.md"
+  results_md.write_text(f"{v2.BEGIN}\n{v2.END}\n")
+  results = v2.write_results(tmp_path, summaries, v2.QUICK, v2.SEEDS, 2000, "cmd", results_md)
+  found = {f["finding"]: f for f in results["findings"]}
+  assert len(found) == len(v2.FINDINGS) and all(f["complete"] for f in found.values())
+  allowed = re.compile(r"(reproduced|reproduced \(equivalent within ±2\)|inconclusive|"
+                       r"contradicted \(opposite direction\)|contradicted \(differs by more "
+                       r"than 2\)|no difference shown|point (above|below) \w+)(; family-wise)?$")
+  for f in found.values():
+    assert allowed.match(f["verdict"]), f
+  # 29 (20 from scratch) points over 5 seeds whose own noise is 0.7: shown, and survives Holm.
+  for clear in ("Img + Obj < Img + Obj + 1Point", "from scratch: Img + Obj < Img + Obj + 1Point"):
+    assert found[clear]["verdict"] == "reproduced; family-wise"
+  # full (37) sits 8 points below 1Point (45): the paper's 'full above all' is contradicted.
+  assert found["full above every other paper row"]["verdict"].startswith("contradicted")
+  # grown_r0.5 = point at every seed: the differences are all 0, equivalence holds exactly.
+  r05 = found["grown points r = 0.5 px ~ 1Point"]
+  assert r05["differences"] == [0.0] * 5 and r05["verdict"].startswith("reproduced (equivalent")
+  assert found["1Point vs full at 1Point's hours"]["verdict"].startswith("point above full_")
+  table = (tmp_path / "table.md").read_text()
+  assert "pending" not in table and "| · |" not in table
+  assert v2.embedded(results_md) == table
+  for figure in v2.FIGURES:
+    assert (tmp_path / figure).stat().st_size > 0, figure
+
+
 def test_results_md_needs_its_markers(tmp_path):
   with pytest.raises(errors.MissingInputError, match="no such file"):
     v2.embed(tmp_path / "RESULTS.md", "x")
@@ -215,3 +305,9 @@ def test_the_command_on_tiny(tiny_data_dir, tmp_path):
   assert set(results["rows"]) == {"point", "scratch_point"} and results["runs_finished"] == 2
   assert all(f["verdict"].startswith("pending") for f in results["findings"])
   assert "pretrained > scratch: point" in (out / "table.md").read_text()
+  # Each run keeps its val confusion beside its summary (mIoU the same); confusion.md pools them.
+  for row in ("point", "scratch_point"):
+    run_dir = out / "runs" / row / "seed0"
+    counts = evaluate.read_confusion(run_dir / "confusion.json")["counts"]
+    assert metrics.mean_iou(counts)[0] == json.loads((run_dir / "summary.json").read_text())["miou"]
+  assert "| `point` | 1 |" in (out / "confusion.md").read_text()

@@ -17,6 +17,7 @@ from PIL import Image
 
 from pointseg_jax import checkpointing
 from pointseg_jax import evaluate
+from pointseg_jax import metrics
 from pointseg_jax import parallel
 from pointseg_jax import predict
 from pointseg_jax import state as state_lib
@@ -186,6 +187,12 @@ def test_end_to_end_run_writes_everything(reference_run):
   assert eval_rows[-1]["eval/miou"] == pytest.approx(summary["eval/miou"])
   assert list(workdir.glob("events.out.tfevents.*"))
   assert json.loads((workdir / "config.json").read_text())["regime"] == "point"
+  # The final eval's pixel counts, rows = true class: its mIoU and IoUs are the summary's.
+  confusion = evaluate.read_confusion(workdir / "confusion.json")
+  assert (confusion["step"], confusion["split"]) == (NUM_STEPS, config.eval.split)
+  miou, iou = metrics.mean_iou(confusion["counts"])
+  assert miou == summary["eval/miou"] and confusion["counts"].shape == (21, 21)
+  assert iou[0] == summary["eval/iou_per_class"]["background"]
 
 
 def test_resume_continues_exactly(reference_run, tmp_path):

@@ -26,6 +26,7 @@ import numpy as np
 from pointseg_jax import cli
 from pointseg_jax import config_lib
 from pointseg_jax import errors
+from pointseg_jax import evaluate
 from pointseg_jax import files
 from pointseg_jax import metric_writer
 from pointseg_jax import predict
@@ -268,6 +269,9 @@ def train_one(run: Run, schedule: Schedule, seed: int, out: pathlib.Path, num_tr
       "cpu_count": os.cpu_count(), "error": error,
   }
   run_dir.mkdir(parents=True, exist_ok=True)
+  if error is None:   # kept beside the summary: where each class's pixels went (confusion.py)
+    confusion = (work_dir / evaluate.CONFUSION_FILE).read_text()
+    files.write_text(run_dir / evaluate.CONFUSION_FILE, confusion)
   files.write_json(run_dir / "summary.json", kept, indent=1)
   return kept
 
@@ -345,7 +349,7 @@ def run_regime(config, workdir_path, *, predictions=True):
 
 
 KEPT_FILES = ("runs", "results.json", "table.md", "fig6a.png", "equal_budget.png",
-              "convergence.png", ".gitignore")
+              "convergence.png", "confusion.md", ".gitignore")
 
 
 def keep_summaries_only(out: pathlib.Path) -> None:

@@ -25,6 +25,7 @@ from pointseg_jax import errors
 from pointseg_jax import files
 from pointseg_jax import runtime
 from pointseg_jax.experiments import annotation_cost
+from pointseg_jax.experiments import confusion
 from pointseg_jax.experiments import figures
 from pointseg_jax.experiments import report
 from pointseg_jax.experiments import runs as runs_lib
@@ -78,6 +79,18 @@ QUICK_RUNS = ("image", "image_obj", "point_noobj", "point", "all_points", "all_p
               "three_annotators", "random_points", "grown_r1.3", "box", "full", "squiggle_r5",
               "all_points_bg", "point_crf_tuned", "full_budget1x", "box_budget1x",
               "scratch_point")
+# The sweep in parts, each finishing a family (docs/experiments.md, "Parts"): process A on one
+# core, B on the other, each in its own worktree; launch/table1_v2_parts.sh runs a process's parts.
+PARTS = {
+    "1A": ("image", "image_obj", "point_noobj", "point", "all_points", "all_points_weighted",
+           "random_points"),
+    "1B": ("three_annotators", "grown_r0.5", "grown_r1.3", "grown_r6.4", "box", "full"),
+    "2A": ("grown_r2", "grown_r5", "grown_r25", "squiggle_r2", "squiggle_r5", "squiggle_r25"),
+    "2B": ("all_points_bg", "point_crf_tuned", "full_budget1x", "box_budget1x", "full_budget2x",
+           "full_budget4x", "box_budget2x", "box_budget4x"),
+    "3A": ("scratch_image", "scratch_image_obj", "scratch_point"),
+    "3B": ("scratch_point_noobj", "scratch_full"),
+}
 # Within a seed: the primary family's rows first (an unfinished part has the paper's findings).
 FIRST = tuple(r.name for r in PAPER_RUNS + GROWN_SCALED + DENSE_RUNS)
 
@@ -211,6 +224,8 @@ SCHEDULE_FILE = "schedule.json"
 # The hold-out search that chose the schedule (its curves are the convergence figure's left panel).
 HOLDOUT_SEARCH = pathlib.Path("schedule_pretrained") / "search.json"   # beside <out>
 FIGURES = ("fig6a.png", "equal_budget.png", "convergence.png")
+# confusion.md's per-class table (post hoc; every row is in its first table): Table 1a, box, full.
+CONFUSION_ROWS = ("image", "image_obj", "point_noobj", "point", "box", "full")
 # <out>/schedule.json: written from the hold-out search's choice, committed before the first run.
 SCHEDULE_KEYS = {
     "num_steps": "steps per run (int)",
@@ -277,7 +292,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_enum("variant", "synthetic", ["synthetic", "tiny"],
                     "synthetic: the benchmark; tiny: seconds, from scratch (tests).", **fv)
   flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).", **fv)
-  flags.DEFINE_list("runs", [], "Only these rows (default all; a part of the sweep).", **fv)
+  flags.DEFINE_list("runs", [], "Only these rows (default all).", **fv)
+  flags.DEFINE_enum("part", None, list(PARTS), "Only this part's rows (PARTS: 1A, 1B, ...; "
+                    "docs/experiments.md, 'Parts').", **fv)
   flags.DEFINE_bool("table_only", False, "Train nothing; rebuild results from the summaries.",
                     **fv)
   flags.DEFINE_bool("git_commit", False, "Commit <out>'s summaries and table after each run.",
@@ -324,6 +341,7 @@ def write_results(out: pathlib.Path, summaries: list[dict], schedule, seeds: dic
   if summaries:
     runs, chosen = holdout_curves(out.parent / HOLDOUT_SEARCH)
     figures.plot_convergence(summaries, runs, chosen, out / "convergence.png")
+  confusion.write_report(out, command, order=RUNS_BY_NAME, detail=CONFUSION_ROWS)
   return results
 
 
@@ -375,7 +393,10 @@ def main(argv):
     cli.fail(f"--runs: unknown row(s) {unknown}; known: {', '.join(RUNS_BY_NAME)}")
   out = pathlib.Path(FLAGS.out)
   schedule, seeds = schedule_and_seeds(out, FLAGS.quick, FLAGS.variant)
-  names = FLAGS.runs or (QUICK_RUNS if FLAGS.quick else list(RUNS_BY_NAME))
+  if FLAGS.part and FLAGS.runs:
+    cli.fail(f"--part={FLAGS.part} and --runs: one or the other")
+  names = (FLAGS.runs or (PARTS[FLAGS.part] if FLAGS.part else None)
+           or (QUICK_RUNS if FLAGS.quick else list(RUNS_BY_NAME)))
   command = "python -m pointseg_jax.experiments.table1_v2 " + " ".join(sys.argv[1:])
   results_md = pathlib.Path(FLAGS.results_md) if FLAGS.results_md else None
   if results_md is not None:

@@ -1,0 +1,74 @@
+"""experiments/full_gap.py: the post hoc hold-out arms that ask why full falls below 1Point in
+Table 1 v2 (each arm's config, resuming, the report), and one real tiny run of the arm that
+combines full masks with the image-level term."""
+import json
+
+import numpy as np
+import pytest
+
+from pointseg_jax import config_lib
+from pointseg_jax import evaluate
+from pointseg_jax.experiments import full_gap
+from pointseg_jax.experiments import runs
+from pointseg_jax.experiments import table1_v2
+from helpers import REPO
+
+SCHEDULE = REPO / "experiments_results" / "v2" / table1_v2.SCHEDULE_FILE
+
+
+def test_arms_configs_order_resume_and_report(tmp_path, monkeypatch):
+  schedule = table1_v2.load_schedule(SCHEDULE)    # the committed one: the sweep's own
+  trained = []
+
+  def train_one(run, schedule, seed, out, num_train, data_dir=None):
+    config = runs.run_config(run, schedule, seed, num_train, data_dir)
+    config_lib.validate(config)
+    trained.append((run.name, config.regime, config.optimizer.learning_rate,
+                    dict(config.loss.weights), config.eval.split, config.data.train_fraction,
+                    config.train.num_steps))
+    diverged = run.name == "full_lr0.03"
+    summary = {"run": run.name, "seed": seed, "fingerprint": runs.fingerprint(config),
+               "miou": None if diverged else 0.3 + 0.01 * len(trained), "wall_time_s": 60.0,
+               "error": "loss is nan at step 99" if diverged else None,
+               "eval_miou_by_step": {"2000": 0.1} if diverged else {"4000": 0.2, "8000": 0.3}}
+    path = runs.run_dirs(out, run, seed)[0]
+    path.mkdir(parents=True)
+    if not diverged:   # 2 object pixels right, 1 to background, 1 to another object class
+      counts = np.zeros((21, 21), np.int64)
+      counts[0, 0], counts[1, [0, 1, 2]], counts[2, 2] = 4, [1, 1, 1], 1
+      evaluate.write_confusion(path, {"eval/confusion": counts}, 8000, "train[1800:]")
+    (path / "summary.json").write_text(json.dumps(summary))
+    return summary
+  monkeypatch.setattr(runs, "train_one", train_one)
+  rows = full_gap.measure(tmp_path, schedule, 2000)
+  split, frac = "train[1800:]", 0.9
+  pixel_only = {"pixel": 1.0, "image": 0.0, "point": 0.0, "objectness": 0.0, "pairwise": 0.0}
+  assert [t[:3] for t in trained] == [("point", "point", 3e-3), ("full", "full", 3e-3),
+                                      ("full_lr0.01", "full", 0.01), ("full_lr0.03", "full", 0.03),
+                                      ("full_img", "full", 3e-3)]
+  assert all(t[4:] == (split, frac, 8000) for t in trained)
+  assert trained[1][3] == pixel_only and trained[4][3] == {**pixel_only, "image": 1.0}
+  assert full_gap.measure(tmp_path, schedule, 2000) == rows and len(trained) == 5   # resumed
+  # --table_only while one arm is still training elsewhere: the others, that one pending.
+  (runs.run_dirs(tmp_path, full_gap.ARMS[2].run(2000), 0)[0] / "summary.json").unlink()
+  partial = full_gap.measure(tmp_path, schedule, 2000, train_missing=False)
+  assert [r["name"] for r in partial] == ["point", "full", "full_lr0.03", "full_img"]
+  assert "Pending: full_lr0.01" in full_gap.report(partial, schedule, 2000, "cmd")[1]
+  markdown = full_gap.report(rows, schedule, 2000, "cmd")[1]
+  assert "| `full_img` | full + the image-level term (Eq. 1 + Eq. 2) | 20.0 / 30.0 | 35.0 | +3.0 " \
+         "| 50.0 / 25.0 / 25.0 | 0.0 | 1.0 |" in markdown
+  assert "| `full_lr0.03` | full, peak lr 0.03 | 10.0 | diverged | – | – | – |" in markdown
+  assert "All arms trained." in markdown
+
+
+@pytest.mark.slow
+def test_a_real_tiny_run_of_full_with_the_image_level_term(tiny_data_dir, tmp_path):
+  schedule = runs.SCHEDULES["tiny"]
+  num_train = runs.num_train_examples("tiny", tiny_data_dir)
+  rows = full_gap.measure(tmp_path, schedule, num_train, arms=full_gap.ARMS[4:],
+                          data_dir=tiny_data_dir)
+  assert [r["name"] for r in rows] == ["full_img"] and rows[0]["miou"] is not None
+  assert rows[0]["object_pixels"] is not None
+  metrics = [json.loads(line) for line in (runs.run_dirs(tmp_path, full_gap.ARMS[4].run(
+      num_train), 0)[1] / "metrics.jsonl").read_text().splitlines()]
+  assert {"train/pixel", "train/image"} <= set(next(m for m in metrics if "train/loss" in m))
