@@ -187,3 +187,39 @@ def test_the_committed_sweep_summaries_keep_their_fingerprints():
     assert runs.fingerprint(config) == kept["fingerprint"], path
     checked += 1
   assert checked >= 60, checked
+
+
+def test_chosen_arms_keeps_the_commands_order_and_refuses_a_typo(capsys):
+  names = ["point", "full", "full_lr0.01"]
+  assert runs.chosen_arms(["full_lr0.01", "point"], names) == ["point", "full_lr0.01"]
+  for bad in (["ful"], []):
+    with pytest.raises(SystemExit) as e:
+      runs.chosen_arms(bad, names)
+    assert e.value.code == 2
+    assert "from point, full, full_lr0.01" in capsys.readouterr().err
+
+
+def test_result_files_write_and_commit_only_what_the_command_keeps(tmp_path, monkeypatch):
+  def git(*args):
+    return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                          text=True).stdout
+  git("init", "-q")
+  git("config", "user.email", "t@t"), git("config", "user.name", "t")
+  monkeypatch.chdir(tmp_path)
+  out = tmp_path / "res"
+  (out / "runs" / "a").mkdir(parents=True)
+  (out / "runs" / "a" / "summary.json").write_text("{}")
+  (out / "chosen.json").write_text("{}")
+  (out / "work").mkdir()
+  (out / "work" / "big.bin").write_text("checkpoint")
+  quiet = runs.ResultFiles(out, "gap", what="full gap", commit=False, extra=("chosen.json",))
+  assert quiet.write({"rows": [1]}, "# table\n") == {"rows": [1]}
+  assert json.loads((out / "gap.json").read_text()) == {"rows": [1]}
+  assert quiet.markdown.read_text() == "# table\n"
+  quiet.commit_if_asked("arm a")
+  assert git("log", "--oneline", "--all") == ""      # not asked: nothing committed
+  runs.ResultFiles(out, "gap", what="full gap", commit=True,
+                   extra=("chosen.json",)).commit_if_asked("arm a")
+  assert git("log", "--format=%s") == "full gap: arm a\n"
+  assert sorted(git("ls-files").split()) == ["res/chosen.json", "res/gap.json", "res/gap.md",
+                                             "res/runs/a/summary.json"]

@@ -311,3 +311,59 @@ def test_the_command_on_tiny(tiny_data_dir, tmp_path):
     counts = evaluate.read_confusion(run_dir / "confusion.json")["counts"]
     assert metrics.mean_iou(counts)[0] == json.loads((run_dir / "summary.json").read_text())["miou"]
   assert "| `point` | 1 |" in (out / "confusion.md").read_text()
+
+
+# RESULTS.md's "In one paragraph": every sentence cites the verdict it rests on as
+# [<finding>: <verdict>], the verdict text exactly as results.json has it.
+CITATION = re.compile(r"\[([^\[\]:]+): ([^\[\]]+)\]")
+PLACEHOLDER = "Not written yet."
+
+
+def headline(results_md: str) -> str:
+  return results_md.split("## In one paragraph\n", 1)[1].split("\n## ", 1)[0].strip()
+
+
+def headline_problems(paragraph: str, findings: dict) -> list[str]:
+  """What in the paragraph no verdict backs: a sentence citing none, a citation whose verdict
+  is not the finding's, a sentence about several findings on a verdict that is not
+  family-wise (docs/experiments.md: only those back a statement about several at once)."""
+  problems = []
+  for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z*])", " ".join(paragraph.split())):
+    cited = CITATION.findall(sentence)
+    if not cited:
+      problems.append(f"cites no verdict: {sentence!r}")
+    for name, verdict in cited:
+      if name not in findings:
+        problems.append(f"no finding {name!r}")
+      elif findings[name]["verdict"] != verdict:
+        problems.append(f"{name!r} is {findings[name]['verdict']!r}, cited as {verdict!r}")
+    if len(cited) > 1 and not all(v.endswith("; family-wise") for _, v in cited):
+      problems.append(f"several findings on a verdict that is not family-wise: {sentence!r}")
+  return problems
+
+
+def test_headline_check_catches_what_no_verdict_backs():
+  found = {"A < B": {"verdict": "reproduced; family-wise"}, "C ~ D": {"verdict": "inconclusive"},
+           "E > F": {"verdict": "reproduced; family-wise"}}
+  good = ("Objectness helps, by 7.8 points [A < B: reproduced; family-wise]. Whether C equals "
+          "D the seeds cannot say [C ~ D: inconclusive]. Both A and E hold at once "
+          "[A < B: reproduced; family-wise] [E > F: reproduced; family-wise].")
+  assert headline_problems(good, found) == []
+  assert len(headline_problems(good + " Points are all you need.", found)) == 1
+  assert len(headline_problems("C equals D [C ~ D: reproduced].", found)) == 1
+  assert len(headline_problems("X holds [X > Y: reproduced].", found)) == 1
+  assert len(headline_problems("A and C [A < B: reproduced; family-wise] [C ~ D: inconclusive].",
+                               found)) == 1
+
+
+def test_committed_headline_rests_on_the_committed_verdicts():
+  """Until a family is decided the paragraph says so; once it is, every sentence cites a verdict
+  of results.json as it is (a merge that changes a verdict under a sentence fails here)."""
+  results = json.loads((REPO / "experiments_results" / "v2" / "results.json").read_text())
+  findings = {f["finding"]: f for f in results["findings"]}
+  paragraph = headline((REPO / "RESULTS.md").read_text())
+  if paragraph.startswith(PLACEHOLDER):
+    assert all(f["verdict"].startswith("pending") for f in findings.values()), (
+        "a family is decided: write RESULTS.md's 'In one paragraph' from its verdicts")
+  else:
+    assert headline_problems(paragraph, findings) == []

@@ -21,13 +21,11 @@ the converged and stable candidates the best seed mean wins (within 1 point: the
 none is stable, the converged one with the smallest span wins and the target is reported missed.
 """
 import dataclasses
-import sys
 
 from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import errors
-from pointseg_jax import files
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search
 
@@ -58,7 +56,6 @@ ARMS = (Arm(DEMO_TRAIN_SHARE, schedule_search.Candidate(STEPS, 3e-3)),
 # The rule's choice on the committed runs (a test ties it to them); configs/demo.py trains it.
 CHOSEN: str | None = "quarter_lr0.003"
 CHOSEN_MEETS_SPAN: bool | None = True    # whether that arm's seeds spanned <= 3 points
-FILES = ("runs", "stability.json", "stability.md", ".gitignore")
 
 
 def chosen_arm() -> Arm:
@@ -179,30 +176,26 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
-  names = [a.name for a in ARMS]
-  if not FLAGS.arms or set(FLAGS.arms) - set(names):
-    cli.fail(f"--arms={','.join(FLAGS.arms)}: from {', '.join(names)}")
+  arms = runs.chosen_arms(FLAGS.arms, [a.name for a in ARMS])
   num_train = runs.num_train_examples(VARIANT, FLAGS.data_dir)
-  command = "python -m pointseg_jax.experiments.demo_stability " + " ".join(sys.argv[1:])
+  command = runs.command_line("demo_stability")
+  results = runs.ResultFiles(out, "stability", what="demo stability", commit=FLAGS.git_commit)
 
   def write():
     """The table of every arm's kept seeds (those another process trains too)."""
     rows = measure(out, VARIANT, num_train, train_missing=False, data_dir=FLAGS.data_dir)
-    result, markdown = report(rows, command)
-    files.write_json(out / "stability.json", result, indent=1)
-    files.write_text(out / "stability.md", markdown)
+    results.write(*report(rows, command))
     return rows
 
   def after_each(what):
     write()
-    if FLAGS.git_commit:
-      runs.git_commit(out, what, FILES, what="demo stability")
+    results.commit_if_asked(what)
 
-  measure(out, VARIANT, num_train, arms=[a for a in ARMS if a.name in FLAGS.arms],
+  measure(out, VARIANT, num_train, arms=[a for a in ARMS if a.name in arms],
           train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir, after_each=after_each)
   rows = write()
   chosen, met = choose(rows)
-  print(f"[demo_stability] -> {out / 'stability.md'}; chosen: {chosen}"
+  print(f"[demo_stability] -> {results.markdown}; chosen: {chosen}"
         + ("" if chosen is None or met else " (span target missed)"))
 
 

@@ -18,13 +18,11 @@ less). The schedule: SGD cosine, lr 1e-3, 2,000 steps (half the scratch search's
 to fit the session; the pretrained schedule search runs after this choice).
 """
 import dataclasses
-import sys
 
 from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import config_lib
-from pointseg_jax import files
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search
 from pointseg_jax.models import weights as weights_lib
@@ -32,7 +30,6 @@ from pointseg_jax.models import weights as weights_lib
 FLAGS = flags.FLAGS
 
 SCHEDULE = schedule_search.Candidate(2000, 1e-3)
-FILES = ("runs", "first_layer.json", "first_layer.md", ".gitignore")
 ARMS = ("plain", "normalised")
 
 
@@ -119,25 +116,18 @@ def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
   r = input_rms_of()
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
-  command = "python -m pointseg_jax.experiments.first_layer " + " ".join(sys.argv[1:])
-
-  def write(rows):
-    result, markdown = report(rows, FLAGS.variant, num_train, command)
-    files.write_json(out / "first_layer.json", result, indent=1)
-    files.write_text(out / "first_layer.md", markdown)
+  arms = runs.chosen_arms(FLAGS.arms, ARMS)
+  command = runs.command_line("first_layer")
+  results = runs.ResultFiles(out, "first_layer", what="first layer", commit=FLAGS.git_commit)
 
   def after_each(rows):
-    write(rows)
-    if FLAGS.git_commit:
-      runs.git_commit(out, rows[-1]["name"], FILES, what="first layer")
+    results.write(*report(rows, FLAGS.variant, num_train, command))
+    results.commit_if_asked(rows[-1]["name"])
 
-  if not FLAGS.arms or set(FLAGS.arms) - set(ARMS):
-    cli.fail(f"--arms={','.join(FLAGS.arms)}: from {', '.join(ARMS)}")
-  rows = compare(out, FLAGS.variant, num_train, r, arms=[a for a in ARMS if a in FLAGS.arms],
-                 train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
-                 after_each=after_each)
-  write(rows)
-  print(f"[first_layer] {len(rows)} of {len(ARMS)} arms -> {out / 'first_layer.md'}; chosen: "
+  rows = compare(out, FLAGS.variant, num_train, r, arms=arms, train_missing=not FLAGS.table_only,
+                 data_dir=FLAGS.data_dir, after_each=after_each)
+  results.write(*report(rows, FLAGS.variant, num_train, command))
+  print(f"[first_layer] {len(rows)} of {len(ARMS)} arms -> {results.markdown}; chosen: "
         f"{choose(rows)}")
 
 

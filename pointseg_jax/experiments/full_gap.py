@@ -23,19 +23,16 @@ result would mean is written down beside the arms in docs/experiments.md ("Why f
 """
 import dataclasses
 import pathlib
-import sys
 
 from absl import flags
 
 from pointseg_jax import cli
 from pointseg_jax import evaluate
-from pointseg_jax import files
 from pointseg_jax.experiments import confusion
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import table1_v2
 
 FLAGS = flags.FLAGS
-FILES = ("runs", "gap.json", "gap.md", ".gitignore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,29 +125,22 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
-  names = [a.name for a in ARMS]
-  if not FLAGS.arms or set(FLAGS.arms) - set(names):
-    cli.fail(f"--arms={','.join(FLAGS.arms)}: from {', '.join(names)}")
+  arms = runs.chosen_arms(FLAGS.arms, [a.name for a in ARMS])
   schedule = (runs.SCHEDULES["tiny"] if FLAGS.tiny
               else table1_v2.load_schedule(pathlib.Path(FLAGS.schedule)))
   num_train = runs.num_train_examples(schedule.variant, FLAGS.data_dir)
-  command = "python -m pointseg_jax.experiments.full_gap " + " ".join(sys.argv[1:])
-
-  def write(rows):
-    result, markdown = report(rows, schedule, num_train, command)
-    files.write_json(out / "gap.json", result, indent=1)
-    files.write_text(out / "gap.md", markdown)
+  command = runs.command_line("full_gap")
+  results = runs.ResultFiles(out, "gap", what="full gap", commit=FLAGS.git_commit)
 
   def after_each(rows):
-    write(rows)
-    if FLAGS.git_commit:
-      runs.git_commit(out, rows[-1]["name"], FILES, what="full gap")
+    results.write(*report(rows, schedule, num_train, command))
+    results.commit_if_asked(rows[-1]["name"])
 
-  rows = measure(out, schedule, num_train, arms=[a for a in ARMS if a.name in FLAGS.arms],
+  rows = measure(out, schedule, num_train, arms=[a for a in ARMS if a.name in arms],
                  train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
                  after_each=after_each)
-  write(rows)
-  print(f"[full_gap] {len(rows)} of {len(ARMS)} arms -> {out / 'gap.md'}")
+  results.write(*report(rows, schedule, num_train, command))
+  print(f"[full_gap] {len(rows)} of {len(ARMS)} arms -> {results.markdown}")
 
 
 if __name__ == "__main__":

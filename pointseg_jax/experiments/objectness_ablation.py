@@ -19,19 +19,16 @@ oracle also stays below Img, the loss (its weight or its form) is. docs/experime
 "The objectness ablation".
 """
 import dataclasses
-import sys
 
 from absl import flags
 
 from pointseg_jax import cli
-from pointseg_jax import files
 from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import schedule_search
 
 FLAGS = flags.FLAGS
 
 ORACLE_EPS = 1 / 257     # the oracle at the pipeline's own extremes: P = (0 + 1)/257 and 256/257
-FILES = ("runs", "ablation.json", "ablation.md", ".gitignore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,23 +128,18 @@ def main(argv):
     cli.fail(f"--steps={candidate.num_steps} --lr={candidate.learning_rate:g}: steps a multiple "
              "of 5 (the hold-out is scored every 20 %), lr > 0")
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
-  command = "python -m pointseg_jax.experiments.objectness_ablation " + " ".join(sys.argv[1:])
-
-  def write(rows):
-    result, markdown = report(rows, candidate, FLAGS.variant, num_train, command)
-    files.write_json(out / "ablation.json", result, indent=1)
-    files.write_text(out / "ablation.md", markdown)
+  command = runs.command_line("objectness_ablation")
+  results = runs.ResultFiles(out, "ablation", what="objectness ablation", commit=FLAGS.git_commit)
 
   def after_each(rows):
-    write(rows)
-    if FLAGS.git_commit:
-      runs.git_commit(out, rows[-1]["name"], FILES, what="objectness ablation")
+    results.write(*report(rows, candidate, FLAGS.variant, num_train, command))
+    results.commit_if_asked(rows[-1]["name"])
 
   rows = ablate(out, FLAGS.variant, candidate, num_train, seed=FLAGS.seed,
                 train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
                 after_each=after_each)
-  write(rows)
-  print(f"[objectness_ablation] {len(rows)} of {len(ARMS)} arms -> {out / 'ablation.md'}")
+  results.write(*report(rows, candidate, FLAGS.variant, num_train, command))
+  print(f"[objectness_ablation] {len(rows)} of {len(ARMS)} arms -> {results.markdown}")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,10 @@ the current best only when its hold-out mIoU is strictly higher, so ties keep th
 its summary kept under <out>/runs/), so an interrupted search resumes and makes the same choices.
 """
 import dataclasses
-import sys
 
 from absl import flags
 
 from pointseg_jax import cli
-from pointseg_jax import files
 from pointseg_jax import supervision
 from pointseg_jax.experiments import runs
 
@@ -31,7 +29,6 @@ DEFAULT = supervision.PairwiseKernel()
 DEFAULT_WEIGHT = supervision.default_weights("point_crf")["pairwise"]
 GRID = {"weight": (0.03, 0.1, 0.3, 1.0), "sigma_rgb": (3.0, 6.0, 12.0, 24.0),
         "sigma_xy": (12.0, 24.0, 48.0)}
-FILES = ("runs", "search.json", "search.md", ".gitignore")
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
@@ -172,13 +169,6 @@ def report(rows, chosen, schedule, num_train, command, val=()) -> tuple[dict, st
   return result, "\n".join(lines)
 
 
-def write(out, rows, chosen, schedule, num_train, command, val=()):
-  result, markdown = report(rows, chosen, schedule, num_train, command, val)
-  files.write_json(out / "search.json", result, indent=1)
-  files.write_text(out / "search.md", markdown)
-  return result
-
-
 def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
   grid = {}
@@ -191,12 +181,12 @@ def main(argv):
       cli.fail(f"--{flag}: at least one value, every value > 0")
   schedule = runs.schedule_for(False, FLAGS.variant, None)
   num_train = runs.num_train_examples(schedule.variant, FLAGS.data_dir)
-  command = "python -m pointseg_jax.experiments.pairwise_search " + " ".join(sys.argv[1:])
+  command = runs.command_line("pairwise_search")
+  results = runs.ResultFiles(out, "search", what="pairwise search", commit=FLAGS.git_commit)
 
   def after_each(rows, chosen):
-    write(out, rows, chosen, schedule, num_train, command)
-    if FLAGS.git_commit:
-      runs.git_commit(out, rows[-1]["run"], FILES, what="pairwise search")
+    results.write(*report(rows, chosen, schedule, num_train, command))
+    results.commit_if_asked(rows[-1]["run"])
 
   rows, chosen = search(out, schedule, grid, num_train, seed=FLAGS.seed,
                         train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
@@ -205,10 +195,10 @@ def main(argv):
   if chosen is not None:
     val = confirm_on_val(out, schedule, chosen, FLAGS.val_seeds, num_train,
                          train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir)
-  write(out, rows, chosen, schedule, num_train, command, val)
-  if FLAGS.git_commit and chosen:
-    runs.git_commit(out, "chosen", FILES, what="pairwise search")
-  print(f"[pairwise_search] {len(rows)} settings scored -> {out / 'search.md'}; chosen: "
+  results.write(*report(rows, chosen, schedule, num_train, command, val))
+  if chosen:
+    results.commit_if_asked("chosen")
+  print(f"[pairwise_search] {len(rows)} settings scored -> {results.markdown}; chosen: "
         f"{chosen or 'pending'}")
 
 

@@ -16,6 +16,7 @@ import math
 import os
 import pathlib
 import subprocess
+import sys
 import time
 from typing import Mapping
 
@@ -396,3 +397,44 @@ def results_dir(argv, out: str) -> pathlib.Path:
   path.mkdir(parents=True, exist_ok=True)
   keep_summaries_only(path)
   return path
+
+
+def command_line(module: str) -> str:
+  """How this command was called, for its tables' provenance line."""
+  return f"python -m pointseg_jax.experiments.{module} " + " ".join(sys.argv[1:])
+
+
+def chosen_arms(requested, names) -> list[str]:
+  """--arms, checked against the command's arm names and kept in the command's own order."""
+  if not requested or set(requested) - set(names):
+    cli.fail(f"--arms={','.join(requested)}: from {', '.join(names)}")
+  return [n for n in names if n in requested]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultFiles:
+  """A search / check command's <stem>.json + <stem>.md in --out, rewritten after each finished
+  arm (and, with --git_commit, committed with the summaries) so a stopped command leaves its
+  table current and the next session resumes from what is committed."""
+  out: pathlib.Path
+  stem: str
+  what: str                # the commit message's prefix, e.g. "full gap"
+  commit: bool             # --git_commit
+  extra: tuple = ()        # further files the command keeps (schedule_search's chosen schedule)
+
+  @property
+  def names(self) -> tuple:
+    return ("runs", f"{self.stem}.json", f"{self.stem}.md", *self.extra, ".gitignore")
+
+  @property
+  def markdown(self) -> pathlib.Path:
+    return self.out / f"{self.stem}.md"
+
+  def write(self, result: dict, markdown: str) -> dict:
+    files.write_json(self.out / f"{self.stem}.json", result, indent=1)
+    files.write_text(self.markdown, markdown)
+    return result
+
+  def commit_if_asked(self, message: str) -> None:
+    if self.commit:
+      git_commit(self.out, message, self.names, what=self.what)

@@ -18,7 +18,6 @@ runs.Schedule of its own (resumable, one summary per run under <out>/runs/), so 
 search resumes and makes the same choices.
 """
 import dataclasses
-import sys
 
 from absl import flags
 
@@ -36,7 +35,6 @@ IMAGE_SIZE = 96          # Table 1's inputs (runs.SCHEDULES["full"]), what the s
 # Warmup and clipping per optimiser, as the val-chosen settings had them (docs/training.md).
 WARMUP_CLIP = {"sgd": (200, 20.0), "adam": (100, 0.0)}
 CHOSEN_FILE = "chosen_schedule.json"   # table1_v2's schedule.json format (its SCHEDULE_KEYS)
-FILES = ("runs", "search.json", "search.md", CHOSEN_FILE, ".gitignore")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -243,10 +241,13 @@ def chosen_schedule(rows, chosen: Candidate, command: str) -> dict:
           "chosen_by": command}
 
 
+def result_files(out, commit=False) -> runs.ResultFiles:
+  return runs.ResultFiles(out, "search", what="schedule search", commit=commit,
+                          extra=(CHOSEN_FILE,))
+
+
 def write(out, rows, chosen, variant, num_train, command, done=False) -> dict:
-  result, markdown = report(rows, chosen, variant, num_train, command, done)
-  files.write_json(out / "search.json", result, indent=1)
-  files.write_text(out / "search.md", markdown)
+  result = result_files(out).write(*report(rows, chosen, variant, num_train, command, done))
   if chosen is not None:
     files.write_json(out / CHOSEN_FILE, chosen_schedule(rows, chosen, command), indent=1)
   return result
@@ -290,22 +291,21 @@ def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
   candidates = parse_grid()
   num_train = runs.num_train_examples(FLAGS.variant, FLAGS.data_dir)
-  command = "python -m pointseg_jax.experiments.schedule_search " + " ".join(sys.argv[1:])
+  command = runs.command_line("schedule_search")
+  results = result_files(out, commit=FLAGS.git_commit)
   references = REFERENCES if FLAGS.references and FLAGS.variant != "tiny" else ()
 
   def after_each(rows):
     write(out, rows, None, FLAGS.variant, num_train, command)
-    if FLAGS.git_commit:
-      runs.git_commit(out, rows[-1]["run"], FILES, what="schedule search")
+    results.commit_if_asked(rows[-1]["run"])
 
   rows, chosen, done = search(out, FLAGS.variant, candidates, num_train, seed=FLAGS.seed,
                         doublings=FLAGS.doublings, references=references,
                         train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
                         after_each=after_each)
   write(out, rows, chosen, FLAGS.variant, num_train, command, done)
-  if FLAGS.git_commit:
-    runs.git_commit(out, "chosen" if chosen else "table", FILES, what="schedule search")
-  print(f"[schedule_search] {len(rows)} runs scored -> {out / 'search.md'}; chosen: "
+  results.commit_if_asked("chosen" if chosen else "table")
+  print(f"[schedule_search] {len(rows)} runs scored -> {results.markdown}; chosen: "
         f"{chosen.name if chosen else 'none yet'}")
 
 

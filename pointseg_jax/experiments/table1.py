@@ -24,7 +24,6 @@ the Table 1 definition (its rows and the paper's claims) and its command; runnin
 runs.py, the statistics statistics.py, the table and figure report.py.
 """
 import pathlib
-import sys
 
 from absl import flags
 
@@ -141,7 +140,7 @@ def main(argv):
     cli.fail(f"--runs: unknown run(s) {unknown}; known: {', '.join(RUNS_BY_NAME)}")
   runs = [RUNS_BY_NAME[n] for n in FLAGS.runs] if FLAGS.runs else list(ALL_RUNS)
   out = pathlib.Path(FLAGS.out)
-  command = "python -m pointseg_jax.experiments.table1 " + " ".join(sys.argv[1:])
+  command = runs.command_line("table1")
   results = runs_lib.sweep_and_write(
       out, schedule, seeds, runs,
       lambda done, num_train: write_results(out, done, schedule, seeds, num_train, command),

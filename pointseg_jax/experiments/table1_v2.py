@@ -16,7 +16,6 @@ are.
 """
 import json
 import pathlib
-import sys
 
 from absl import flags
 
@@ -397,7 +396,7 @@ def main(argv):
     cli.fail(f"--part={FLAGS.part} and --runs: one or the other")
   names = (FLAGS.runs or (PARTS[FLAGS.part] if FLAGS.part else None)
            or (QUICK_RUNS if FLAGS.quick else list(RUNS_BY_NAME)))
-  command = "python -m pointseg_jax.experiments.table1_v2 " + " ".join(sys.argv[1:])
+  command = runs_lib.command_line("table1_v2")
   results_md = pathlib.Path(FLAGS.results_md) if FLAGS.results_md else None
   if results_md is not None:
     split_at_markers(results_md)

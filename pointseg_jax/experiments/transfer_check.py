@@ -9,12 +9,10 @@ backbone (`:pretrained`), identical but for the init: 300 steps of 8 at the conf
 gives both arms the same batches). A check of the pretraining, not a tuning run: nothing is
 chosen from it. The table shows each seed's paired difference (pretrained - scratch).
 """
-import sys
 
 from absl import flags
 
 from pointseg_jax import cli
-from pointseg_jax import files
 from pointseg_jax.experiments import runs
 
 FLAGS = flags.FLAGS
@@ -22,7 +20,6 @@ FLAGS = flags.FLAGS
 STEPS = 300
 SEEDS = 3
 ARMS = ("synthetic", "pretrained")   # config variants: scratch, the pretrained backbone
-FILES = ("runs", "transfer.json", "transfer.md", ".gitignore")
 RUN = runs.Run("point", "point")
 
 
@@ -100,25 +97,18 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
-  command = "python -m pointseg_jax.experiments.transfer_check " + " ".join(sys.argv[1:])
-
-  def write(rows):
-    result, markdown = report(rows, command)
-    files.write_json(out / "transfer.json", result, indent=1)
-    files.write_text(out / "transfer.md", markdown)
+  arms = runs.chosen_arms(FLAGS.arms, ARMS)
+  command = runs.command_line("transfer_check")
+  results = runs.ResultFiles(out, "transfer", what="transfer check", commit=FLAGS.git_commit)
 
   def after_each(rows):
-    write(rows)
-    if FLAGS.git_commit:
-      runs.git_commit(out, f"{rows[-1]['arm']} seed {rows[-1]['seed']}", FILES,
-                      what="transfer check")
+    results.write(*report(rows, command))
+    results.commit_if_asked(f"{rows[-1]['arm']} seed {rows[-1]['seed']}")
 
-  if not FLAGS.arms or set(FLAGS.arms) - set(ARMS):
-    cli.fail(f"--arms={','.join(FLAGS.arms)}: from {', '.join(ARMS)}")
-  rows = check(out, arms=[a for a in ARMS if a in FLAGS.arms], train_missing=not FLAGS.table_only,
-               data_dir=FLAGS.data_dir, after_each=after_each)
-  write(rows)
-  print(f"[transfer_check] {len(rows)} of {SEEDS * len(ARMS)} runs -> {out / 'transfer.md'}")
+  rows = check(out, arms=arms, train_missing=not FLAGS.table_only, data_dir=FLAGS.data_dir,
+               after_each=after_each)
+  results.write(*report(rows, command))
+  print(f"[transfer_check] {len(rows)} of {SEEDS * len(ARMS)} runs -> {results.markdown}")
 
 
 if __name__ == "__main__":
