@@ -320,7 +320,8 @@ PLACEHOLDER = "Not written yet."
 
 
 def headline(results_md: str) -> str:
-  return results_md.split("## In one paragraph\n", 1)[1].split("\n## ", 1)[0].strip()
+  """The section's first paragraph (what follows it explains the citations)."""
+  return results_md.split("## In one paragraph\n", 1)[1].strip().split("\n\n", 1)[0]
 
 
 def headline_problems(paragraph: str, findings: dict) -> list[str]:
