@@ -140,7 +140,7 @@ def main(argv):
     cli.fail(f"--runs: unknown run(s) {unknown}; known: {', '.join(RUNS_BY_NAME)}")
   runs = [RUNS_BY_NAME[n] for n in FLAGS.runs] if FLAGS.runs else list(ALL_RUNS)
   out = pathlib.Path(FLAGS.out)
-  command = runs.command_line("table1")
+  command = runs_lib.command_line("table1")
   results = runs_lib.sweep_and_write(
       out, schedule, seeds, runs,
       lambda done, num_train: write_results(out, done, schedule, seeds, num_train, command),
