@@ -25,7 +25,7 @@ usage() { echo "usage: launch/table1_v2_parts.sh [--dry-run] A|B" >&2; exit 2; }
 (( $# == 1 )) || usage
 case "$1" in
   A) core=1; gap_arms=point,full,full_lr0.01 ;;
-  B) core=0; gap_arms=full_lr0.03,full_img ;;
+  B) core=0; gap_arms=full_lr0.03,full_img,point_lr0.01,point_lr0.03 ;;
   *) usage ;;
 esac
 process="$1"

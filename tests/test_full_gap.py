@@ -45,27 +45,47 @@ def test_arms_configs_order_resume_and_report(tmp_path, monkeypatch):
   pixel_only = {"pixel": 1.0, "image": 0.0, "point": 0.0, "objectness": 0.0, "pairwise": 0.0}
   assert [t[:3] for t in trained] == [("point", "point", 3e-3), ("full", "full", 3e-3),
                                       ("full_lr0.01", "full", 0.01), ("full_lr0.03", "full", 0.03),
-                                      ("full_img", "full", 3e-3)]
+                                      ("full_img", "full", 3e-3), ("point_lr0.01", "point", 0.01),
+                                      ("point_lr0.03", "point", 0.03)]
   assert all(t[4:] == (split, frac, 8000) for t in trained)
   assert trained[1][3] == pixel_only and trained[4][3] == {**pixel_only, "image": 1.0}
-  assert full_gap.measure(tmp_path, schedule, 2000) == rows and len(trained) == 5   # resumed
+  assert trained[5][3] == trained[0][3]      # the point arms differ from `point` in lr alone
+  assert full_gap.measure(tmp_path, schedule, 2000) == rows and len(trained) == 7   # resumed
   # --table_only while one arm is still training elsewhere: the others, that one pending.
   (runs.run_dirs(tmp_path, full_gap.ARMS[2].run(2000), 0)[0] / "summary.json").unlink()
   partial = full_gap.measure(tmp_path, schedule, 2000, train_missing=False)
-  assert [r["name"] for r in partial] == ["point", "full", "full_lr0.03", "full_img"]
-  assert "Pending: full_lr0.01" in full_gap.report(partial, schedule, 2000, "cmd")[1]
+  assert [r["name"] for r in partial] == ["point", "full", "full_lr0.03", "full_img",
+                                          "point_lr0.01", "point_lr0.03"]
+  result, markdown = full_gap.report(partial, schedule, 2000, "cmd")
+  assert "Pending: full_lr0.01" in markdown
+  assert "best_lr" not in result and "(rule 5)" not in markdown   # not until all six lr arms
   markdown = full_gap.report(rows, schedule, 2000, "cmd")[1]
   assert "| `full_img` | full + the image-level term (Eq. 1 + Eq. 2) | 20.0 / 30.0 | 35.0 | +3.0 " \
          "| 50.0 / 25.0 / 25.0 | 0.0 | 1.0 |" in markdown
   assert "| `full_lr0.03` | full, peak lr 0.03 | 10.0 | diverged | – | – | – |" in markdown
   assert "All arms trained." in markdown
+  # mIoU 0.31 + 0.01 k for the k-th arm trained; full_lr0.03 diverged: full's best is full_lr0.01
+  # (0.33), points' point_lr0.03 (0.37).
+  assert ("Each at the best of its three lrs (rule 5): full `full_lr0.01` 33.0 − points "
+          "`point_lr0.03` 37.0 = -4.0 points.") in markdown
+
+
+def test_best_lr_takes_each_regimes_best_arm_and_ranks_a_diverged_one_last():
+  row = lambda name, miou: {"name": name, "miou": miou}
+  rows = [row("point", 0.42), row("point_lr0.01", 0.45), row("point_lr0.03", None),
+          row("full", 0.36), row("full_lr0.01", None), row("full_lr0.03", 0.63)]
+  assert full_gap.best_lr(rows) == {"point": ("point_lr0.01", 0.45),
+                                    "full": ("full_lr0.03", 0.63)}
+  assert full_gap.best_lr(rows[1:]) is None     # `point` missing: not yet
+  all_diverged = [row(r["name"], None) if r["name"].startswith("point") else r for r in rows]
+  assert full_gap.best_lr(all_diverged)["point"] == ("point", None)
 
 
 @pytest.mark.slow
 def test_a_real_tiny_run_of_full_with_the_image_level_term(tiny_data_dir, tmp_path):
   schedule = runs.SCHEDULES["tiny"]
   num_train = runs.num_train_examples("tiny", tiny_data_dir)
-  rows = full_gap.measure(tmp_path, schedule, num_train, arms=full_gap.ARMS[4:],
+  rows = full_gap.measure(tmp_path, schedule, num_train, arms=full_gap.ARMS[4:5],
                           data_dir=tiny_data_dir)
   assert [r["name"] for r in rows] == ["full_img"] and rows[0]["miou"] is not None
   assert rows[0]["object_pixels"] is not None

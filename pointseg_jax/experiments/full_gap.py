@@ -16,6 +16,10 @@ class (confusion.md). Two explanations can be measured without val, on the train
   full_lr0.03  the same at peak lr 0.03                           } the one chosen for points?
   full_img     Eq. 1 + Eq. 2 (full masks plus the image-level term: which classes are present
                and which absent, the class signal points get and full does not)
+  point_lr0.01 Img + Obj + 1Point at peak lr 0.01 } added in session 12, before their runs,
+  point_lr0.03 the same at peak lr 0.03            } after full_lr0.03 beat `point` by 21 points:
+               is a higher lr better for points too, and is full above points when each gets the
+               better of the three lrs?
 
 Each arm's hold-out mIoU, and where its object pixels went (confusion.object_pixels). What a
 result would mean is written down beside the arms in docs/experiments.md ("Why full falls below
@@ -54,7 +58,25 @@ ARMS = (
     Arm("full_lr0.03", "full", "full, peak lr 0.03", (("optimizer.learning_rate", 0.03),)),
     Arm("full_img", "full", "full + the image-level term (Eq. 1 + Eq. 2)",
         (("loss.weights.image", 1.0),)),
+    Arm("point_lr0.01", "point", "Img + Obj + 1Point, peak lr 0.01",
+        (("optimizer.learning_rate", 0.01),)),
+    Arm("point_lr0.03", "point", "Img + Obj + 1Point, peak lr 0.03",
+        (("optimizer.learning_rate", 0.03),)),
 )
+LR_ARMS = {"point": ("point", "point_lr0.01", "point_lr0.03"),
+           "full": ("full", "full_lr0.01", "full_lr0.03")}
+
+
+def best_lr(rows) -> dict | None:
+  """Full and points each at the best of its three peak lrs (rule 5 of the registration) ->
+  {regime: (arm, miou)}, or None until all six have a result (a diverged arm counts as below
+  any trained one: that lr is too high, docs/experiments.md)."""
+  by_name = {r["name"]: r for r in rows}
+  if not all(n in by_name for names in LR_ARMS.values() for n in names):
+    return None
+  score = lambda n: -1.0 if by_name[n]["miou"] is None else by_name[n]["miou"]
+  return {regime: max(((n, by_name[n]["miou"]) for n in names), key=lambda t: score(t[0]))
+          for regime, names in LR_ARMS.items()}
 
 
 def measure(out, schedule, num_train, *, arms=ARMS, seed=0, train_missing=True, data_dir=None,
@@ -108,6 +130,13 @@ def report(rows, schedule, num_train, command) -> tuple[dict, str]:
     final = "diverged" if r["error"] else pct(r["miou"])
     lines.append(f"| `{r['name']}` | {r['what']} | {curve} | {final} | {delta} | {where} | "
                  f"{called} | {r['wall_time_s'] / 60:.1f} |")
+  best = best_lr(rows)
+  if best is not None:
+    (p_arm, p), (f_arm, f) = best["point"], best["full"]
+    result["best_lr"] = {k: {"arm": a, "miou": m} for k, (a, m) in best.items()}
+    lines += ["", f"Each at the best of its three lrs (rule 5): full `{f_arm}` {pct(f)} − "
+              f"points `{p_arm}` {pct(p)} = "
+              + ("–" if f is None or p is None else f"{100 * (f - p):+.1f}") + " points."]
   pending = [a.name for a in ARMS if a.name not in {r["name"] for r in rows}]
   lines += ["", "Pending: " + ", ".join(pending) if pending else "All arms trained.", ""]
   return result, "\n".join(lines)
