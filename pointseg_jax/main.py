@@ -21,10 +21,7 @@ from ml_collections import config_flags
 
 from pointseg_jax import cli
 from pointseg_jax import errors
-from pointseg_jax import evaluate
-from pointseg_jax import predict
 from pointseg_jax import runtime
-from pointseg_jax import train
 from pointseg_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -65,10 +62,18 @@ def default_workdir(config_path: str) -> str:
 def run(config, workdir, mode="train", num_images=None, split=None) -> None:
   """One mode on one workdir; prints the result line. config: the --config (None for eval /
   predict: the run's config.json)."""
+  # Imported here, past the flag and config checks: TensorFlow and the net cost ~10 CPU-seconds
+  # of imports, which a typo'd flag should not wait for.
+  from pointseg_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from pointseg_jax import predict  # pylint: disable=g-import-not-at-top
+  from pointseg_jax import train  # pylint: disable=g-import-not-at-top
   if mode == "train":
     if config is None:
       raise errors.ConfigError("--mode=train needs --config, e.g. --config=configs/point.py")
-    summary = train.train_and_evaluate(config, workdir)
+    try:
+      summary = train.train_and_evaluate(config, workdir)
+    except train.NonFiniteLossError as e:   # the run stopped itself; its checkpoints are kept
+      cli.fail(str(e))
     print(f"step {summary['step']}: eval mIoU {summary['eval/miou']:.4f} "
           f"-> {os.path.join(workdir, 'summary.json')}")
   elif mode == "eval":
@@ -98,10 +103,7 @@ def main(argv):
   logging.info("JAX process %d/%d, %d local / %d global devices (%s); workdir %s",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend(), workdir)
-  try:
-    run(config, workdir, FLAGS.mode, FLAGS.num_images, FLAGS.eval_split)
-  except train.NonFiniteLossError as e:   # the run stopped itself; its checkpoints are kept
-    cli.fail(str(e))
+  run(config, workdir, FLAGS.mode, FLAGS.num_images, FLAGS.eval_split)
 
 
 if __name__ == "__main__":
