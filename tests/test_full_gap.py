@@ -58,7 +58,7 @@ def test_arms_configs_order_resume_and_report(tmp_path, monkeypatch):
                                           "point_lr0.01", "point_lr0.03"]
   result, markdown = full_gap.report(partial, schedule, 2000, "cmd")
   assert "Pending: full_lr0.01" in markdown
-  assert "best_lr" not in result and "(rule 5)" not in markdown   # not until all six lr arms
+  assert "best_lr" not in result and "(rule 6)" not in markdown   # not until all six lr arms
   markdown = full_gap.report(rows, schedule, 2000, "cmd")[1]
   assert "| `full_img` | full + the image-level term (Eq. 1 + Eq. 2) | 20.0 / 30.0 | 35.0 | +3.0 " \
          "| 50.0 / 25.0 / 25.0 | 0.0 | 1.0 |" in markdown
@@ -66,7 +66,7 @@ def test_arms_configs_order_resume_and_report(tmp_path, monkeypatch):
   assert "All arms trained." in markdown
   # mIoU 0.31 + 0.01 k for the k-th arm trained; full_lr0.03 diverged: full's best is full_lr0.01
   # (0.33), points' point_lr0.03 (0.37).
-  assert ("Each at the best of its three lrs (rule 5): full `full_lr0.01` 33.0 − points "
+  assert ("Each at the best of its three lrs (rule 6): full `full_lr0.01` 33.0 − points "
           "`point_lr0.03` 37.0 = -4.0 points.") in markdown
 
 

@@ -68,7 +68,7 @@ LR_ARMS = {"point": ("point", "point_lr0.01", "point_lr0.03"),
 
 
 def best_lr(rows) -> dict | None:
-  """Full and points each at the best of its three peak lrs (rule 5 of the registration) ->
+  """Full and points each at the best of its three peak lrs (rule 6 of the registration) ->
   {regime: (arm, miou)}, or None until all six have a result (a diverged arm counts as below
   any trained one: that lr is too high, docs/experiments.md)."""
   by_name = {r["name"]: r for r in rows}
@@ -134,7 +134,7 @@ def report(rows, schedule, num_train, command) -> tuple[dict, str]:
   if best is not None:
     (p_arm, p), (f_arm, f) = best["point"], best["full"]
     result["best_lr"] = {k: {"arm": a, "miou": m} for k, (a, m) in best.items()}
-    lines += ["", f"Each at the best of its three lrs (rule 5): full `{f_arm}` {pct(f)} − "
+    lines += ["", f"Each at the best of its three lrs (rule 6): full `{f_arm}` {pct(f)} − "
               f"points `{p_arm}` {pct(p)} = "
               + ("–" if f is None or p is None else f"{100 * (f - p):+.1f}") + " points."]
   pending = [a.name for a in ARMS if a.name not in {r["name"] for r in rows}]
