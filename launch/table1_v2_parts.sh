@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Table 1 v2 on a 2-core box: one of its two processes, pinned to one core, through all of its
 # work in order (docs/experiments.md, "Parts"): its share of part 1 (the paper's findings), the
-# post hoc full_gap arms registered for after part 1, then its shares of parts 2 and 3. Each
+# post hoc full_gap arms registered for after part 1, its shares of parts 2 and 3, then its arm
+# of full_gap's val stage (rule 7, post hoc). Each
 # command resumes (finished runs are kept summaries; a stopped run continues from its checkpoint)
 # and commits every finished run (--git_commit), so rerun it as it is after any stop.
 #
@@ -24,8 +25,8 @@ usage() { echo "usage: launch/table1_v2_parts.sh [--dry-run] A|B" >&2; exit 2; }
 [[ "${1:-}" == --dry-run ]] && { DRY_RUN=1; shift; }
 (( $# == 1 )) || usage
 case "$1" in
-  A) core=1; gap_arms=point,full,full_lr0.01 ;;
-  B) core=0; gap_arms=full_lr0.03,full_img,point_lr0.01,point_lr0.03 ;;
+  A) core=1; gap_arms=point,full,full_lr0.01; val_arms=val_point_lr0.01 ;;
+  B) core=0; gap_arms=full_lr0.03,full_img,point_lr0.01,point_lr0.03; val_arms=val_full_lr0.03 ;;
   *) usage ;;
 esac
 process="$1"
@@ -46,3 +47,5 @@ run "${prefix[@]}" "$PYTHON" -m pointseg_jax.experiments.full_gap \
   --out=experiments_results/full_gap --git_commit "--arms=$gap_arms"
 sweep 2
 sweep 3
+run "${prefix[@]}" "$PYTHON" -m pointseg_jax.experiments.full_gap \
+  --out=experiments_results/full_gap --git_commit --stage=val "--arms=$val_arms"

@@ -92,3 +92,67 @@ def test_a_real_tiny_run_of_full_with_the_image_level_term(tiny_data_dir, tmp_pa
   metrics = [json.loads(line) for line in (runs.run_dirs(tmp_path, full_gap.ARMS[4].run(
       num_train), 0)[1] / "metrics.jsonl").read_text().splitlines()]
   assert {"train/pixel", "train/image"} <= set(next(m for m in metrics if "train/loss" in m))
+
+
+def test_val_stage_trains_each_regimes_best_holdout_lr_on_val_and_tests_rule_7(tmp_path,
+                                                                              monkeypatch):
+  """Rule 7 (docs/experiments.md): the val stage's arms come from the hold-out's results, train on
+  all of train, score on val, pair by seed; the one-sided paired t by hand (df = 2 has a closed
+  form: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2)."""
+  schedule = table1_v2.load_schedule(SCHEDULE)
+  holdout = {"point": 0.42, "point_lr0.01": 0.45, "point_lr0.03": None, "full": 0.36,
+             "full_lr0.01": 0.51, "full_lr0.03": 0.63, "full_img": 0.47}
+  val = {("val_point_lr0.01", k): v for k, v in enumerate((0.40, 0.41, 0.42))}
+  val.update({("val_full_lr0.03", k): v for k, v in enumerate((0.50, 0.53, 0.56))})
+  trained = []
+
+  def train_one(run, schedule, seed, out, num_train, data_dir=None):
+    config = runs.run_config(run, schedule, seed, num_train, data_dir)
+    trained.append((run.name, seed, config.regime, config.optimizer.learning_rate,
+                    config.eval.split, config.data.train_fraction))
+    miou = val[(run.name, seed)] if run.name.startswith("val_") else holdout[run.name]
+    summary = {"run": run.name, "seed": seed, "fingerprint": runs.fingerprint(config),
+               "miou": miou, "wall_time_s": 60.0, "error": None if miou else "loss is nan",
+               "eval_miou_by_step": {"8000": miou}}
+    path = runs.run_dirs(out, run, seed)[0]
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return summary
+  monkeypatch.setattr(runs, "train_one", train_one)
+  assert full_gap.val_arms(full_gap.measure(tmp_path, schedule, 2000, arms=full_gap.ARMS[:6])) \
+      is None                                     # point_lr0.03 not trained yet: no val stage
+  rows = full_gap.measure(tmp_path, schedule, 2000)
+  arms = full_gap.val_arms(rows)
+  assert [(a.name, a.regime, a.overrides) for a in arms] == [
+      ("val_point_lr0.01", "point", (("optimizer.learning_rate", 0.01),)),
+      ("val_full_lr0.03", "full", (("optimizer.learning_rate", 0.03),))]
+  del trained[:]
+  val_rows = full_gap.measure(tmp_path, schedule, 2000, arms=arms, seeds=range(3))
+  assert [t[:2] for t in trained] == [("val_point_lr0.01", 0), ("val_full_lr0.03", 0),
+                                      ("val_point_lr0.01", 1), ("val_full_lr0.03", 1),
+                                      ("val_point_lr0.01", 2), ("val_full_lr0.03", 2)]
+  assert all(t[4] == "val" and t[5] == 1.0 for t in trained)   # all of train, scored on val
+  # Seed k of a val arm is the sweep's seed k but for the lr: same init, same batch order.
+  sweep_point = runs.run_config(runs.Run("point", "point"), schedule, 1, 2000)
+  val_point = runs.run_config(arms[0].run(2000), schedule, 1, 2000)
+  val_point.optimizer.learning_rate = sweep_point.optimizer.learning_rate
+  assert runs.fingerprint(val_point) == runs.fingerprint(sweep_point)
+
+  test = full_gap.val_test(val_rows, arms)
+  assert test["differences"] == pytest.approx([10.0, 12.0, 14.0])
+  t = 12.0 / (2.0 / np.sqrt(3))
+  assert test["p"] == pytest.approx((1 - t / np.sqrt(t * t + 2)) / 2, rel=1e-9)
+  assert test["verdict"] == "full above points shown"
+  assert full_gap.val_test(val_rows[:4], arms)["verdict"] == "pending (2 of 3 seeds)"
+  sweep = {"point": {0: 46.5, 1: 43.9, 2: 46.3}, "full": {0: 35.4, 1: 38.1}}
+  result, markdown = full_gap.report(rows, schedule, 2000, "cmd", val_rows, sweep)
+  assert result["val"]["arms"] == ["val_point_lr0.01", "val_full_lr0.03"]
+  assert "| 2 | 46.3 | 42.0 | – | 56.0 | +14.0 |" in markdown
+  assert ("Rule 7 (one-sided paired t, α = 0.05): +12.0 ± 2.0 points per seed over 3, "
+          "p = 0.00457: **full above points shown**.") in markdown
+
+
+def test_val_stage_before_the_holdout_is_complete_is_refused(tmp_path, run_cli):
+  proc = run_cli("pointseg_jax.experiments.full_gap", f"--out={tmp_path}", "--stage=val")
+  assert "--stage=val needs all six lr arms of the hold-out" in run_cli.error(proc)
+  assert not (tmp_path / "runs").exists()

@@ -148,7 +148,7 @@ def test_parts_cover_every_row_once_as_docs_and_the_launcher_say():
     runs_a, runs_b = (sum(v2.SEEDS[n] for n in part) for part in (a, b))
     assert (f"| {k} | {('paper', 'beyond', 'pretraining')[k - 1]} | `{','.join(a)}` | "
             f"`{','.join(b)}` | {runs_a} + {runs_b} |") in doc
-  gap_arms = []
+  gap_arms, val_arms = [], []
   for process, core in (("A", "1"), ("B", "0")):
     done = subprocess.run(["bash", str(REPO / "launch" / "table1_v2_parts.sh"), "--dry-run",
                            process], capture_output=True, text=True, timeout=60)
@@ -157,10 +157,17 @@ def test_parts_cover_every_row_once_as_docs_and_the_launcher_say():
     assert all(c[c.index("taskset"):c.index("taskset") + 3] == ["taskset", "-c", core]
                for c in commands)
     modules = [c[c.index("-m") + 1].rsplit(".", 1)[1] for c in commands]
-    assert modules == ["table1_v2", "full_gap", "table1_v2", "table1_v2"]
+    assert modules == ["table1_v2", "full_gap", "table1_v2", "table1_v2", "full_gap"]
     assert [commands[i][-1] for i in (0, 2, 3)] == [f"--part={k}{process}" for k in (1, 2, 3)]
     gap_arms += commands[1][-1].removeprefix("--arms=").split(",")
+    assert "--stage=val" in commands[4]
+    val_arms += commands[4][-1].removeprefix("--arms=").split(",")
   assert sorted(gap_arms) == sorted(a.name for a in full_gap.ARMS)
+  # The val stage's arms as the committed hold-out chooses them (rule 7), one per process.
+  holdout = full_gap.measure(REPO / "experiments_results" / "full_gap",
+                             v2.load_schedule(REPO / "experiments_results" / "v2" /
+                                              v2.SCHEDULE_FILE), 2000, train_missing=False)
+  assert sorted(val_arms) == sorted(a.name for a in full_gap.val_arms(holdout))
 
 
 def test_fingerprint_follows_the_init_files_content_not_its_path(tmp_path):
