@@ -3,6 +3,7 @@ Table 1 v2 (each arm's config, resuming, the report), and one real tiny run of t
 combines full masks with the image-level term."""
 import json
 
+from absl import flags
 import numpy as np
 import pytest
 
@@ -152,7 +153,15 @@ def test_val_stage_trains_each_regimes_best_holdout_lr_on_val_and_tests_rule_7(t
           "p = 0.00457: **full above points shown**.") in markdown
 
 
-def test_val_stage_before_the_holdout_is_complete_is_refused(tmp_path, run_cli):
-  proc = run_cli("pointseg_jax.experiments.full_gap", f"--out={tmp_path}", "--stage=val")
-  assert "--stage=val needs all six lr arms of the hold-out" in run_cli.error(proc)
+def test_val_stage_before_the_holdout_is_complete_is_refused(tmp_path, monkeypatch, capsys):
+  fv = flags.FlagValues()
+  full_gap.define_flags(fv)
+  fv(["full_gap", f"--out={tmp_path}", "--stage=val"])
+  monkeypatch.setattr(full_gap, "FLAGS", fv)
+  with pytest.raises(SystemExit) as e:
+    full_gap.main(["full_gap"])
+  assert e.value.code == 2
+  assert (f"error: --stage=val needs all six lr arms of the hold-out in {tmp_path}/runs, and "
+          "point, point_lr0.01, point_lr0.03, full, full_lr0.01, full_lr0.03 are not there: run "
+          "--stage=holdout first") in capsys.readouterr().err
   assert not (tmp_path / "runs").exists()

@@ -249,6 +249,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
+  missing = [n for names in LR_ARMS.values() for n in names
+             if not (runs.run_dirs(out, runs.Run(n, ""), 0)[0] / "summary.json").exists()]
+  if FLAGS.stage == "val" and missing:   # before the data: a refusal builds nothing
+    cli.fail(f"--stage=val needs all six lr arms of the hold-out in {out}/runs, and "
+             f"{', '.join(missing)} are not there: run --stage=holdout first")
   schedule = (runs.SCHEDULES["tiny"] if FLAGS.tiny
               else table1_v2.load_schedule(pathlib.Path(FLAGS.schedule)))
   num_train = runs.num_train_examples(schedule.variant, FLAGS.data_dir)
@@ -274,9 +279,6 @@ def main(argv):
     stage_arms, seeds = ARMS, (0,)
   else:
     stage_arms, seeds = val_arms(kept(ARMS)), range(VAL_SEEDS)
-    if stage_arms is None:
-      cli.fail(f"--stage=val needs all six lr arms of the hold-out in {out}/runs (see "
-               f"{results.markdown}): run --stage=holdout first")
   names = runs.chosen_arms(FLAGS.arms or [a.name for a in stage_arms],
                            [a.name for a in stage_arms])
   if not FLAGS.table_only:
