@@ -130,13 +130,17 @@ def measure(out, schedule, num_train, *, arms=ARMS, seeds=(0,), train_missing=Tr
   return rows
 
 
+def _val_values(val_rows) -> dict[str, dict[int, float]]:
+  """{arm: {seed: mIoU %}}, a diverged run at verdicts.DIVERGED_MIOU (as in the sweep's tests)."""
+  return verdicts.per_seed([{"run": r["name"], "seed": r["seed"], "miou": r["miou"]}
+                            for r in val_rows])
+
+
 def val_test(val_rows, arms, seeds=VAL_SEEDS) -> dict | None:
   """Rule 7: full at its hold-out lr minus points at theirs, per val seed (paired), one-sided
   paired t at ALPHA; 'pending' until both arms have `seeds` seeds. None before any pair."""
-  values = verdicts.per_seed([{"run": r["name"], "seed": r["seed"], "miou": r["miou"]}
-                              for r in val_rows])
   point, full = (a.name for a in arms)
-  d = verdicts.differences(values, full, point, seeds)
+  d = verdicts.differences(_val_values(val_rows), full, point, seeds)
   if not d:
     return None
   test = {"differences": d, "n": len(d)}
@@ -152,20 +156,18 @@ def val_test(val_rows, arms, seeds=VAL_SEEDS) -> dict | None:
 def val_lines(val_rows, arms, sweep) -> tuple[dict, list[str]]:
   """The val stage's table: per seed, the sweep's pre-registered rows beside each regime's best
   hold-out lr, and rule 7's test."""
-  by = {(r["name"], r["seed"]): r for r in val_rows}
+  values = _val_values(val_rows)
   pct = lambda v: "–" if v is None else f"{v:.1f}"
-  value = lambda name, k: (None if (name, k) not in by else
-                           verdicts.per_seed([{"run": name, "seed": k,
-                                               "miou": by[(name, k)]["miou"]}])[name][k])
   point, full = (a.name for a in arms)
-  lines = ["", "## On val, 3 seeds: each regime at its best hold-out lr (rule 7, post hoc)", "",
+  lines = ["", f"## On val, {VAL_SEEDS} seeds: each regime at its best hold-out lr (rule 7, "
+           "post hoc)", "",
            "Trained on all of train at the sweep's schedule but the lr, scored on val; seed k "
            "shares the sweep's seed k's init and batch order, so every column pairs by seed. "
            "Registered before these runs (docs/experiments.md, rule 7).", "",
            f"| seed | `point` (sweep, lr 3e-3) | `{point}` | `full` (sweep, lr 3e-3) | `{full}` "
            f"| `{full}` − `{point}` |", "|---|---|---|---|---|---|"]
   for k in range(VAL_SEEDS):
-    vp, vf = value(point, k), value(full, k)
+    vp, vf = values.get(point, {}).get(k), values.get(full, {}).get(k)
     diff = None if vp is None or vf is None else vf - vp
     lines.append(f"| {k} | {pct(sweep.get('point', {}).get(k))} | {pct(vp)} | "
                  f"{pct(sweep.get('full', {}).get(k))} | {pct(vf)} | "
