@@ -251,9 +251,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def main(argv):
   out = runs.results_dir(argv, FLAGS.out)
-  missing = [n for names in LR_ARMS.values() for n in names
-             if not (runs.run_dirs(out, runs.Run(n, ""), 0)[0] / "summary.json").exists()]
-  if FLAGS.stage == "val" and missing:   # before the data: a refusal builds nothing
+  missing = [] if FLAGS.stage != "val" else [   # before the data: a refusal builds nothing
+      n for names in LR_ARMS.values() for n in names
+      if not (runs.run_dirs(out, runs.Run(n, ""), 0)[0] / "summary.json").exists()]
+  if missing:
     cli.fail(f"--stage=val needs all six lr arms of the hold-out in {out}/runs, and "
              f"{', '.join(missing)} are not there: run --stage=holdout first")
   schedule = (runs.SCHEDULES["tiny"] if FLAGS.tiny
