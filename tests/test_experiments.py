@@ -115,8 +115,19 @@ def test_collect_and_findings_by_hand():
   assert best["compared_with"] == "image_obj" and best["difference"] == pytest.approx(-8.0)
   assert best["verdict"] == "not reproduced: reversed by > 2 sigma"
   text = report.table_markdown(rows, statistics.findings(rows, table1.FINDINGS), "full", 2)
-  assert ("| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 |"
+  assert ("| `point` | Img + Obj + 1Point | 2 | 42.0 ± 2.8 | 32.0 | 42.7 | 22.1 | 100 | 0.61 | 1.0 |"
           in text)
+
+
+def test_wall_time_per_run_counts_only_runs_in_one_piece():
+  """A resumed run's wall_time_s is its last process only (43 s for 302 of 8,000 steps): the
+  table's wall min/run leaves it out, and says '–' when every seed was resumed."""
+  whole, resumed = _summary("full", 0, 0.3), _summary("full", 1, 0.3)
+  whole["wall_time_s"], resumed["wall_time_s"], resumed["resumed_from_step"] = 840.0, 43.0, 7698
+  assert statistics.collect([whole, resumed])["full"]["wall_time_s_mean"] == 840.0
+  rows = statistics.collect([resumed])
+  assert rows["full"]["wall_time_s_mean"] is None
+  assert report.rows_markdown(rows, "v2", 1)[-1].endswith("| – |")
 
 
 @pytest.mark.e2e

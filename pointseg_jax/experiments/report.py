@@ -20,7 +20,8 @@ def rows_markdown(rows: dict, schedule_name: str, seeds) -> list[str]:
            "the planned seeds of each row asked")
   lines = [
       f"Schedule `{schedule_name}`, {asked}; val mIoU (%) mean ± std over the seeds "
-      "finished (std with ddof=1).",
+      "finished (std with ddof=1); wall min/run over the seeds that ran in one piece (a resumed "
+      "run's summary times only its last process).",
       "",
       "| run | paper name | seeds | mIoU (%) | mIoU at half the steps | paper VOC (%) | "
       "label cost (s/img) | train images | annotation hours | wall min/run |",
@@ -34,7 +35,7 @@ def rows_markdown(rows: dict, schedule_name: str, seeds) -> list[str]:
         f"{'–' if r['seconds_per_image'] is None else r['seconds_per_image']} | "
         f"{r['train_images']} | "
         f"{'–' if r['annotation_hours'] is None else r['annotation_hours']} | "
-        f"{r['wall_time_s_mean'] / 60:.1f} |")
+        f"{pm(None if r['wall_time_s_mean'] is None else r['wall_time_s_mean'] / 60, None)} |")
   return lines
 
 

@@ -60,7 +60,9 @@ def collect(summaries: list[dict], runs=()) -> dict:
         "paper_miou": regime.paper_miou if budget is None else None,
         "seconds_per_image": cost, "train_images": images,
         "annotation_hours": None if cost is None else round(cost * images / 3600, 2),
-        "wall_time_s_mean": float(np.mean([s["wall_time_s"] for s in group])),
+        # A resumed run's summary times only its last process: the mean is over whole runs.
+        "wall_time_s_mean": mean_std([s["wall_time_s"] for s in group
+                                      if not s.get("resumed_from_step")])[0],
         "train_steps_per_sec_median": median([s.get("train_steps_per_sec") for s in group]),
     }
   return rows
