@@ -168,20 +168,71 @@ def test_runner_smoke_and_resume(tiny_data_dir, tmp_path, monkeypatch):
     runs.sweep(out, longer, 1, selected, data_dir=tiny_data_dir)
 
 
-def test_box_fill_counts_by_hand():
-  """A 4x4 image: an L-shaped object of class 3 (3 pixels) in a 2x2 box, one void pixel."""
-  from pointseg_jax.experiments import box_fill
-  mask = np.zeros((4, 4), np.uint8)
-  mask[0, 0] = mask[0, 1] = mask[1, 0] = 3
-  mask[3, 3] = 255
-  boxes = {"ymin": np.array([0.0]), "xmin": np.array([0.0]), "ymax": np.array([2.0]),
-           "xmax": np.array([2.0]), "cls": np.array([3])}
-  assert box_fill.counts(mask, boxes).tolist() == [4, 3, 15, 3]
-  # Nested boxes: the smaller one wins where they overlap.
-  two = {k: np.concatenate([v, w]) for (k, v), w in zip(boxes.items(), (
-      np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([1.0]), np.array([7])))}
-  labels = box_fill.fill_boxes(two, 4, 4)
-  assert labels[0, 0] == 7 and labels[1, 1] == 3 and labels[2, 2] == 0
+def test_label_precision_counts_by_hand():
+  """A 2x3 batch: a click right, a click on background, a background label on an object pixel,
+  an object label on another object, a void pixel and an unlabelled one."""
+  from pointseg_jax.experiments import label_precision as lp
+  labels = np.array([[[3, 0, 5], [5, 255, 0]]])
+  sparse = np.array([[[3, 3, 0], [7, 3, 255]]])
+  weights = np.array([[[1.0, 0.5, 1.0], [1.0, 1.0, 0.0]]])
+  c = dict(zip(lp.FIELDS, lp.counts(labels, sparse, weights).tolist()))
+  assert c == {"valid": 5, "object": 3, "labelled": 4, "labelled_object": 3, "right": 1,
+               "object_on_background": 1, "background_on_object": 1,
+               "object_on_other_object": 1}
+  s = lp.shares({"images": 1, **c})
+  assert s["right"] == 25.0 and s["object labels right"] == pytest.approx(100 / 3)
+  assert s["object share: masks"] == 60.0 and s["labelled of all pixels"] == 80.0
+
+
+def fill_boxes(boxes: dict, height: int, width: int) -> np.ndarray:
+  """The test's own box filling: the class of the smallest box covering each pixel centre."""
+  ys, xs = np.arange(height)[:, None] + 0.5, np.arange(width)[None, :] + 0.5
+  labels, best = np.zeros((height, width), np.int64), np.full((height, width), np.inf)
+  area = (np.asarray(boxes["ymax"]) - boxes["ymin"]) * (np.asarray(boxes["xmax"]) - boxes["xmin"])
+  for k in range(len(area)):
+    inside = ((ys >= boxes["ymin"][k]) & (ys < boxes["ymax"][k]) & (xs >= boxes["xmin"][k])
+              & (xs < boxes["xmax"][k]))
+    smaller = inside & (area[k] < best)
+    labels[smaller], best[smaller] = boxes["cls"][k], area[k]
+  return labels
+
+
+def test_label_precision_scores_the_pipelines_labels(tiny_data_dir, tmp_path, run_cli, capsys):
+  """The command on the tiny set, through the real pipeline: full's labels are the masks (all
+  right); box's match filling the stored boxes by hand; 1Point labels about one pixel per present
+  class, nearly all right. A typo'd row is one clear error (table1_v2's --runs check)."""
+  import tensorflow_datasets as tfds
+  from pointseg_jax.experiments import label_precision as lp
+  from pointseg_jax.experiments import table1_v2
+  with pytest.raises(SystemExit):
+    table1_v2.check_rows("rows", ["point", "pointz"])
+  assert "error: --rows: unknown row(s) ['pointz']; known: image," in capsys.readouterr().err
+  proc = run_cli("pointseg_jax.experiments.label_precision", f"--out={tmp_path}", "--variant=tiny",
+                 "--rows=full,box,point", f"--data_dir={tiny_data_dir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = json.loads((tmp_path / "label_precision.json").read_text())["rows"]
+  assert "| `box` |" in (tmp_path / "label_precision.md").read_text()
+
+  full, box, point = rows["full"], rows["box"], rows["point"]
+  assert full["right"] == full["labelled"] == full["valid"] > 0
+  assert full["labelled_object"] == full["object"] > 0
+  expected = np.zeros(4, np.int64)   # box-labelled pixels, of them right, valid, mask object
+  for ex in tfds.as_numpy(tfds.load("synthetic_points/tiny", split="train",
+                                    data_dir=tiny_data_dir)):
+    mask = ex["mask"][..., 0].astype(np.int64)
+    filled, valid = fill_boxes(ex["boxes"], *mask.shape), mask != 255
+    on = (filled > 0) & valid
+    expected += [on.sum(), (on & (filled == mask)).sum(), valid.sum(), (valid & (mask > 0)).sum()]
+  right_objects = box["labelled_object"] - box["object_on_background"] - box[
+      "object_on_other_object"]
+  assert [box["labelled_object"], right_objects, box["valid"], box["object"]] == expected.tolist()
+  num_train = tfds.builder("synthetic_points/tiny", data_dir=tiny_data_dir).info.splits[
+      "train"].num_examples
+  assert box["images"] == full["images"] == point["images"] == num_train
+  assert point["labelled_object"] == point["labelled"]
+  assert 1 <= point["labelled"] / point["images"] <= 4
+  assert point["right"] >= 0.8 * point["labelled"]
+  assert lp.shares(full)["right"] == 100.0
 
 
 def test_the_committed_sweep_summaries_keep_their_fingerprints():

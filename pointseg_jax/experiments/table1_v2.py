@@ -383,13 +383,18 @@ def holdout_curves(search: pathlib.Path):
   return arms, chosen[0] if chosen else None
 
 
+def check_rows(flag: str, names) -> None:
+  """--<flag>: every name a row of the table, else one error listing them."""
+  unknown = [n for n in names if n not in RUNS_BY_NAME]
+  if unknown:
+    cli.fail(f"--{flag}: unknown row(s) {unknown}; known: {', '.join(RUNS_BY_NAME)}")
+
+
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
   runtime.setup_process()
-  unknown = [n for n in FLAGS.runs if n not in RUNS_BY_NAME]
-  if unknown:
-    cli.fail(f"--runs: unknown row(s) {unknown}; known: {', '.join(RUNS_BY_NAME)}")
+  check_rows("runs", FLAGS.runs)
   out = pathlib.Path(FLAGS.out)
   schedule, seeds = schedule_and_seeds(out, FLAGS.quick, FLAGS.variant)
   if FLAGS.part and FLAGS.runs:
