@@ -474,6 +474,8 @@ def test_clicks_outside_the_crop_are_dropped_and_counted(data_dir):
     ("train_fraction", 0.0, "a number in"),
     ("train_fraction", 1.5, "a number in"),
     ("train_fraction", True, "a number in"),
+    ("data_dir", "", "config.data.data_dir = '': a directory path, or unset (None)"),
+    ("manual_dir", " ", "an empty path would put the dataset in the current directory"),
 ])
 def test_bad_config_values_raise_clear_errors(data_dir, field, value, message):
   cfg = _config(data_dir).to_dict()  # a plain dict: ConfigDict itself rejects some type changes

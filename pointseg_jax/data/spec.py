@@ -69,6 +69,11 @@ class DataSpec:
     for field in ("data_dir", "manual_dir"):
       if getattr(self, field) is not None and not isinstance(getattr(self, field), str):
         raise bad(field, "a directory path (str) or None")
+      if isinstance(getattr(self, field), str) and not getattr(self, field).strip():
+        # TFDS would read and build in the current directory (e.g. `--data_dir=` from a script
+        # whose variable was unset): refuse rather than scatter a dataset there.
+        raise bad(field, "a directory path, or unset (None) for the default; an empty path "
+                  "would put the dataset in the current directory")
     size = self.image_size
     if (not isinstance(size, (tuple, list)) or len(size) != 2
         or not all(_is_int(v) and v > 0 for v in size)):
