@@ -17,6 +17,7 @@ from pointseg_jax.experiments import runs
 from pointseg_jax.experiments import statistics
 from pointseg_jax.experiments import table1
 from helpers import REPO
+import reference_rasterize
 
 
 def test_cost_model_is_the_papers_arithmetic():
@@ -184,22 +185,9 @@ def test_label_precision_counts_by_hand():
   assert s["object share: masks"] == 60.0 and s["labelled of all pixels"] == 80.0
 
 
-def fill_boxes(boxes: dict, height: int, width: int) -> np.ndarray:
-  """The test's own box filling: the class of the smallest box covering each pixel centre."""
-  ys, xs = np.arange(height)[:, None] + 0.5, np.arange(width)[None, :] + 0.5
-  labels, best = np.zeros((height, width), np.int64), np.full((height, width), np.inf)
-  area = (np.asarray(boxes["ymax"]) - boxes["ymin"]) * (np.asarray(boxes["xmax"]) - boxes["xmin"])
-  for k in range(len(area)):
-    inside = ((ys >= boxes["ymin"][k]) & (ys < boxes["ymax"][k]) & (xs >= boxes["xmin"][k])
-              & (xs < boxes["xmax"][k]))
-    smaller = inside & (area[k] < best)
-    labels[smaller], best[smaller] = boxes["cls"][k], area[k]
-  return labels
-
-
 def test_label_precision_scores_the_pipelines_labels(tiny_data_dir, tmp_path, run_cli, capsys):
   """The command on the tiny set, through the real pipeline: full's labels are the masks (all
-  right); box's match filling the stored boxes by hand; 1Point labels about one pixel per present
+  right); box's match the numpy reference filling of the stored boxes; 1Point labels about one pixel per present
   class, nearly all right. A typo'd row is one clear error (table1_v2's --runs check)."""
   import tensorflow_datasets as tfds
   from pointseg_jax.experiments import label_precision as lp
@@ -220,7 +208,7 @@ def test_label_precision_scores_the_pipelines_labels(tiny_data_dir, tmp_path, ru
   for ex in tfds.as_numpy(tfds.load("synthetic_points/tiny", split="train",
                                     data_dir=tiny_data_dir)):
     mask = ex["mask"][..., 0].astype(np.int64)
-    filled, valid = fill_boxes(ex["boxes"], *mask.shape), mask != 255
+    filled, valid = reference_rasterize.rasterize_boxes(ex["boxes"], mask.shape), mask != 255
     on = (filled > 0) & valid
     expected += [on.sum(), (on & (filled == mask)).sum(), valid.sum(), (valid & (mask > 0)).sum()]
   right_objects = box["labelled_object"] - box["object_on_background"] - box[

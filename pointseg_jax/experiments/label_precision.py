@@ -94,8 +94,7 @@ def markdown(result: dict) -> str:
       "|---|---|" + "---|" * len(cols)]
   for row, c in result["rows"].items():
     s = shares(c)
-    cells = ["–" if v is None else f"{v:,.1f}"
-             for k, v in s.items()]
+    cells = ["–" if v is None else f"{v:,.1f}" for v in s.values()]
     lines.append(f"| `{row}` | {c['images']} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
