@@ -321,8 +321,9 @@ def test_the_command_on_tiny(tiny_data_dir, tmp_path):
 
 
 # RESULTS.md's "In one paragraph": every sentence cites the verdict it rests on as
-# [<finding>: <verdict>], the verdict text exactly as results.json has it.
-CITATION = re.compile(r"\[([^\[\]:]+): ([^\[\]]+)\]")
+# [<finding>: <verdict>], the verdict text exactly as results.json has it. A finding's name may
+# hold a colon ("pretrained > scratch: image"); a verdict never does, so the last one splits.
+CITATION = re.compile(r"\[([^\[\]]+): ([^\[\]:]+)\]")
 PLACEHOLDER = "Not written yet."
 
 
@@ -352,11 +353,15 @@ def headline_problems(paragraph: str, findings: dict) -> list[str]:
 
 def test_headline_check_catches_what_no_verdict_backs():
   found = {"A < B": {"verdict": "reproduced; family-wise"}, "C ~ D": {"verdict": "inconclusive"},
-           "E > F": {"verdict": "reproduced; family-wise"}}
+           "E > F": {"verdict": "reproduced; family-wise"},
+           "from G: H > I": {"verdict": "contradicted (opposite direction)"}}
   good = ("Objectness helps, by 7.8 points [A < B: reproduced; family-wise]. Whether C equals "
           "D the seeds cannot say [C ~ D: inconclusive]. Both A and E hold at once "
           "[A < B: reproduced; family-wise] [E > F: reproduced; family-wise].")
   assert headline_problems(good, found) == []
+  assert headline_problems("H is below I [from G: H > I: contradicted (opposite direction)].",
+                           found) == []
+  assert len(headline_problems("H is above I [from G: H > I: reproduced].", found)) == 1
   assert len(headline_problems(good + " Points are all you need.", found)) == 1
   assert len(headline_problems("C equals D [C ~ D: reproduced].", found)) == 1
   assert len(headline_problems("X holds [X > Y: reproduced].", found)) == 1
