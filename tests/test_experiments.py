@@ -188,7 +188,8 @@ def test_label_precision_counts_by_hand():
 def test_label_precision_scores_the_pipelines_labels(tiny_data_dir, tmp_path, run_cli, capsys):
   """The command on the tiny set, through the real pipeline: full's labels are the masks (all
   right); box's match the numpy reference filling of the stored boxes; 1Point labels about one
-  pixel per present class, nearly all right. A typo'd row is one clear error (table1_v2's --runs check)."""
+  pixel per present class, nearly all right. A typo'd row is one clear error (table1_v2's --runs
+  check)."""
   import tensorflow_datasets as tfds
   from pointseg_jax.experiments import label_precision as lp
   from pointseg_jax.experiments import table1_v2
